@@ -1,0 +1,33 @@
+"""The shared entry point of the thin scripts in ``stages/``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from mcap.errors import McapError
+from mcap.params import load_params
+
+log = logging.getLogger("mcap")
+
+
+def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], *arguments: str) -> None:
+    """Parse ``--name value`` arguments, load params.yaml and run ``main(params, args)``.
+
+    A :class:`McapError` becomes one ``error: ...`` line on stderr and exit status 2.
+    """
+    parser = argparse.ArgumentParser()
+    for name in arguments:
+        parser.add_argument(f"--{name}", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("transformers", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        main(load_params(), args)
+    except McapError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

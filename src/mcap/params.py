@@ -1,0 +1,52 @@
+"""Reading ``params.yaml`` with errors that name the key and what it accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcap.errors import McapError
+
+PARAMS_FILE = Path("params.yaml")
+_MISSING = object()
+
+
+def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    if not path.is_file():
+        raise McapError(f"{path}: not found; run stages from the repository root")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise McapError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(params, dict):
+        raise McapError(f"{path}: expected a mapping of sections at the top level")
+    return params
+
+
+def get(params: dict[str, Any], key: str, kind: type | tuple[type, ...] | None = None, default: Any = _MISSING) -> Any:
+    """Look up a dotted key (``prune.ratio``); check its type when ``kind`` is given."""
+    value: Any = params
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            if default is not _MISSING:
+                return default
+            raise McapError(f"params.yaml: missing key '{key}'")
+        value = value[part]
+    if kind is not None and not (isinstance(value, kind) and not (isinstance(value, bool) and bool not in _tuple(kind))):
+        names = " or ".join(t.__name__ for t in _tuple(kind))
+        raise McapError(f"params.yaml: '{key}' must be {names}, got {value!r}")
+    return value
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def optional_count(params: dict[str, Any], key: str) -> int | None:
+    """A positive integer or null (meaning "all")."""
+    value = get(params, key, (int, type(None)))
+    if value is not None and value <= 0:
+        raise McapError(f"params.yaml: '{key}' must be a positive integer or null (all), got {value!r}")
+    return value

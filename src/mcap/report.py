@@ -1,0 +1,133 @@
+"""Table I: every strategy's quality, cost and speed-up per task, beside the paper's own Table I."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Rows in the paper's order; head_gradient (ours, not in the paper) sits with the head criteria.
+ROW_LABELS = {
+    "imp": "1. Iterative magnitude pruning",
+    "l1_unstructured": "2. L1 unstructured pruning",
+    "random_unstructured": "3. Random magnitude pruning",
+    "head_sep": "4. HeadImp: avg attention to [SEP]",
+    "head_entropy": "5. HeadImp: attention entropy",
+    "head_random": "6. Random head pruning",
+    "head_gradient": "6b. HeadImp: gradient (Michel et al.; not in paper)",
+    "mcap": "7. MCAP",
+    "none": "8. BERT fine-tuning (unpruned)",
+}
+
+# The paper's Table I (Rajapaksha & Crespi 2024, BERT-base, full data, their GPU), for comparison only.
+PAPER_TABLE_I = [
+    ("1. Iterative magnitude pruning", 1100, 81.41, 0.6314, 0.4501, 631, 141.69, 0.3623, 0.5952),
+    ("2. L1 unstructured pruning", 1520, 69.37, 0.6204, 0.2781, 258, 345.72, 0.3737, 0.6608),
+    ("3. Random magnitude pruning", 1520, 58.94, 0.7524, 0.3511, 480, 137.71, 0.2621, 0.6797),
+    ("4. HeadImp: avg attention to [SEP]", 373, 162.56, 0.7145, 0.4085, 392, 154.34, 0.2591, 0.6327),
+    ("5. HeadImp: attention entropy", 175, 346.39, 0.6641, 0.4948, 817, 74.24, 0.3251, 0.6306),
+    ("6. Random head pruning", 191, 317.54, 0.6367, 0.4541, 544, 112.48, 0.3431, 0.6168),
+    ("7. MCAP (theirs)", 124, 243.69, 0.7252, 0.2103, 254, 152.08, 0.3869, 0.5041),
+    ("8. BERT fine-tuning", 1190, 75.01, 0.8604, 0.2357, 1500, 59.58, 0.5869, 0.5123),
+]
+
+
+def row_order(strategies: list[str]) -> list[str]:
+    """Known strategies in the paper's order, then any others in the order given."""
+    return [s for s in ROW_LABELS if s in strategies] + [s for s in strategies if s not in ROW_LABELS]
+
+
+def load_benchmarks(benchmark_dir: Path, tasks: list[str], strategies: list[str]) -> dict[tuple[str, str], dict]:
+    results = {}
+    for task in tasks:
+        for strategy in strategies:
+            path = benchmark_dir / f"{task}-{strategy}.json"
+            results[(task, strategy)] = json.loads(path.read_text())
+    return results
+
+
+def build_table(benchmarks: dict[tuple[str, str], dict], tasks: list[str], strategies: list[str]) -> pd.DataFrame:
+    """One row per (task, strategy); speed-ups are relative to the same task's ``none`` row when it ran."""
+    rows = []
+    for task in tasks:
+        baseline = benchmarks.get((task, "none"))
+        for strategy in row_order(strategies):
+            metrics = benchmarks[(task, strategy)]
+            latency = metrics["latency_ms"]
+            row: dict[str, Any] = {
+                "task": task,
+                "strategy": strategy,
+                "label": ROW_LABELS.get(strategy, strategy),
+                "heads": metrics["heads"],
+                "nonzero_params_M": metrics["nonzero_parameters"] / 1e6,
+                "mcc": metrics["test"]["mcc"],
+                "loss": metrics["test"]["loss"],
+                "accuracy": metrics["test"]["accuracy"],
+                "gflops_dense": metrics["flops"]["mean_length"]["dense"] / 1e9,
+                "gflops_nonzero": metrics["flops"]["mean_length"]["nonzero"] / 1e9,
+                "mac_bound": metrics["mac_bound_speedup"],
+            }
+            for batch, timing in latency.items():
+                row[f"latency_{batch}_ms"] = timing["median"]
+                row[f"latency_{batch}_iqr"] = timing["iqr"]
+                if baseline is not None:
+                    row[f"speedup_{batch}"] = baseline["latency_ms"][batch]["median"] / timing["median"]
+                    row[f"speedup_{batch}_vs_bound"] = row[f"speedup_{batch}"] / row["mac_bound"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(value: float, digits: int) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def markdown_table(table: pd.DataFrame, task: str) -> str:
+    frame = table[table["task"] == task]
+    batches = [c.removeprefix("latency_").removesuffix("_ms") for c in frame.columns if c.startswith("latency_") and c.endswith("_ms")]
+    header = (["Pruning technique", "Heads"] + [f"Latency {b.replace('_', ' ')} (ms, median ± IQR)" for b in batches]
+              + ["GFLOPs dense", "GFLOPs non-zero", "MCC", "Loss", "Accuracy"]
+              + [f"Speed-up {b.replace('_', ' ')}" for b in batches] + ["MAC bound", f"Speed-up {batches[-1].replace('_', ' ')} / bound"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in frame.iterrows():
+        cells = [row["label"], str(row["heads"])]
+        cells += [f"{row[f'latency_{b}_ms']:.1f} ± {row[f'latency_{b}_iqr']:.1f}" for b in batches]
+        cells += [_cell(row["gflops_dense"], 3), _cell(row["gflops_nonzero"], 3), _cell(row["mcc"], 4), _cell(row["loss"], 4),
+                  _cell(row["accuracy"], 4)]
+        cells += [_cell(row.get(f"speedup_{b}", float("nan")), 2) for b in batches]
+        cells += [_cell(row["mac_bound"], 2), _cell(row.get(f"speedup_{batches[-1]}_vs_bound", float("nan")), 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paper_table_markdown() -> str:
+    header = ["Pruning technique (paper)", "SST-2 latency (ms)", "SST-2 FLOPs (avg)", "SST-2 MCC", "SST-2 loss",
+              "CoLA latency (ms)", "CoLA FLOPs (avg)", "CoLA MCC", "CoLA loss"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(value) for value in row) + " |" for row in PAPER_TABLE_I]
+    return "\n".join(lines)
+
+
+def render_report(table: pd.DataFrame, tasks: list[str], setup: str) -> str:
+    """The whole reports/table1.md."""
+    parts = ["# Table I — our measurements", "", setup, ""]
+    for task in tasks:
+        parts += [f"## {task}", "", markdown_table(table, task), ""]
+    parts += [
+        "## The paper's Table I (their numbers, BERT-base, full data; not produced by this pipeline)", "",
+        paper_table_markdown(), "",
+        "Their FLOPs column is unlabelled in units and their latency conditions are not stated; "
+        "compare orderings, not magnitudes.", "",
+    ]
+    return "\n".join(parts)
+
+
+def speedup_summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {strategy: speed-ups, bound, measured/bound}} for ``dvc metrics``."""
+    columns = [c for c in table.columns if c.startswith("speedup_")] + ["mac_bound"]
+    return {
+        task: {row["strategy"]: {c: round(float(row[c]), 4) for c in columns if c in row and not pd.isna(row[c])}
+               for _, row in frame.iterrows()}
+        for task, frame in table.groupby("task", sort=False)
+    }

@@ -1,0 +1,204 @@
+"""The interface every pruning strategy implements, and the registry that finds them by name.
+
+A strategy receives the pre-trained model (with a seeded, untrained 2-class head) before any
+fine-tuning and prunes it in place. Head strategies only score heads (higher = more
+important); the shared code removes the ``prune.ratio`` fraction of all heads with the lowest
+scores (global ranking, paper Eq. 1) physically. Unstructured strategies zero the
+``prune.ratio`` fraction of encoder Linear weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+from tqdm.auto import tqdm
+
+from mcap.errors import McapError
+from mcap.heads import attention_probabilities, head_layout, prune_heads
+from mcap.modeling import encoder_linears
+from mcap.training import batches_on, make_loader, train_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PruneContext:
+    """Everything a strategy may use. ``options`` is the ``prune`` section of params.yaml."""
+
+    model: nn.Module
+    tokenizer: Any
+    task: str
+    train: pd.DataFrame
+    ratio: float
+    seed: int
+    options: dict[str, Any]
+    max_seq_len: int
+    batch_size: int
+
+    def importance_examples(self) -> pd.DataFrame:
+        """The first ``prune.importance_examples`` train sentences (the split is already shuffled)."""
+        return self.train.head(int(self.options.get("importance_examples", 256)))
+
+
+@dataclass
+class PruneOutcome:
+    kind: str  # "none" | "head" | "unstructured"
+    head_scores: torch.Tensor | None = None  # (layers, heads), higher = more important
+    removed_heads: dict[int, list[int]] = field(default_factory=dict)
+    weight_sparsity: float | None = None  # fraction of encoder Linear weights that are zero
+    notes: list[str] = field(default_factory=list)
+
+
+class Strategy(ABC):
+    name: ClassVar[str]
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def apply(self, context: PruneContext) -> PruneOutcome:
+        """Prune ``context.model`` in place."""
+
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: make a strategy available under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def known_strategies() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in _REGISTRY:
+        raise McapError(f"params.yaml: unknown pruning strategy {name!r}; known: {', '.join(known_strategies())}")
+    return _REGISTRY[name]()
+
+
+# --------------------------------------------------------------------------------------------
+# Head strategies
+# --------------------------------------------------------------------------------------------
+
+
+def heads_to_remove(ratio: float, total_heads: int) -> int:
+    """How many heads ``ratio`` removes: never more than asked (floor)."""
+    return math.floor(ratio * total_heads + 1e-9)
+
+
+def lowest_heads(scores: torch.Tensor, count: int) -> dict[int, list[int]]:
+    """The ``count`` heads with the lowest scores over the whole model, as {layer: [heads]}."""
+    flat = scores.flatten()
+    order = torch.argsort(flat, stable=True)[:count]  # stable: ties go to the lower index
+    removed: dict[int, list[int]] = {}
+    for index in sorted(order.tolist()):
+        removed.setdefault(index // scores.shape[1], []).append(index % scores.shape[1])
+    return removed
+
+
+class HeadStrategy(Strategy):
+    kind = "head"
+
+    @abstractmethod
+    def score_heads(self, context: PruneContext) -> torch.Tensor:
+        """(layers, heads) importance scores of the unpruned model; higher = keep."""
+
+    def apply(self, context: PruneContext) -> PruneOutcome:
+        scores = self.score_heads(context).detach().float().cpu()
+        layers, heads = scores.shape
+        count = heads_to_remove(context.ratio, layers * heads)
+        outcome = PruneOutcome(kind=self.kind, head_scores=scores)
+        if count == 0:
+            note = f"prune.ratio {context.ratio} removes 0 of {layers * heads} heads: nothing pruned"
+            log.warning(note)
+            outcome.notes.append(note)
+            return outcome
+        outcome.removed_heads = lowest_heads(scores, count)
+        prune_heads(context.model, outcome.removed_heads)
+        log.info("%s removed %d of %d heads; kept per layer: %s", self.name, count, layers * heads,
+                 [len(kept) for kept in head_layout(context.model)])
+        return outcome
+
+
+def mean_attention_statistic(
+    context: PruneContext, per_query: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """Average ``per_query(probs, batch)`` over the real (non-padding) query positions of the importance examples.
+
+    ``probs`` is one layer's attention, (B, H, L, L); ``per_query`` returns (B, H, L).
+    Returns (layers, heads).
+    """
+    model = context.model.eval()
+    loader = make_loader(context.tokenizer, context.importance_examples(), context.batch_size, context.max_seq_len)
+    totals, count = None, 0.0
+    with torch.no_grad():
+        for batch in batches_on(loader, next(model.parameters()).device):
+            query_mask = batch["attention_mask"].float()  # (B, L)
+            layers = attention_probabilities(model, batch["input_ids"], batch["attention_mask"])
+            values = torch.stack([(per_query(probs, batch) * query_mask[:, None, :]).sum(dim=(0, 2)) for probs in layers])
+            totals = values if totals is None else totals + values  # (layers, heads)
+            count += float(query_mask.sum())
+    return totals / count
+
+
+def short_training(context: PruneContext, steps: int, learning_rate: float, parameters: list[nn.Parameter]) -> None:
+    """``steps`` AdamW steps on shuffled train batches, updating only ``parameters``."""
+    model = context.model
+    trainable = {id(p) for p in parameters}
+    frozen = [p for p in model.parameters() if id(p) not in trainable and p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    generator = torch.Generator().manual_seed(context.seed)
+    loader = make_loader(context.tokenizer, context.train, context.batch_size, context.max_seq_len, True, generator)
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
+    device = next(model.parameters()).device
+    model.train()
+    done = 0
+    with tqdm(total=steps, desc="short training", leave=False) as progress:
+        while done < steps:
+            for batch in batches_on(loader, device):
+                train_step(model, batch, optimizer, None, [])
+                done += 1
+                progress.update()
+                if done == steps:
+                    break
+    model.eval()
+    for parameter in frozen:
+        parameter.requires_grad_(True)
+
+
+# --------------------------------------------------------------------------------------------
+# Unstructured strategies
+# --------------------------------------------------------------------------------------------
+
+
+def encoder_weight_sparsity(model: nn.Module) -> float:
+    weights = [linear.weight for _name, linear in encoder_linears(model)]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+class UnstructuredStrategy(Strategy):
+    """Global ``torch.nn.utils.prune`` over all encoder Linear weights, made permanent."""
+
+    kind = "unstructured"
+    method: ClassVar[type[torch_prune.BasePruningMethod]]
+
+    def apply(self, context: PruneContext) -> PruneOutcome:
+        torch.manual_seed(context.seed)  # random_unstructured draws its mask from torch's RNG
+        targets = [(linear, "weight") for _name, linear in encoder_linears(context.model)]
+        torch_prune.global_unstructured(targets, pruning_method=self.method, amount=context.ratio)
+        for module, name in targets:
+            torch_prune.remove(module, name)
+        sparsity = encoder_weight_sparsity(context.model)
+        log.info("%s: %.1f%% of encoder Linear weights are zero", self.name, 100 * sparsity)
+        return PruneOutcome(kind=self.kind, weight_sparsity=sparsity)

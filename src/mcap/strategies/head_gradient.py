@@ -1,0 +1,51 @@
+"""``head_gradient``: Michel et al. 2019, importance I_h = sum over examples of |dL/d mask_h|.
+
+Not in the paper: it is the strongest well-known head criterion and our honest bar for MCAP.
+Pruning happens before fine-tuning, when the 2-class head is still random and the task loss
+says nothing; so a linear probe (only the classifier head, ``prune.gradient_probe_steps`` steps)
+is fitted first, the gradients are taken through it, and the model is then restored, so
+fine-tuning starts from the same weights as every other strategy. Scores are L2-normalised per
+layer, as in Michel et al.'s code, before the global ranking.
+"""
+
+import copy
+
+import torch
+
+from mcap.heads import head_layout, masked_heads
+from mcap.strategies.base import HeadStrategy, PruneContext, register, short_training
+from mcap.training import batches_on, make_loader
+
+
+def classifier_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Parameters outside the pre-trained base model (the task head)."""
+    prefix = model.base_model_prefix + "."
+    return [parameter for name, parameter in model.named_parameters() if not name.startswith(prefix)]
+
+
+def gradient_importance(context: PruneContext) -> torch.Tensor:
+    """(layers, heads) sum of |dL/dm| over the importance examples, with the mask m at 1."""
+    model = context.model.eval()  # no dropout: the gradient of the deterministic model
+    layout = head_layout(model)
+    mask = torch.ones(len(layout), len(layout[0]), requires_grad=True)
+    importance = torch.zeros_like(mask)
+    loader = make_loader(context.tokenizer, context.importance_examples(), context.batch_size, context.max_seq_len)
+    for batch in batches_on(loader, next(model.parameters()).device):
+        with masked_heads(model, mask):
+            loss = model(**batch).loss
+        (gradient,) = torch.autograd.grad(loss, mask)
+        importance += gradient.abs()
+    return importance
+
+
+@register
+class GradientHeads(HeadStrategy):
+    name = "head_gradient"
+
+    def score_heads(self, context: PruneContext) -> torch.Tensor:
+        initial = copy.deepcopy(context.model.state_dict())
+        short_training(context, int(context.options.get("gradient_probe_steps", 50)),
+                       float(context.options.get("gradient_probe_lr", 1e-3)), classifier_parameters(context.model))
+        importance = gradient_importance(context)
+        context.model.load_state_dict(initial)
+        return importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-20)

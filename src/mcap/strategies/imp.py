@@ -1,0 +1,44 @@
+"""``imp``: iterative magnitude pruning (paper §III.B.1).
+
+``prune.imp_rounds`` rounds of global magnitude pruning of the encoder Linear weights, each
+removing the same fraction of what is left so that the last round reaches ``prune.ratio``,
+with ``prune.imp_retrain_steps`` steps of retraining on the task's train split between
+rounds. With ``prune.imp_rewind`` (default) the surviving weights are then rewound to their
+pre-trained values (the lottery-ticket recipe for BERT, Chen et al. 2020), so that like every
+other strategy it is pruned *before* fine-tuning and fine-tuning starts from pre-trained weights.
+"""
+
+import copy
+
+import torch
+from torch.nn.utils import prune
+
+from mcap.modeling import encoder_linears
+from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, encoder_weight_sparsity, register, short_training
+
+
+@register
+class IterativeMagnitude(Strategy):
+    name = "imp"
+    kind = "unstructured"
+
+    def apply(self, context: PruneContext) -> PruneOutcome:
+        options, model = context.options, context.model
+        rounds = int(options.get("imp_rounds", 2))
+        pretrained = copy.deepcopy(model.state_dict())
+        targets = [(linear, "weight") for _name, linear in encoder_linears(model)]
+        per_round = 1 - (1 - context.ratio) ** (1 / rounds)  # of the weights still unpruned
+        for round_index in range(rounds):
+            prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=per_round)
+            if round_index < rounds - 1:
+                short_training(context, int(options.get("imp_retrain_steps", 20)),
+                               float(options.get("imp_learning_rate", 3e-5)), list(model.parameters()))
+        for module, name in targets:
+            prune.remove(module, name)
+        if options.get("imp_rewind", True):
+            keep = {id(module): module.weight.detach() != 0 for module, _ in targets}
+            model.load_state_dict(pretrained)
+            with torch.no_grad():
+                for module, _ in targets:
+                    module.weight.mul_(keep[id(module)])
+        return PruneOutcome(kind=self.kind, weight_sparsity=encoder_weight_sparsity(model))

@@ -1,0 +1,203 @@
+"""Fine-tuning and evaluation of sequence classifiers (paper §III.C).
+
+Protocol: AdamW with linear warm-up/decay, dynamic padding, one run per learning rate of the
+grid, the learning rate with the best validation score kept. bf16 autocast on a GPU, fp32 on
+the CPU. Weights zeroed by unstructured pruning stay zero during fine-tuning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, matthews_corrcoef
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mcap.modeling import encoder_linears
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    max_seq_len: int
+    weight_decay: float
+    warmup_ratio: float
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; plain fp32 elsewhere (CPU bf16 is slower and changes results)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def make_loader(
+    tokenizer, frame: pd.DataFrame, batch_size: int, max_seq_len: int,
+    shuffle: bool = False, generator: torch.Generator | None = None,
+) -> DataLoader:
+    """Tokenise once; pad each batch to its own longest sentence (dynamic padding)."""
+    encoded = tokenizer(list(frame["sentence"]), truncation=True, max_length=max_seq_len)
+    examples = [
+        {"input_ids": ids, "attention_mask": mask, "labels": int(label)}
+        for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], frame["label"])
+    ]
+
+    def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
+        return tokenizer.pad(batch, return_tensors="pt")  # input_ids/attention_mask: (B, L_max), labels: (B,)
+
+    return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+
+
+def batches_on(loader: DataLoader, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    for batch in loader:
+        yield {name: tensor.to(device) for name, tensor in batch.items()}
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (N, 2) as float32, labels (N,)) over a loader."""
+    device = next(model.parameters()).device
+    model.eval()
+    logits, labels = [], []
+    for batch in batches_on(loader, device):
+        with autocast(device):
+            output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        logits.append(output.logits.float().cpu())
+        labels.append(batch["labels"].cpu())
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Cross-entropy loss, accuracy and Matthews correlation of 2-class logits."""
+    loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels).long()).item()
+    predictions = logits.argmax(axis=1)
+    return {
+        "loss": float(loss),
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "mcc": float(matthews_corrcoef(labels, predictions)),
+    }
+
+
+def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
+    return classification_metrics(*predict_logits(model, loader))
+
+
+def zero_masks(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """(weight, keep-mask) for each encoder Linear weight that unstructured pruning zeroed."""
+    masks = []
+    for _name, linear in encoder_linears(model):
+        keep = linear.weight.detach() != 0
+        if not bool(keep.all()):
+            masks.append((linear.weight, keep))
+    return masks
+
+
+def train_epochs(
+    model: nn.Module,
+    train_loader: DataLoader,
+    validation_loader: DataLoader,
+    learning_rate: float,
+    settings: TrainSettings,
+    keep_zeros: bool = False,
+    description: str = "train",
+) -> list[dict[str, float]]:
+    """Train for ``settings.epochs``; return one record per epoch (train loss + validation metrics)."""
+    device = next(model.parameters()).device
+    masks = zero_masks(model) if keep_zeros else []
+    optimizer, scheduler = _optimizer(model, learning_rate, settings, steps=settings.epochs * len(train_loader))
+    history = []
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        losses = []
+        for batch in tqdm(batches_on(train_loader, device), total=len(train_loader), desc=f"{description} epoch {epoch}",
+                          leave=False):
+            losses.append(train_step(model, batch, optimizer, scheduler, masks))
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                  **{f"val_{k}": v for k, v in evaluate(model, validation_loader).items()}}
+        log.info("%s epoch %d: %s", description, epoch, _format(record))
+        history.append(record)
+    return history
+
+
+def train_step(model, batch, optimizer, scheduler, masks) -> float:
+    with autocast(batch["input_ids"].device):
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for weight, keep in masks:
+            weight.mul_(keep)
+    return loss.item()
+
+
+def _optimizer(model: nn.Module, learning_rate: float, settings: TrainSettings, steps: int):
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate)
+    warmup = math.ceil(settings.warmup_ratio * steps)
+
+    def schedule(step: int) -> float:  # linear warm-up, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def _format(record: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.4f}" for key, value in record.items() if key != "epoch")
+
+
+@dataclass
+class FinetuneResult:
+    model: nn.Module
+    learning_rate: float
+    histories: dict[float, list[dict[str, float]]]  # one per learning rate of the grid
+
+
+def finetune_grid(
+    load_initial, train: pd.DataFrame, validation: pd.DataFrame, tokenizer, settings: TrainSettings,
+    learning_rates: list[float], seed: int, select_metric: str, keep_zeros: bool,
+) -> FinetuneResult:
+    """Fine-tune a fresh copy (``load_initial()``) per learning rate; keep the best on validation.
+
+    The score is the last epoch's validation ``select_metric`` (paper: best of lr ∈ {2,3,4,5}e-5).
+    """
+    from mcap.seeding import seed_everything
+
+    device = pick_device()
+    histories: dict[float, list[dict[str, float]]] = {}
+    best_model, best_rate, best_score = None, None, -math.inf
+    for learning_rate in learning_rates:
+        generator = seed_everything(seed)  # every lr starts from the same state and batch order
+        model = load_initial().to(device)
+        train_loader = make_loader(tokenizer, train, settings.batch_size, settings.max_seq_len, True, generator)
+        validation_loader = make_loader(tokenizer, validation, settings.batch_size, settings.max_seq_len)
+        histories[learning_rate] = train_epochs(
+            model, train_loader, validation_loader, learning_rate, settings, keep_zeros, description=f"lr {learning_rate:g}"
+        )
+        score = histories[learning_rate][-1][f"val_{select_metric}"]
+        if score > best_score:
+            best_model, best_rate, best_score = model, learning_rate, score
+    log.info("selected lr %g (validation %s %.4f)", best_rate, select_metric, best_score)
+    return FinetuneResult(best_model, best_rate, histories)

@@ -1,0 +1,37 @@
+"""Stage finetune@<task>-<strategy>: fine-tune a pruned model over the learning-rate grid."""
+
+from pathlib import Path
+
+from mcap.cli import run_stage
+from mcap.data import read_split
+from mcap.modeling import load_model, save_model
+from mcap.outputs import atomic_dir
+from mcap.params import get
+from mcap.tracking import log_curves
+from mcap.training import TrainSettings, finetune_grid
+
+
+def main(params, args):
+    pair = f"{args.task}-{args.strategy}"
+    pruned_dir, task_dir = Path("models/pruned") / pair, Path("data/processed") / args.task
+    _model, tokenizer, pruning = load_model(pruned_dir)
+    settings = TrainSettings(
+        epochs=get(params, "train.epochs", int), batch_size=get(params, "train.batch_size", int),
+        max_seq_len=get(params, "train.max_seq_len", int), weight_decay=get(params, "train.weight_decay", float),
+        warmup_ratio=get(params, "train.warmup_ratio", float),
+    )
+    result = finetune_grid(
+        lambda: load_model(pruned_dir)[0], read_split(task_dir, "train"), read_split(task_dir, "validation"),
+        tokenizer, settings, get(params, "train.learning_rates", list), get(params, "seed", int),
+        get(params, "train.select_metric", str), keep_zeros=pruning.get("kind") == "unstructured",
+    )
+    with atomic_dir(Path("models/finetuned") / pair) as staging:
+        save_model(result.model, tokenizer, staging, pruning)
+    grid = {f"lr_{rate:g}/val_{key}": history[-1][f"val_{key}"]
+            for rate, history in result.histories.items() for key in ("accuracy", "mcc", "loss")}
+    log_curves(Path("reports/finetune") / pair, result.histories[result.learning_rate],
+               {"learning_rate": result.learning_rate, **grid})
+
+
+if __name__ == "__main__":
+    run_stage(main, "task", "strategy")
