@@ -7,7 +7,7 @@ from mcap.data import read_split
 from mcap.modeling import load_model, save_model
 from mcap.outputs import atomic_dir
 from mcap.params import get
-from mcap.tracking import log_curves
+from mcap.tracking import log_history
 from mcap.training import TrainSettings, finetune_grid
 
 
@@ -29,8 +29,9 @@ def main(params, args):
         save_model(result.model, tokenizer, staging, pruning)
     grid = {f"lr_{rate:g}/val_{key}": history[-1][f"val_{key}"]
             for rate, history in result.histories.items() for key in ("accuracy", "mcc", "loss")}
-    log_curves(Path("reports/finetune") / pair, result.histories[result.learning_rate],
-               {"learning_rate": result.learning_rate, **grid})
+    curves = [{"train/loss": r["train_loss"], "val/loss": r["val_loss"], "val/accuracy": r["val_accuracy"],
+               "val/mcc": r["val_mcc"]} for r in result.histories[result.learning_rate]]
+    log_history(Path("reports/finetune") / pair, curves, {"learning_rate": result.learning_rate, **grid})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage report: reports/table1.{md,csv} and reports/speedups.json from every benchmark."""
 
+import json
 from pathlib import Path
 
 from mcap.cli import run_stage
@@ -11,8 +12,10 @@ REPORTS = Path("reports")
 
 
 def main(params, args):
-    tasks, strategies = get(params, "tasks", list), get(params, "prune.strategies", list)
-    table = build_table(load_benchmarks(REPORTS / "benchmark", tasks, strategies), tasks, strategies)
+    tasks, transfer_tasks = get(params, "tasks", list), get(params, "transfer.tasks", list)
+    groups = [(tasks, get(params, "prune.strategies", list)), (transfer_tasks, get(params, "transfer.strategies", list))]
+    table = build_table(load_benchmarks(REPORTS / "benchmark", groups))
+    cnn_metrics = json.loads((REPORTS / "mcap" / "cnn" / "metrics.json").read_text())
     setup = (
         f"Model `{get(params, 'model.name_or_path', str)}`, pruning ratio {get(params, 'prune.ratio')}, "
         f"{get(params, 'train.epochs', int)} epoch(s), lr grid {get(params, 'train.learning_rates', list)}, "
@@ -22,7 +25,8 @@ def main(params, args):
         "GFLOPs per sequence at the test set's mean length; 'non-zero' counts only non-zero encoder weights. "
         "MAC bound = 1 / (1 − attention share of encoder MACs × fraction of heads removed)."
     )
-    (REPORTS / "table1.md").write_text(render_report(table, tasks, setup))
+    (REPORTS / "table1.md").write_text(
+        render_report(table, tasks, setup, transfer_tasks, get(params, "mcap.train_tasks", list), cnn_metrics))
     table.to_csv(REPORTS / "table1.csv", index=False, float_format="%.6g")
     write_json(REPORTS / "speedups.json", speedup_summary(table))
 

@@ -3,17 +3,17 @@
 from pathlib import Path
 
 from mcap.cli import run_stage
-from mcap.errors import McapError
 from mcap.data import load_raw, resolve_tasks, split_task, task_specs, write_splits
+from mcap.errors import McapError
 from mcap.outputs import atomic_dir
-from mcap.params import get, optional_count
+from mcap.params import all_tasks, get, optional_count
 
 OUT_DIR = Path("data/processed")
 
 
 def main(params, args):
     specs = task_specs(get(params, "data.glue_dir", str), get(params, "data.extra_tasks", dict, {}))
-    tasks = resolve_tasks(get(params, "tasks", list), specs)
+    tasks = resolve_tasks(all_tasks(params), specs)
     fraction = get(params, "data.validation_fraction", float)
     if not 0 < fraction < 1:
         raise McapError(f"params.yaml: 'data.validation_fraction' must be in (0, 1), got {fraction}")

@@ -24,8 +24,11 @@ def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], *argum
         parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("transformers", "httpx", "urllib3", "filelock"):
+    for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()  # its load report flags the new classifier head, which is expected
     try:
         main(load_params(), args)
     except McapError as error:

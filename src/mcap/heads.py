@@ -16,6 +16,7 @@ layer l, d_h = head size, d = hidden size.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -191,9 +192,11 @@ def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear
     """A new Linear keeping ``index`` of the output features (dim=0) or input features (dim=1)."""
     weight = linear.weight.detach().index_select(dim, index.to(linear.weight.device))  # (out, in)
     out_features, in_features = weight.shape
-    sliced = torch.nn.utils.skip_init(  # no random init: every value is copied below
-        nn.Linear, in_features, out_features, bias=linear.bias is not None, device=weight.device, dtype=weight.dtype
-    )
+    with warnings.catch_warnings():  # a headless layer's projection has zero inputs; that is intended
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+        sliced = torch.nn.utils.skip_init(  # no random init: every value is copied below
+            nn.Linear, in_features, out_features, bias=linear.bias is not None, device=weight.device, dtype=weight.dtype
+        )
     with torch.no_grad():
         sliced.weight.copy_(weight)
         if linear.bias is not None:
@@ -218,28 +221,38 @@ def eager_attention(model: nn.Module) -> Iterator[None]:
         model.set_attn_implementation(previous)
 
 
+@contextmanager
+def captured_attention(model: nn.Module) -> Iterator[dict[int, torch.Tensor]]:
+    """Within the context (eager kernel), record each layer's (B, H_l, L, L) attention probabilities.
+
+    The dict maps layer index to probabilities of the latest forward pass; headless layers are absent.
+    Gradients flow through the recorded tensors, so a loss on them can train a head mask.
+    """
+    captured: dict[int, torch.Tensor] = {}
+    handles = [
+        block.self_attention.register_forward_hook(_capture_hook(captured, index))
+        for index, block in enumerate(attention_blocks(model))
+        if not isinstance(block.self_attention, HeadlessSelfAttention)
+    ]
+    try:
+        with eager_attention(model):
+            yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def attention_probabilities(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
     """Per-layer attention probabilities, a list of (B, H_l, L, L) tensors (H_l = 0 for a headless layer).
 
     Rows of padded query positions are meaningless; callers mask them with ``attention_mask``.
     """
-    blocks = attention_blocks(model)
-    captured: dict[int, torch.Tensor] = {}
-    handles = [
-        block.self_attention.register_forward_hook(_capture_hook(captured, index))
-        for index, block in enumerate(blocks)
-        if not isinstance(block.self_attention, HeadlessSelfAttention)
-    ]
     batch, length = input_ids.shape
-    try:
-        with eager_attention(model):
-            model(input_ids=input_ids, attention_mask=attention_mask)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with captured_attention(model) as captured:
+        model(input_ids=input_ids, attention_mask=attention_mask)
     return [
         captured.get(index, input_ids.new_zeros((batch, 0, length, length), dtype=torch.float32))
-        for index in range(len(blocks))
+        for index in range(len(attention_blocks(model)))
     ]
 
 

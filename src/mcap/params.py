@@ -50,3 +50,8 @@ def optional_count(params: dict[str, Any], key: str) -> int | None:
     if value is not None and value <= 0:
         raise McapError(f"params.yaml: '{key}' must be a positive integer or null (all), got {value!r}")
     return value
+
+
+def all_tasks(params: dict[str, Any]) -> list[str]:
+    """``tasks`` followed by ``transfer.tasks`` (the tasks that get data, maps and δ), without repeats."""
+    return list(dict.fromkeys(get(params, "tasks", list) + get(params, "transfer.tasks", list, [])))

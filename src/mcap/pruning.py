@@ -9,7 +9,6 @@ import torch
 
 from mcap.errors import McapError
 from mcap.heads import head_layout, head_size
-from mcap.modeling import encoder_linears
 from mcap.seeding import seed_everything
 from mcap.strategies import PruneContext, get_strategy
 

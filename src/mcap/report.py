@@ -39,21 +39,21 @@ def row_order(strategies: list[str]) -> list[str]:
     return [s for s in ROW_LABELS if s in strategies] + [s for s in strategies if s not in ROW_LABELS]
 
 
-def load_benchmarks(benchmark_dir: Path, tasks: list[str], strategies: list[str]) -> dict[tuple[str, str], dict]:
-    results = {}
-    for task in tasks:
-        for strategy in strategies:
-            path = benchmark_dir / f"{task}-{strategy}.json"
-            results[(task, strategy)] = json.loads(path.read_text())
-    return results
+def load_benchmarks(benchmark_dir: Path, groups: list[tuple[list[str], list[str]]]) -> dict[tuple[str, str], dict]:
+    """Benchmark metrics of every (task, strategy) of each (tasks, strategies) group."""
+    return {
+        (task, strategy): json.loads((benchmark_dir / f"{task}-{strategy}.json").read_text())
+        for tasks, strategies in groups for task in tasks for strategy in strategies
+    }
 
 
-def build_table(benchmarks: dict[tuple[str, str], dict], tasks: list[str], strategies: list[str]) -> pd.DataFrame:
-    """One row per (task, strategy); speed-ups are relative to the same task's ``none`` row when it ran."""
+def build_table(benchmarks: dict[tuple[str, str], dict]) -> pd.DataFrame:
+    """One row per (task, strategy) in the paper's order; speed-ups are relative to the task's ``none`` row when it ran."""
+    tasks = list(dict.fromkeys(task for task, _ in benchmarks))
     rows = []
     for task in tasks:
         baseline = benchmarks.get((task, "none"))
-        for strategy in row_order(strategies):
+        for strategy in row_order([s for t, s in benchmarks if t == task]):
             metrics = benchmarks[(task, strategy)]
             latency = metrics["latency_ms"]
             row: dict[str, Any] = {
@@ -109,16 +109,40 @@ def paper_table_markdown() -> str:
     return "\n".join(lines)
 
 
-def render_report(table: pd.DataFrame, tasks: list[str], setup: str) -> str:
-    """The whole reports/table1.md."""
+def mcap_section(cnn_metrics: dict) -> list[str]:
+    """What the pattern CNN learned and what it sees in the real model's heads."""
+    shares = cnn_metrics["head_pattern_share"]
+    patterns = list(next(iter(shares.values())))
+    lines = [
+        "## MCAP components", "",
+        (f"Pattern CNN (5 convolutions) trained on {cnn_metrics['train_maps']} maps from {cnn_metrics['source']}: "
+        f"held-out accuracy **{cnn_metrics['heldout_accuracy']:.3f}** on {cnn_metrics['heldout_maps']} maps "
+        "(synthetic maps stand in for the paper's 1,000 hand-labelled ones; see docs/method.md)."), "",
+        "Share of the pre-trained model's heads the CNN assigns to each pattern:", "",
+        "| Task | " + " | ".join(patterns) + " |", "|" + "---|" * (len(patterns) + 1),
+    ]
+    lines += [f"| {task} | " + " | ".join(f"{share[p]:.2f}" for p in patterns) + " |" for task, share in shares.items()]
+    return lines + [""]
+
+
+def render_report(table: pd.DataFrame, tasks: list[str], setup: str, transfer_tasks: list[str] = (),
+                  meta_trained_on: list[str] = (), cnn_metrics: dict | None = None) -> str:
+    """The whole reports/table1.md: Table I per task, the transfer tasks, MCAP's CNN, then the paper's Table I."""
     parts = ["# Table I — our measurements", "", setup, ""]
     for task in tasks:
         parts += [f"## {task}", "", markdown_table(table, task), ""]
+    for task in transfer_tasks:
+        parts += [f"## {task} — transfer", "",
+                  (f"The meta-controller was trained on {', '.join(meta_trained_on)} only; its masks for {task} "
+                  "come without any training on it. Speed-ups need an unpruned row, which transfer tasks do not run."), "",
+                  markdown_table(table, task), ""]
+    if cnn_metrics is not None:
+        parts += mcap_section(cnn_metrics)
     parts += [
         "## The paper's Table I (their numbers, BERT-base, full data; not produced by this pipeline)", "",
         paper_table_markdown(), "",
-        "Their FLOPs column is unlabelled in units and their latency conditions are not stated; "
-        "compare orderings, not magnitudes.", "",
+        ("Their FLOPs column is unlabelled in units and their latency conditions are not stated; "
+        "compare orderings, not magnitudes."), "",
     ]
     return "\n".join(parts)
 

@@ -1,0 +1,239 @@
+"""LIME and SHAP explanations of a fine-tuned classifier (paper §IV) and their measured faithfulness.
+
+* LIME (``lime.lime_text.LimeTextExplainer``) explains P(positive) with a batched ``predict_proba``;
+  weights < 0 push towards negative (the paper's "(−)"), > 0 towards positive.
+* SHAP (``shap.Explainer`` with a ``shap.maskers.Text`` masker) explains the positive-class
+  *logit*, as the paper did ("we convert the probabilities into logit values").
+* Faithfulness (DeYoung et al. 2020, ERASER), for the predicted class c and an explanation's
+  top-k words R: comprehensiveness = p(c|x) − p(c|x∖R) (high = the words mattered) and
+  sufficiency = p(c|x) − p(c|R) (low = the words alone suffice).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mcap.training import pick_device
+
+CLASS_NAMES = ["negative", "positive"]
+PAPER_TEXTS = {  # the paper's Table II
+    "T1": "Loving the first days of summer! <3",
+    "T2": "I hate when people put lol when we are having a serious talk.",
+    "T3": "People are complaining about lack of talent. Takes a lot of talent to ignore objectification and "
+          "degradation #MissAmerica",
+}
+WORD = re.compile(r"\w+|[^\w\s]+")  # words and punctuation runs, in order
+
+
+class TextClassifier:
+    """Batched text → logits / probabilities of a fine-tuned 2-class model (no gradients)."""
+
+    def __init__(self, model: nn.Module, tokenizer, max_seq_len: int, batch_size: int = 64):
+        self.model = model.eval().to(pick_device())
+        self.tokenizer = tokenizer
+        self.max_seq_len = max_seq_len
+        self.batch_size = batch_size
+
+    @torch.inference_mode()
+    def logits(self, texts) -> np.ndarray:
+        texts = [str(text) for text in texts]
+        outputs = []
+        for start in range(0, len(texts), self.batch_size):
+            encoded = self.tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
+                                     max_length=self.max_seq_len, return_tensors="pt").to(self.model.device)
+            outputs.append(self.model(**encoded).logits.float().cpu())
+        return torch.cat(outputs).numpy() if outputs else np.zeros((0, 2), dtype=np.float32)
+
+    def predict_proba(self, texts) -> np.ndarray:
+        """(N, 2) probabilities; each row sums to 1."""
+        return torch.from_numpy(self.logits(texts)).softmax(dim=-1).numpy()
+
+    def unusable(self, text: str) -> str | None:
+        """Why ``text`` cannot be explained (empty, or nothing but special tokens), else None."""
+        if not text.strip():
+            return "empty text"
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids or all(i == self.tokenizer.unk_token_id for i in ids):
+            return "text tokenizes to nothing the model knows"
+        return None
+
+
+@dataclass
+class Explanation:
+    """Word-level contributions towards the *positive* class (LIME: its top words; SHAP: every word in order)."""
+
+    method: str
+    words: list[str]
+    weights: list[float]
+    probability_positive: float
+    base_value: float | None = None  # SHAP: expected positive logit over the masker's background
+    html: str = ""
+
+    @property
+    def predicted(self) -> int:
+        return int(self.probability_positive >= 0.5)
+
+    def top_words(self, k: int) -> list[str]:
+        """The k words that most support the predicted class (distinct, lower-cased)."""
+        sign = 1 if self.predicted == 1 else -1
+        ranked = sorted(zip(self.words, self.weights), key=lambda pair: -sign * pair[1])
+        return list(dict.fromkeys(word.lower() for word, _ in ranked))[:k]
+
+
+def explain_lime(classifier: TextClassifier, text: str, samples: int, seed: int, num_features: int = 10) -> Explanation:
+    from lime.lime_text import LimeTextExplainer
+
+    explainer = LimeTextExplainer(class_names=CLASS_NAMES, random_state=seed)
+    result = explainer.explain_instance(text, classifier.predict_proba, labels=(1,), num_features=num_features,
+                                        num_samples=samples)
+    weights = dict(result.as_list(label=1))
+    words = [word for word in weights]
+    return Explanation("lime", words, [float(weights[w]) for w in words],
+                       float(result.predict_proba[1]), html=result.as_html(labels=(1,)))
+
+
+def explain_shap(classifier: TextClassifier, text: str, max_evals: int) -> Explanation:
+    import shap
+
+    explainer = shap.Explainer(classifier.logits, shap.maskers.Text(classifier.tokenizer), output_names=CLASS_NAMES)
+    values = explainer([text], max_evals=max_evals, batch_size=classifier.batch_size, silent=True)
+    tokens, positive = list(values.data[0]), values.values[0][:, 1]
+    words, weights = words_from_tokens(text, tokens, positive)
+    probability = float(classifier.predict_proba([text])[0, 1])
+    return Explanation("shap", words, weights, probability, base_value=float(values.base_values[0][1]),
+                       html=shap.plots.text(values[0, :, 1], display=False))
+
+
+def words_from_tokens(text: str, tokens: list[str], values: np.ndarray) -> tuple[list[str], list[float]]:
+    """Sum sub-word token values into the words of ``text`` they overlap (tokens concatenate to the text)."""
+    spans = [(m.start(), m.end(), m.group()) for m in WORD.finditer(text)]
+    totals = [0.0] * len(spans)
+    position = 0
+    for token, value in zip(tokens, values):
+        start, end = position, position + len(token)
+        position = end
+        for index, (word_start, word_end, _word) in enumerate(spans):
+            if word_start < end and start < word_end:
+                totals[index] += float(value)
+                break
+    return [word for _, _, word in spans], totals
+
+
+# --------------------------------------------------------------------------------------------
+# Faithfulness
+# --------------------------------------------------------------------------------------------
+
+
+def without_words(text: str, words: list[str]) -> str:
+    removed = {word.lower() for word in words}
+    return " ".join(token for token in WORD.findall(text) if token.lower() not in removed)
+
+
+def only_words(text: str, words: list[str]) -> str:
+    kept = {word.lower() for word in words}
+    return " ".join(token for token in WORD.findall(text) if token.lower() in kept)
+
+
+def faithfulness(classifier: TextClassifier, text: str, top_words: list[str]) -> dict[str, float]:
+    """ERASER comprehensiveness and sufficiency of ``top_words`` for the model's predicted class."""
+    full, reduced, rationale = classifier.predict_proba([text, without_words(text, top_words), only_words(text, top_words)])
+    predicted = int(full.argmax())
+    return {"comprehensiveness": float(full[predicted] - reduced[predicted]),
+            "sufficiency": float(full[predicted] - rationale[predicted])}
+
+
+def jaccard(first: list[str], second: list[str]) -> float:
+    a, b = set(first), set(second)
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# One model: the paper's texts (figures) and faithfulness on test sentences
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    lime_samples: int
+    shap_max_evals: int
+    top_k: int
+    seed: int
+
+
+def explain_texts(classifier: TextClassifier, texts: dict[str, str], settings: ExplainSettings, title: str,
+                  html_dir: Path, png_dir: Path) -> dict[str, dict]:
+    """LIME and SHAP for each named text: HTML + PNG per method, and the numbers; unusable texts are skipped."""
+    from tqdm.auto import tqdm
+
+    html_dir.mkdir(parents=True, exist_ok=True)
+    records = {}
+    for name, text in tqdm(texts.items(), desc="explain texts", leave=False):
+        reason = classifier.unusable(text)
+        if reason:
+            records[name] = {"text": text, "skipped": reason}
+            continue
+        records[name] = {"text": text}
+        for explanation in (explain_lime(classifier, text, settings.lime_samples, settings.seed),
+                            explain_shap(classifier, text, settings.shap_max_evals)):
+            (html_dir / f"{explanation.method}_{name}.html").write_text(explanation.html)
+            plot_contributions(explanation, f"{title} · {name}", png_dir / f"{explanation.method}_{name}.png")
+            records[name][explanation.method] = {"probability_positive": explanation.probability_positive,
+                                                 "base_value": explanation.base_value,
+                                                 "words": explanation.words, "weights": explanation.weights}
+    return records
+
+
+def measure_faithfulness(classifier: TextClassifier, sentences: list[str], settings: ExplainSettings) -> list[dict]:
+    """Per sentence: each method's top-k words and their comprehensiveness/sufficiency."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    for sentence in tqdm(sentences, desc="faithfulness", leave=False):
+        row = {"sentence": sentence}
+        for explanation in (explain_lime(classifier, sentence, settings.lime_samples, settings.seed),
+                            explain_shap(classifier, sentence, settings.shap_max_evals)):
+            top = explanation.top_words(settings.top_k)
+            row[explanation.method] = {"top_words": top, **faithfulness(classifier, sentence, top)}
+        rows.append(row)
+    return rows
+
+
+def summarise_faithfulness(rows: list[dict]) -> dict[str, dict[str, float]]:
+    return {method: {measure: float(np.mean([row[method][measure] for row in rows]))
+                     for measure in ("comprehensiveness", "sufficiency")}
+            for method in ("lime", "shap") if rows}
+
+
+def plot_contributions(explanation: Explanation, title: str, path: Path) -> None:
+    """Horizontal bars, one per word: red pushes towards positive, blue towards negative."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    words, weights = explanation.words, explanation.weights
+    if explanation.method == "lime":  # LIME lists its top words; show the strongest on top
+        order = sorted(range(len(words)), key=lambda i: abs(weights[i]))
+        words, weights = [words[i] for i in order], [weights[i] for i in order]
+    else:  # SHAP: text order, first word on top
+        words, weights = words[::-1], weights[::-1]
+    fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.32 * len(words)))
+    ax.barh(range(len(words)), weights, color=["#d62728" if w > 0 else "#1f77b4" for w in weights])
+    ax.set_yticks(range(len(words)), words, fontsize=9)
+    ax.axvline(0, color="black", linewidth=0.8)
+    unit = "LIME weight for P(positive)" if explanation.method == "lime" else "SHAP value (positive-class logit)"
+    ax.set_xlabel(f"{unit}   ← negative | positive →", fontsize=9)
+    summary = f"P(positive) = {explanation.probability_positive:.2f}"
+    if explanation.base_value is not None:
+        summary += f", base logit {explanation.base_value:.2f}"
+    ax.set_title(f"{explanation.method.upper()} · {title}\n{summary}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,26 @@
+"""``mcap``: remove the heads with the lowest meta-controller importance δ for the task (paper Eq. 1, 6).
+
+δ comes from the ``meta_controller`` stage (``reports/mcap/delta/<task>.json``), which may never
+have trained on this task: that is the paper's transfer claim.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from mcap.errors import McapError
+from mcap.strategies.base import HeadStrategy, PruneContext, register
+
+DELTA_DIR = Path("reports/mcap/delta")
+
+
+@register
+class MetaControllerHeads(HeadStrategy):
+    name = "mcap"
+
+    def score_heads(self, context: PruneContext) -> torch.Tensor:
+        path = DELTA_DIR / f"{context.task}.json"
+        if not path.is_file():
+            raise McapError(f"{path}: missing; the meta_controller stage writes δ for every task in 'tasks'")
+        return torch.tensor(json.loads(path.read_text())["delta"])

@@ -1,0 +1,27 @@
+"""Stage attention_maps: the pre-trained model's per-head attention maps on a pool of train sentences per task."""
+
+from pathlib import Path
+
+from mcap.attention_maps import extract_maps, plot_map_grid, save_maps
+from mcap.cli import run_stage
+from mcap.data import read_split
+from mcap.modeling import load_pretrained
+from mcap.outputs import atomic_dir
+from mcap.params import all_tasks, get
+
+
+def main(params, args):
+    model, tokenizer = load_pretrained(get(params, "model.name_or_path", str), get(params, "seed", int))
+    size, count = get(params, "mcap.map_length", int), get(params, "mcap.map_examples", int)
+    with atomic_dir(Path("data/attention")) as staging:
+        for task in all_tasks(params):
+            sentences = list(read_split(Path("data/processed") / task, "train")["sentence"].head(count))
+            arrays = extract_maps(model, tokenizer, sentences, size, get(params, "train.batch_size", int))
+            save_maps(staging / f"{task}.npz", arrays, sentences)
+            plot_map_grid(arrays["maps"][0], int(arrays["attention_mask"][0].sum()),
+                          f"{task}: attention maps of “{sentences[0][:70]}” (rows: layers, columns: heads)",
+                          Path("reports/mcap/attention") / f"{task}.png")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny random BERT (2 layers x 4 heads) with its own vocabulary, and tiny GLUE-layout data."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POSITIVE = ["good", "great", "lovely", "fine", "superb", "charming", "moving", "brilliant"]
+NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "tedious", "messy", "weak"]
+FILLER = ["the", "film", "was", "a", "story", "and", "plot", "acting", "really", "quite", "very", "it", "is"]
+
+
+def make_sentences(count: int, seed: int) -> pd.DataFrame:
+    """Sentences whose label is carried by one sentiment word: learnable by a tiny model."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        label = index % 2
+        words = rng.sample(FILLER, rng.randint(3, 8))
+        words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
+        rows.append((" ".join(words), label))
+    return pd.DataFrame(rows, columns=["sentence", "label"])
+
+
+def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
+    """A random BertConfig(2 layers, 4 heads, hidden 32) model + WordPiece tokenizer, saved with save_pretrained."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "!", ".", ",", "<", "3", "#"] + sorted(set(POSITIVE + NEGATIVE + FILLER))
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(vocab)}, do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def write_tiny_glue(root: Path, rows: int = 80) -> Path:
+    """SST-2 (header sentence<TAB>label, labelled test.tsv) and CoLA (4 columns, no header) folders."""
+    sst2, cola = root / "SST-2", root / "CoLA"
+    sst2.mkdir(parents=True)
+    cola.mkdir(parents=True)
+    for name, seed in (("train", 1), ("test", 2)):
+        frame = make_sentences(rows, seed)
+        (sst2 / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in frame.itertuples(index=False)))
+    for name, seed in (("train", 3), ("dev", 4)):
+        frame = make_sentences(rows, seed)
+        (cola / f"{name}.tsv").write_text("".join(f"src\t{y}\t\t{s}\n" for s, y in frame.itertuples(index=False)))
+    return root
+
+
+def write_tiny_task(folder: Path, rows: int = 80) -> Path:
+    """An extra task in SentEval layout: train.tsv and dev.tsv of label<TAB>sentence, no header."""
+    folder.mkdir(parents=True)
+    for name, seed in (("train", 5), ("dev", 6)):
+        frame = make_sentences(rows, seed)
+        (folder / f"{name}.tsv").write_text("".join(f"{y}\t{s}\n" for s, y in frame.itertuples(index=False)))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def tiny_model(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture
+def tiny_batch(tiny_model):
+    _model, tokenizer = tiny_model
+    sentences = list(make_sentences(6, seed=5)["sentence"])
+    return tokenizer(sentences, padding=True, return_tensors="pt")  # padded: exercises the attention mask

@@ -1,0 +1,82 @@
+"""FLOPs, MAC bound, latency and quality metrics of the benchmark stage."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from conftest import make_sentences
+from mcap.benchmark import (
+    BenchmarkSettings,
+    benchmark_model,
+    count_flops,
+    encoder_macs,
+    latency_ms,
+    mac_bound,
+    zero_weight_flops,
+)
+from mcap.heads import eager_attention, head_layout, prune_heads
+from mcap.training import classification_metrics
+
+
+def encoder_flops(model, seq_len):
+    ids = torch.ones(1, seq_len, dtype=torch.long)
+    with torch.no_grad(), eager_attention(model), FlopCounterMode(display=False) as counter:
+        model(input_ids=ids)
+    return sum(sum(ops.values()) for name, ops in counter.get_flop_counts().items() if name.endswith(".encoder"))
+
+
+@pytest.mark.parametrize("removed", [{}, {0: [1, 2]}, {1: [0, 1, 2, 3]}])
+def test_analytic_macs_match_the_flop_counter(tiny_model, removed):
+    model, _ = tiny_model
+    prune_heads(model, removed)
+    macs = encoder_macs(model.config, head_layout(model), 12)
+    assert 2 * (macs["attention"] + macs["feed_forward"]) == encoder_flops(model, 12)
+
+
+def test_mac_bound_is_the_ratio_of_encoder_work(tiny_model):
+    model, _ = tiny_model
+    full = encoder_flops(model, 16)
+    prune_heads(model, {0: [0, 1], 1: [3]})
+    bound = mac_bound(model, 16)
+    assert bound["heads_removed_fraction"] == pytest.approx(3 / 8)
+    assert bound["mac_bound_speedup"] == pytest.approx(full / encoder_flops(model, 16))
+
+
+def test_head_removal_lowers_counted_flops_and_zero_weights_lower_nonzero_flops(tiny_model):
+    model, _ = tiny_model
+    dense = count_flops(model, 10)
+    assert zero_weight_flops(model, 10) == 0
+    with torch.no_grad():
+        model.bert.encoder.layer[0].intermediate.dense.weight[:5] = 0  # 5 rows x 32 inputs
+    assert zero_weight_flops(model, 10) == 2 * 10 * 5 * 32
+    prune_heads(model, {0: [0]})
+    assert count_flops(model, 10) < dense
+
+
+def test_latency_statistics_come_from_the_requested_repetitions(tiny_model, tiny_batch):
+    model, _ = tiny_model
+    timing = latency_ms(model, [dict(tiny_batch)], warmup=2, repetitions=7)
+    assert timing["repetitions"] == 7
+    assert 0 < timing["q1"] <= timing["median"] <= timing["q3"]
+    assert timing["iqr"] == pytest.approx(timing["q3"] - timing["q1"])
+
+
+def test_classification_metrics_on_known_logits():
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]], dtype=np.float32)
+    labels = np.array([0, 1, 1, 1])
+    metrics = classification_metrics(logits, labels)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["mcc"] == pytest.approx(1 / np.sqrt(3))
+    expected_loss = np.mean([np.log1p(np.exp(-2))] * 3 + [np.log1p(np.exp(2))])
+    assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_benchmark_model_reports_every_metric(tiny_model):
+    model, tokenizer = tiny_model
+    settings = BenchmarkSettings(batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16, max_seq_len=32)
+    metrics = benchmark_model(model, tokenizer, make_sentences(12, seed=9), settings)
+    assert set(metrics["test"]) == {"loss", "accuracy", "mcc"}
+    assert set(metrics["latency_ms"]) == {"batch_1", "batch_4"}
+    assert metrics["flops"]["length_16"]["dense"] == metrics["flops"]["length_16"]["nonzero"] > 0
+    assert metrics["heads"] == 8 and metrics["mac_bound_speedup"] == 1.0

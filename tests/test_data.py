@@ -1,0 +1,89 @@
+"""Reading, validating and splitting task data; the split stage's behaviour on bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import write_tiny_glue
+from mcap.data import read_split, read_tsv, split_task, stratified_subset, task_specs, write_splits
+from mcap.errors import McapError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_glue_layouts_are_read(tmp_path):
+    glue = write_tiny_glue(tmp_path / "glue", rows=10)
+    specs = task_specs(glue)
+    sst2 = read_tsv(glue / "SST-2" / "train.tsv", specs["sst2"].layout)
+    cola = read_tsv(glue / "CoLA" / "dev.tsv", specs["cola"].layout)
+    assert list(sst2.columns) == ["sentence", "label"] and len(sst2) == len(cola) == 10
+    assert set(sst2["label"]) == {0, 1}
+
+
+def test_extra_task_folder_is_a_task(tmp_path):
+    (tmp_path / "subj").mkdir()
+    (tmp_path / "subj" / "train.tsv").write_text("1\ta subjective line\n0\tan objective line\n")
+    spec = task_specs("glue", {"subj": str(tmp_path / "subj")})["subj"]
+    frame = read_tsv(spec.folder / "train.tsv", spec.layout)
+    assert frame.values.tolist() == [["a subjective line", 1], ["an objective line", 0]]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("sentence\tlabel\ngood film\t2\n", "train.tsv:2: label '2' is not 0 or 1"),
+        ("sentence\tlabel\n \t1\n", "train.tsv:2: empty sentence"),
+        ("sentence\tlabel\ngood\t1\textra\n", "train.tsv:2: expected 2 tab-separated columns, found 3"),
+        ("text\tlabel\ngood\t1\n", "train.tsv:1: expected the header"),
+    ],
+)
+def test_bad_rows_name_file_and_line(tmp_path, content, message):
+    path = tmp_path / "train.tsv"
+    path.write_text(content)
+    with pytest.raises(McapError, match=message.replace("[", "\\[")):
+        read_tsv(path, "sentence_label")
+
+
+def test_split_is_stratified_seeded_and_capped():
+    frame = pd.DataFrame({"sentence": [f"s{i}" for i in range(200)], "label": [i % 4 == 0 for i in range(200)]}).astype({"label": int})
+    first = split_task(frame, frame, 0.1, seed=7, max_train=100, max_eval=None)
+    again = split_task(frame, frame, 0.1, seed=7, max_train=100, max_eval=None)
+    assert [len(first[s]) for s in ("train", "validation", "test")] == [100, 20, 200]
+    assert first["validation"]["label"].mean() == pytest.approx(0.25)
+    assert first["train"]["label"].mean() == pytest.approx(0.25)
+    assert all(first[s].equals(again[s]) for s in first)
+    assert not set(first["train"]["sentence"]) & set(first["validation"]["sentence"])
+    assert len(stratified_subset(frame, None, 0)) == 200
+
+
+def test_processed_splits_round_trip_awkward_sentences(tmp_path):
+    frame = pd.DataFrame({"sentence": ['he said "no"', "NA", "null", "tab-free , commas"], "label": [0, 1, 0, 1]})
+    write_splits({"train": frame}, tmp_path)
+    assert read_split(tmp_path, "train").equals(frame)
+
+
+def run_split_stage(workdir: Path, glue_dir: Path) -> subprocess.CompletedProcess:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["glue_dir"] = str(glue_dir)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    return subprocess.run([sys.executable, str(ROOT / "stages" / "split.py")], cwd=workdir, capture_output=True, text=True, check=False)
+
+
+def test_split_stage_writes_processed_data(tmp_path):
+    result = run_split_stage(tmp_path, write_tiny_glue(tmp_path / "glue", rows=60))
+    assert result.returncode == 0, result.stderr
+    assert read_split(tmp_path / "data/processed/cola", "test").shape == (60, 2)
+
+
+def test_split_stage_fails_cleanly_and_writes_nothing_on_bad_input(tmp_path):
+    glue = write_tiny_glue(tmp_path / "glue", rows=60)
+    with open(glue / "CoLA" / "train.tsv", "a") as handle:
+        handle.write("src\tyes\t\tA sentence with a bad label.\n")
+    result = run_split_stage(tmp_path, glue)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "CoLA/train.tsv:61: label 'yes' is not 0 or 1" in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,157 @@
+"""The real DVC pipeline, end to end, in a temporary git repository on a tiny profile.
+
+Tiny random BERT (2 layers x 4 heads), 64 train / 64 eval sentences per task, one epoch, every
+strategy of params.yaml. Checks `dvc metrics show`, Table I, and that changing the pruning
+ratio reruns what depends on it but never the split.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import save_tiny_bert, write_tiny_glue, write_tiny_task
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "src"]
+
+
+def run(command: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com", "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout + result.stderr
+
+
+def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["name_or_path"] = str(model_dir)
+    params["data"].update(glue_dir=str(glue_dir), extra_tasks={"subj": str(subj_dir)}, max_train_examples=64,
+                          max_eval_examples=64)
+    params["train"].update(epochs=1, learning_rates=[1e-3], max_seq_len=32)
+    params["prune"].update(importance_examples=16, gradient_probe_steps=3, imp_retrain_steps=2)
+    params["benchmark"].update(warmup=1, repetitions=3, flops_seq_len=32)
+    params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, texts=["", "good film"])
+    params["mcap"].update(map_examples=16, map_length=16, cnn_maps=100, cnn_epochs=2, k=8, episodes=4, update_every=2,
+                          cnn_instances=2)
+    return params
+
+
+@pytest.fixture(scope="module")
+def pipeline_repo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pipeline")
+    repo = base / "repo"
+    repo.mkdir()
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / name)
+    params = tiny_params(save_tiny_bert(base / "tiny-bert"), write_tiny_glue(base / "glue"), write_tiny_task(base / "SUBJ"))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny profile"], repo)
+    run(["dvc", "repro"], repo)
+    return repo, params
+
+
+def metrics_by_file(repo: Path) -> dict[str, dict]:
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
+    (workspace,) = shown.values()
+    return {path: entry["data"] for path, entry in workspace["data"].items()}
+
+
+def all_pairs(params: dict) -> list[tuple[str, str]]:
+    return [(t, s) for t in params["tasks"] for s in params["prune"]["strategies"]] + [
+        (t, s) for t in params["transfer"]["tasks"] for s in params["transfer"]["strategies"]]
+
+
+def test_repro_reports_quality_latency_and_flops_for_every_task_and_strategy(pipeline_repo):
+    repo, params = pipeline_repo
+    metrics = metrics_by_file(repo)
+    assert len(all_pairs(params)) == 2 * 9 + 3
+    for task, strategy in all_pairs(params):
+        benchmark = metrics[f"reports/benchmark/{task}-{strategy}.json"]
+        assert set(benchmark["test"]) == {"mcc", "accuracy", "loss"}
+        assert benchmark["latency_ms"]["batch_1"]["median"] > 0
+        assert benchmark["latency_ms"]["batch_32"]["median"] > 0
+        assert benchmark["flops"]["mean_length"]["dense"] > 0
+        assert f"reports/finetune/{task}-{strategy}/metrics.json" in metrics
+
+
+def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipeline_repo):
+    repo, params = pipeline_repo
+    metrics = metrics_by_file(repo)
+    for task in params["tasks"]:
+        unpruned = metrics[f"reports/benchmark/{task}-none.json"]
+        for strategy in ("head_sep", "head_entropy", "head_random", "head_gradient", "mcap"):
+            pruned = metrics[f"reports/benchmark/{task}-{strategy}.json"]
+            assert pruned["heads"] == 8 - 1  # floor(0.2 x 8)
+            assert pruned["flops"]["mean_length"]["dense"] < unpruned["flops"]["mean_length"]["dense"]
+        for strategy in ("imp", "l1_unstructured", "random_unstructured"):
+            pruned = metrics[f"reports/benchmark/{task}-{strategy}.json"]
+            assert pruned["flops"]["length_32"]["nonzero"] < pruned["flops"]["length_32"]["dense"]
+
+
+def table_rows(table: str, heading: str) -> list[str]:
+    section = table.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = section.splitlines()
+    return [line for line, below in zip(lines, lines[1:] + [""]) if line.startswith("| ") and not below.startswith("|---")]
+
+
+def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
+    repo, params = pipeline_repo
+    table = (repo / "reports" / "table1.md").read_text()
+    for task in params["tasks"]:
+        rows = table_rows(table, task)
+        assert len(rows) == len(params["prune"]["strategies"]) == 9
+        assert any(row.startswith("| 7. MCAP |") for row in rows)
+    transfer_rows = table_rows(table, "subj — transfer")
+    assert [row.split(" |")[0] for row in transfer_rows] == ["| 6. Random head pruning", "| 6b. HeadImp: gradient (Michel et al.; not in paper)", "| 7. MCAP"]
+    assert "The paper's Table I (their numbers" in table
+    assert (repo / "reports" / "prune" / "sst2-head_sep" / "heads.png").stat().st_size > 0
+
+
+def test_mcap_stages_write_delta_for_every_task_and_cnn_metrics(pipeline_repo):
+    repo, _params = pipeline_repo
+    for task in ("sst2", "cola", "subj"):
+        delta = json.loads((repo / "reports" / "mcap" / "delta" / f"{task}.json").read_text())
+        assert len(delta["delta"]) == 2 and len(delta["delta"][0]) == 4
+        assert delta["seen_in_meta_training"] == (task != "subj")
+    assert 0 <= metrics_by_file(repo)["reports/mcap/cnn/metrics.json"]["heldout_accuracy"] <= 1
+    assert (repo / "reports" / "mcap" / "attention" / "subj.png").is_file()
+
+
+def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeline_repo):
+    repo, params = pipeline_repo
+    lime = (repo / "reports" / "explain" / "lime_table.md").read_text()
+    assert len(table_rows(lime, "sst2")) == 9
+    assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
+    metrics = metrics_by_file(repo)
+    for strategy in params["prune"]["strategies"]:
+        model_metrics = metrics[f"reports/explain/models/sst2-{strategy}/metrics.json"]
+        assert {"comprehensiveness", "sufficiency"} <= set(model_metrics["shap"])
+        assert (repo / "reports" / "explain" / "models" / f"sst2-{strategy}" / "png" / "shap_T2.png").is_file()
+    assert "mcap" in metrics["reports/explain/summary.json"]["sst2"]
+    assert "Most faithful" in (repo / "reports" / "explain" / "faithfulness.md").read_text()
+
+
+def test_changing_the_ratio_reruns_pruning_but_never_the_split(pipeline_repo):
+    repo, _params = pipeline_repo
+    # A subset of strategies keeps this fast; what matters is which stages the ratio reaches.
+    output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none,head_random,mcap]",
+                  "-S", "transfer.strategies=[mcap]"], repo)
+    for stage in ("meta_controller", "prune@sst2-head_random", "prune_transfer@subj-mcap", "report", "explain_report"):
+        assert f"Running stage '{stage}'" in output
+    for stage in ("split", "attention_maps", "pattern_cnn"):
+        assert f"Running stage '{stage}'" not in output

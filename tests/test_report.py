@@ -1,0 +1,65 @@
+"""Table I assembly and the README's generated results block."""
+
+from pathlib import Path
+
+import pytest
+
+from mcap import readme
+from mcap.report import build_table, markdown_table, render_report, row_order, speedup_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_benchmark(latency_ms: float, heads: int, bound: float) -> dict:
+    timing = {"median": latency_ms, "q1": latency_ms * 0.9, "q3": latency_ms * 1.1, "iqr": latency_ms * 0.2}
+    return {
+        "test": {"mcc": 0.5, "loss": 0.4, "accuracy": 0.8},
+        "latency_ms": {"batch_1": timing, "batch_32": {**timing, "median": latency_ms * 10}},
+        "flops": {"mean_length": {"dense": 2e9, "nonzero": 1.5e9}},
+        "nonzero_parameters": 1e6, "heads": heads, "mac_bound_speedup": bound,
+    }
+
+
+def test_rows_follow_the_papers_order_with_unknown_strategies_last():
+    assert row_order(["none", "my_new", "head_sep", "imp"]) == ["imp", "head_sep", "none", "my_new"]
+
+
+def test_speedups_are_relative_to_the_unpruned_model_of_the_same_task():
+    benchmarks = {("sst2", "none"): fake_benchmark(10.0, 72, 1.0), ("sst2", "head_random"): fake_benchmark(8.0, 58, 1.1)}
+    table = build_table(benchmarks)
+    row = table.set_index("strategy").loc["head_random"]
+    assert row["speedup_batch_1"] == pytest.approx(1.25)
+    assert row["speedup_batch_32_vs_bound"] == pytest.approx(1.25 / 1.1)
+    assert speedup_summary(table)["sst2"]["none"]["speedup_batch_1"] == 1.0
+    markdown = markdown_table(table, "sst2")
+    assert "| 6. Random head pruning | 58 | 8.0 ± 1.6 |" in markdown
+
+
+def test_report_places_the_papers_table_below_ours():
+    table = build_table({("cola", "none"): fake_benchmark(10.0, 72, 1.0), ("subj", "mcap"): fake_benchmark(9.0, 58, 1.1)})
+    text = render_report(table, ["cola"], "setup line", ["subj"], ["sst2", "cola"])
+    assert text.index("## cola") < text.index("## subj — transfer") < text.index("The paper's Table I")
+    assert "| 7. MCAP (theirs) | 124 |" in text
+    assert "| 7. MCAP | 58 | 9.0 ± 1.8 |" in text.split("## subj")[1]
+
+
+def test_readme_render_replaces_only_the_marked_block():
+    original = f"intro\n{readme.START}\nold numbers\n{readme.END}\noutro\n"
+    assert readme.render(original, "new numbers") == f"intro\n{readme.START}\nnew numbers\n{readme.END}\noutro\n"
+    with pytest.raises(ValueError, match="lacks the markers"):
+        readme.render("no markers", "x")
+
+
+def test_relative_links_are_rebased_on_the_report_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "a.md").write_text("# A\n![plot](figures/x.png) [web](https://example.org)\n")
+    block = readme.generated_block([Path("reports/a.md")])
+    assert block == "## A\n![plot](reports/figures/x.png) [web](https://example.org)"
+
+
+def test_committed_readme_shows_exactly_the_committed_reports(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    text = Path("README.md").read_text()
+    block = text.split(readme.START, 1)[1].split(readme.END, 1)[0].strip()
+    assert block == readme.generated_block(readme.SOURCES).strip()

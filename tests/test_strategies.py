@@ -1,0 +1,118 @@
+"""Every registered strategy on a tiny model, and the scoring functions on hand-built attention."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import make_sentences
+from mcap.errors import McapError
+from mcap.heads import count_heads
+from mcap.pruning import check_ratio, prune_model
+from mcap.strategies import PruneContext, known_strategies
+from mcap.strategies.base import encoder_weight_sparsity, heads_to_remove, lowest_heads
+from mcap.strategies.head_entropy import attention_entropy
+from mcap.strategies.head_sep import attention_to_sep
+
+HEAD_STRATEGIES = ["head_sep", "head_entropy", "head_random", "head_gradient"]
+UNSTRUCTURED = ["imp", "l1_unstructured", "random_unstructured"]
+OPTIONS = {"importance_examples": 16, "gradient_probe_steps": 3, "imp_rounds": 2, "imp_retrain_steps": 2}
+
+
+def context(tiny_model, ratio: float, seed: int = 0) -> PruneContext:
+    model, tokenizer = tiny_model
+    return PruneContext(model=model, tokenizer=tokenizer, task="toy", train=make_sentences(32, seed=1), ratio=ratio,
+                        seed=seed, options=OPTIONS, max_seq_len=32, batch_size=8)
+
+
+def test_the_paper_baselines_and_ours_are_registered():
+    assert set(HEAD_STRATEGIES + UNSTRUCTURED + ["none"]) <= set(known_strategies())
+
+
+@pytest.mark.parametrize("name", HEAD_STRATEGIES)
+def test_head_strategies_remove_the_lowest_scored_fraction(tiny_model, name):
+    record = prune_model(name, context(tiny_model, ratio=0.5))
+    model = tiny_model[0]
+    assert count_heads(model) == record["kept_heads_count"] == 4
+    scores = torch.tensor(record["head_scores"])
+    removed = [scores[int(layer), head] for layer, heads in record["removed_heads"].items() for head in heads]
+    kept = [scores[layer, head] for layer, heads in enumerate(record["kept_heads"]) for head in heads]
+    assert max(removed) <= min(kept)
+
+
+@pytest.mark.parametrize("name", UNSTRUCTURED)
+def test_unstructured_strategies_zero_the_ratio_of_encoder_weights(tiny_model, name):
+    record = prune_model(name, context(tiny_model, ratio=0.3))
+    assert record["encoder_weight_sparsity"] == pytest.approx(0.3, abs=0.01)
+    assert encoder_weight_sparsity(tiny_model[0]) == pytest.approx(0.3, abs=0.01)
+    assert count_heads(tiny_model[0]) == 8
+
+
+def test_imp_rewinds_surviving_weights_to_pretrained_values(tiny_model):
+    model = tiny_model[0]
+    before = model.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
+    prune_model("imp", context(tiny_model, ratio=0.3))
+    after = model.bert.encoder.layer[0].attention.self.query.weight.detach()
+    survivors = after != 0
+    assert torch.equal(after[survivors], before[survivors])
+
+
+def test_l1_removes_the_smallest_magnitudes(tiny_model):
+    model = tiny_model[0]
+    weights = torch.cat([m.weight.detach().abs().flatten() for m in model.bert.encoder.modules() if isinstance(m, torch.nn.Linear)])
+    threshold = weights.kthvalue(int(0.3 * weights.numel())).values
+    prune_model("l1_unstructured", context(tiny_model, ratio=0.3))
+    survivors = torch.cat([m.weight.detach().flatten() for m in model.bert.encoder.modules() if isinstance(m, torch.nn.Linear)])
+    assert survivors[survivors != 0].abs().min() >= threshold
+
+
+@pytest.mark.parametrize("name", ["head_random", "random_unstructured", "head_gradient"])
+def test_same_seed_same_pruning(tiny_model_dir, name):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    records = []
+    for _ in range(2):
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+        records.append(prune_model(name, context((model, AutoTokenizer.from_pretrained(tiny_model_dir)), 0.5, seed=3)))
+    assert records[0] == records[1]
+
+
+def test_ratio_that_removes_no_head_is_a_recorded_no_op(tiny_model, caplog):
+    record = prune_model("head_entropy", context(tiny_model, ratio=0.1))  # 0.1 x 8 heads -> 0
+    assert record["removed_heads_count"] == 0 and count_heads(tiny_model[0]) == 8
+    assert "removes 0 of 8 heads" in record["notes"][0]
+    assert "removes 0 of 8 heads" in caplog.text
+
+
+def test_unknown_strategy_lists_the_known_ones(tiny_model):
+    with pytest.raises(McapError, match="unknown pruning strategy 'magic'; known: .*head_entropy"):
+        prune_model("magic", context(tiny_model, ratio=0.2))
+
+
+@pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5, "half", True])
+def test_ratio_outside_unit_interval_is_rejected(ratio):
+    with pytest.raises(McapError, match=r"'prune.ratio' must be a number in \[0, 1\)"):
+        check_ratio(ratio)
+
+
+def test_heads_to_remove_never_exceeds_the_ratio():
+    assert heads_to_remove(0.2, 72) == 14 and heads_to_remove(0.5, 72) == 36 and heads_to_remove(0.2, 8) == 1
+
+
+def test_lowest_heads_ranks_globally():
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.05]])
+    assert lowest_heads(scores, 3) == {0: [1], 1: [0, 2]}
+
+
+def test_attention_to_sep_reads_the_last_real_token():
+    probs = torch.zeros(1, 1, 4, 4)
+    probs[0, 0, :, 2] = 1.0  # every query attends to position 2, the [SEP] of a 3-token sentence
+    batch = {"attention_mask": torch.tensor([[1, 1, 1, 0]])}
+    assert torch.equal(attention_to_sep(probs, batch), torch.ones(1, 1, 4))
+
+
+def test_attention_entropy_of_uniform_and_peaked_rows():
+    uniform = torch.full((1, 1, 1, 4), 0.25)
+    peaked = torch.tensor([[[[1.0, 0.0, 0.0, 0.0]]]])
+    assert attention_entropy(uniform, {}).item() == pytest.approx(math.log(4))
+    assert attention_entropy(peaked, {}).item() == pytest.approx(0.0, abs=1e-6)

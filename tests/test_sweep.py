@@ -1,0 +1,32 @@
+"""Collecting DVC experiments into the ratio sweep."""
+
+import pytest
+
+from mcap.sweep import aggregate, experiment_records, points, sweep_markdown
+
+
+def benchmark(mcc: float, latency: float, bound: float) -> dict:
+    timing = {"median": latency}
+    return {"data": {"test": {"mcc": mcc, "loss": 0.5}, "latency_ms": {"batch_1": timing, "batch_32": timing},
+                     "mac_bound_speedup": bound}}
+
+
+def experiment(name: str, ratio: float, seed: int, mcc: float) -> dict:
+    return {"name": name, "data": {
+        "params": {"params.yaml": {"data": {"seed": seed, "prune": {"ratio": ratio}}}},
+        "metrics": {"reports/benchmark/sst2-none.json": benchmark(0.8, 10.0, 1.0),
+                    "reports/benchmark/sst2-head_random.json": benchmark(mcc, 8.0, 1.1),
+                    "reports/finetune/sst2-none/metrics.json": {"data": {"step": 0}}}}}
+
+
+def test_experiments_are_found_at_any_nesting_and_averaged_over_seeds():
+    shown = [{"rev": "workspace", **experiment("workspace", 0.2, 1, 0.6)},
+             {"experiments": [{"revs": [experiment("a", 0.2, 2, 0.7), experiment("b", 0.5, 1, 0.4)]}]}]
+    records = list(experiment_records(shown))
+    assert len(records) == 3
+    summary = aggregate(points(records))
+    mean, std, runs = summary[("sst2", "head_random", 0.2)]["mcc"]
+    assert (mean, std, runs) == (pytest.approx(0.65), pytest.approx(0.05), 2)
+    assert summary[("sst2", "head_random", 0.5)]["speedup_batch_1"][0] == pytest.approx(1.25)
+    table = sweep_markdown(summary)
+    assert "| 6. Random head pruning | 0.650 ± 0.050 | 0.400 |" in table
