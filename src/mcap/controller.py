@@ -7,7 +7,7 @@ features of each head's attention maps on those instances) to one logit per head
 sigmoid(logit) is the head importance (Eq. 6). A hard Gumbel-softmax sample of keep/drop per
 head (straight-through gradient) masks the frozen pre-trained encoder (Eq. 2, 7). The loss is
 
-    KL(RDD_original || RDD_masked)                      Eq. 10–14: relative cosine-distance distributions
+    Σ_n KL(RDD_original^n || RDD_masked^n)              Eq. 10–14: relative cosine-distance distributions
   + cnn_weight   · mean over kept heads of P_CNN(vertical | masked model's map)   Algorithm 1 line 7
   + budget_weight · (mean δ − (1 − prune.ratio))²       holds the expected kept fraction at the budget
 
@@ -72,9 +72,10 @@ def relative_distance_distribution(representations: torch.Tensor) -> torch.Tenso
 
 
 def rdd_kl(original: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
-    """Eq. 12–14: mean over instances of KL(r_original^n || r_pruned^n)."""
+    """Eq. 12–14: KL(r_original^n || r_pruned^n) summed over the episode's instances n (§II.F: "the summation
+    over all instances X in the set of instances")."""
     p, q = relative_distance_distribution(original), relative_distance_distribution(pruned)
-    return (p * (p.log() - q.log())).sum(dim=-1).mean()
+    return (p * (p.log() - q.log())).sum()
 
 
 def sentence_representations(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
