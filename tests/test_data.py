@@ -68,7 +68,8 @@ def test_processed_splits_round_trip_awkward_sentences(tmp_path):
 
 def run_split_stage(workdir: Path, glue_dir: Path) -> subprocess.CompletedProcess:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["glue_dir"] = str(glue_dir)
+    params["data"].update(glue_dir=str(glue_dir), extra_tasks={})
+    params["transfer"]["tasks"] = []
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run([sys.executable, str(ROOT / "stages" / "split.py")], cwd=workdir, capture_output=True, text=True, check=False)
 

@@ -108,3 +108,31 @@ def plot_faithfulness(summary: dict[str, dict[str, float]], task: str, path: Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_reports(models_dir: Path, out_dir: Path, tasks: list[str], strategies: list[str], top_k: int) -> dict:
+    """Write lime_table.md, faithfulness.md and one faithfulness figure per task; return the per-task summaries."""
+    lime_parts = ["# LIME explanations of T2 (the paper's Table III)", ""]
+    faithfulness_parts = ["# Faithfulness of LIME and SHAP explanations", ""]
+    summaries = {}
+    for task in tasks:
+        explanations = load_explanations(models_dir, task, strategies)
+        summary = faithfulness_summary(explanations)
+        best = {method: most_faithful(summary, method) for method in ("lime", "shap")}
+        summaries[task] = {**summary, "most_faithful": best}
+        skipped = [f"{strategy}: {name} ({record['skipped']})" for strategy, explanation in explanations.items()
+                   for name, record in explanation["texts"].items() if "skipped" in record]
+        lime_parts += [f"## {task}", "", lime_table(explanations), ""]
+        if skipped:
+            lime_parts += ["Skipped texts: " + "; ".join(skipped), ""]
+        sentences = len(next(iter(explanations.values()))["faithfulness"])
+        figure = Path("figures") / f"faithfulness_{task}.png"
+        plot_faithfulness(summary, task, out_dir / figure)
+        faithfulness_parts += [
+            f"## {task}", "", faithfulness_table(summary, top_k, sentences), "",
+            f"Most faithful (comprehensiveness − sufficiency): LIME → {best['lime']}, SHAP → {best['shap']}.", "",
+            f"![faithfulness]({figure.as_posix()})", "",
+        ]
+    (out_dir / "lime_table.md").write_text("\n".join(lime_parts))
+    (out_dir / "faithfulness.md").write_text("\n".join(faithfulness_parts))
+    return summaries

@@ -86,8 +86,8 @@ def sweep_markdown(summary: dict) -> str:
     tasks = list(dict.fromkeys(task for task, _, _ in summary))
     ratios = sorted({ratio for _, _, ratio in summary})
     parts = ["# Pruning-ratio sweep", "",
-             "Collected from `dvc exp show --json` by `python -m mcap.sweep`; mean ± std where several seeds ran. "
-             "Speed-up: unpruned latency / pruned latency of the same run (batch 1 | batch 32); bound: MAC bound.", ""]
+             ("Collected from `dvc exp show --json` by `python -m mcap.sweep`; mean ± std where several seeds ran. "
+             "Speed-up: unpruned latency / pruned latency of the same run (batch 1 | batch 32); bound: MAC bound."), ""]
     for task in tasks:
         strategies = row_order(list(dict.fromkeys(s for t, s, _ in summary if t == task)))
         header = ["Strategy"] + [f"r={r:g} MCC" for r in ratios] + [f"r={r:g} speed-up b1 / b32 (bound)" for r in ratios]
