@@ -27,4 +27,4 @@ readme: setup
 	$(PYTHON) -m mcap.readme
 
 lint: setup
-	$(VENV)/bin/ruff check src stages tests
+	$(VENV)/bin/ruff check src stages tests benchmarks

@@ -1,4 +1,4 @@
-"""Stage benchmark@<task>-<strategy>: test quality, latency, FLOPs and the MAC bound of one model."""
+"""Stage benchmark@<task>-<strategy>-<seed>: test quality, latency, speed-up, FLOPs and the MAC bound of one model."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import torch
 from mcap.benchmark import BenchmarkSettings, benchmark_model
 from mcap.cli import run_stage
 from mcap.data import read_split
-from mcap.modeling import load_model
+from mcap.modeling import load_model, unpruned_twin
 from mcap.outputs import write_json
 from mcap.params import get
 from mcap.training import pick_device
@@ -16,16 +16,17 @@ from mcap.training import pick_device
 def main(params, args):
     pair = f"{args.task}-{args.strategy}"
     torch.set_num_threads(get(params, "benchmark.threads", int))
-    model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair)
+    model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair / f"seed-{args.seed}")
     settings = BenchmarkSettings(
         batch_sizes=get(params, "benchmark.batch_sizes", list), warmup=get(params, "benchmark.warmup", int),
         repetitions=get(params, "benchmark.repetitions", int), flops_seq_len=get(params, "benchmark.flops_seq_len", int),
         max_seq_len=get(params, "train.max_seq_len", int),
     )
     test = read_split(Path("data/processed") / args.task, "test")
-    metrics = benchmark_model(model.to(pick_device()), tokenizer, test, settings)
-    write_json(Path("reports/benchmark") / f"{pair}.json", metrics)
+    model = model.to(pick_device())
+    metrics = benchmark_model(model, tokenizer, test, settings, reference=unpruned_twin(model))
+    write_json(Path("reports/benchmark") / pair / f"seed-{args.seed}.json", metrics)
 
 
 if __name__ == "__main__":
-    run_stage(main, "task", "strategy")
+    run_stage(main, "task", "strategy", "seed")

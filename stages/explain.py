@@ -21,7 +21,7 @@ MODELS_DIR = Path("reports/explain/models")
 
 def main(params, args):
     pair = f"{args.task}-{args.strategy}"
-    model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair)
+    model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair / f"seed-{args.seed}")
     classifier = TextClassifier(model, tokenizer, get(params, "train.max_seq_len", int))
     settings = ExplainSettings(lime_samples=get(params, "explain.lime_samples", int),
                                shap_max_evals=get(params, "explain.shap_max_evals", int),
@@ -39,4 +39,4 @@ def main(params, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "task", "strategy")
+    run_stage(main, "task", "strategy", "seed")

@@ -1,9 +1,10 @@
-"""Stage finetune@<task>-<strategy>: fine-tune a pruned model over the learning-rate grid."""
+"""Stage finetune@<task>-<strategy>-<seed>: fine-tune a pruned model over the learning-rate grid."""
 
 from pathlib import Path
 
 from mcap.cli import run_stage
 from mcap.data import read_split
+from mcap.distributed import relaunch_under_accelerate
 from mcap.modeling import load_model, save_model
 from mcap.outputs import atomic_dir
 from mcap.params import get
@@ -12,7 +13,9 @@ from mcap.training import TrainSettings, finetune_grid
 
 
 def main(params, args):
-    pair = f"{args.task}-{args.strategy}"
+    if relaunch_under_accelerate(get(params, "train.num_processes", int, 1), get(params, "train.batch_size", int)):
+        return
+    pair, run = f"{args.task}-{args.strategy}", f"seed-{args.seed}"
     pruned_dir, task_dir = Path("models/pruned") / pair, Path("data/processed") / args.task
     _model, tokenizer, pruning = load_model(pruned_dir)
     settings = TrainSettings(
@@ -22,17 +25,19 @@ def main(params, args):
     )
     result = finetune_grid(
         lambda: load_model(pruned_dir)[0], read_split(task_dir, "train"), read_split(task_dir, "validation"),
-        tokenizer, settings, get(params, "train.learning_rates", list), get(params, "seed", int),
+        tokenizer, settings, get(params, "train.learning_rates", list), int(args.seed),
         get(params, "train.select_metric", str), keep_zeros=pruning.get("kind") == "unstructured",
     )
-    with atomic_dir(Path("models/finetuned") / pair) as staging:
+    if not result.is_main_process:
+        return
+    with atomic_dir(Path("models/finetuned") / pair / run) as staging:
         save_model(result.model, tokenizer, staging, pruning)
     grid = {f"lr_{rate:g}/val_{key}": history[-1][f"val_{key}"]
             for rate, history in result.histories.items() for key in ("accuracy", "mcc", "loss")}
     curves = [{"train/loss": r["train_loss"], "val/loss": r["val_loss"], "val/accuracy": r["val_accuracy"],
                "val/mcc": r["val_mcc"]} for r in result.histories[result.learning_rate]]
-    log_history(Path("reports/finetune") / pair, curves, {"learning_rate": result.learning_rate, **grid})
+    log_history(Path("reports/finetune") / pair / run, curves, {"learning_rate": result.learning_rate, **grid})
 
 
 if __name__ == "__main__":
-    run_stage(main, "task", "strategy")
+    run_stage(main, "task", "strategy", "seed")

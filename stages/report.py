@@ -14,14 +14,20 @@ REPORTS = Path("reports")
 def main(params, args):
     tasks, transfer_tasks = get(params, "tasks", list), get(params, "transfer.tasks", list)
     groups = [(tasks, get(params, "prune.strategies", list)), (transfer_tasks, get(params, "transfer.strategies", list))]
-    table = build_table(load_benchmarks(REPORTS / "benchmark", groups))
+    seeds = get(params, "seeds", list)
+    benchmarks = load_benchmarks(REPORTS / "benchmark", groups, seeds)
+    table = build_table(benchmarks)
+    devices = sorted({run.get("device_name", run["device"]) for runs in benchmarks.values() for run in runs})
     cnn_metrics = json.loads((REPORTS / "mcap" / "cnn" / "metrics.json").read_text())
     setup = (
         f"Model `{get(params, 'model.name_or_path', str)}`, pruning ratio {get(params, 'prune.ratio')}, "
         f"{get(params, 'train.epochs', int)} epoch(s), lr grid {get(params, 'train.learning_rates', list)}, "
         f"train/eval caps {get(params, 'data.max_train_examples')}/{get(params, 'data.max_eval_examples')} "
-        f"(null = full data), benchmark threads {get(params, 'benchmark.threads', int)}. "
+        f"(null = full data), fine-tuning seeds {seeds} (quality is mean ± std where more than one ran), "
+        f"measured on {', '.join(devices)} with {get(params, 'benchmark.threads', int)} threads. "
         "Latency: forward pass on real test sentences (batch 1 and 32), median ± IQR. "
+        "Speed-up: median per-repetition time ratio of the unpruned architecture to this model, the two timed "
+        "alternately in one process (the unpruned row measures the noise floor, ideally 1.00). "
         "GFLOPs per sequence at the test set's mean length; 'non-zero' counts only non-zero encoder weights. "
         "MAC bound = 1 / (1 − attention share of encoder MACs × fraction of heads removed)."
     )

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import make_sentences
+from mcap import benchmark
 from mcap.benchmark import (
     BenchmarkSettings,
     benchmark_model,
@@ -13,9 +15,11 @@ from mcap.benchmark import (
     encoder_macs,
     latency_ms,
     mac_bound,
+    paired_speedup,
     zero_weight_flops,
 )
 from mcap.heads import eager_attention, head_layout, prune_heads
+from mcap.modeling import unpruned_twin
 from mcap.training import classification_metrics
 
 
@@ -62,6 +66,37 @@ def test_latency_statistics_come_from_the_requested_repetitions(tiny_model, tiny
     assert timing["iqr"] == pytest.approx(timing["q3"] - timing["q1"])
 
 
+class ClockedModel(nn.Module):
+    """Advances a fake clock by a fixed cost per forward pass and records the call order."""
+
+    def __init__(self, name: str, cost_s: float, clock: list[float], calls: list[str]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.name, self.cost_s, self.clock, self.calls = name, cost_s, clock, calls
+
+    def forward(self, input_ids, attention_mask):
+        self.clock[0] += self.cost_s
+        self.calls.append(self.name)
+
+
+def test_paired_speedup_interleaves_the_models_and_takes_per_repetition_ratios(monkeypatch, tiny_batch):
+    clock, calls = [0.0], []
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock[0])
+    pruned, unpruned = ClockedModel("pruned", 0.002, clock, calls), ClockedModel("unpruned", 0.006, clock, calls)
+    latency, speedup = paired_speedup(pruned, unpruned, [dict(tiny_batch)], warmup=2, repetitions=5)
+    assert calls == ["pruned", "unpruned", "unpruned", "pruned"] * 3 + ["pruned", "unpruned"]  # ABBA
+    assert latency["median"] == pytest.approx(2.0) and latency["repetitions"] == 5
+    assert speedup["median"] == pytest.approx(3.0) and speedup["iqr"] == pytest.approx(0.0)
+
+
+def test_unpruned_twin_restores_every_head_of_a_pruned_model(tiny_model):
+    model, _ = tiny_model
+    prune_heads(model, {0: [0, 1], 1: [0, 1, 2, 3]})
+    twin = unpruned_twin(model)
+    assert head_layout(twin) == [[0, 1, 2, 3], [0, 1, 2, 3]]
+    assert count_flops(twin, 10) > count_flops(model, 10)
+
+
 def test_classification_metrics_on_known_logits():
     logits = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]], dtype=np.float32)
     labels = np.array([0, 1, 1, 1])
@@ -75,8 +110,9 @@ def test_classification_metrics_on_known_logits():
 def test_benchmark_model_reports_every_metric(tiny_model):
     model, tokenizer = tiny_model
     settings = BenchmarkSettings(batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16, max_seq_len=32)
-    metrics = benchmark_model(model, tokenizer, make_sentences(12, seed=9), settings)
+    metrics = benchmark_model(model, tokenizer, make_sentences(12, seed=9), settings, reference=unpruned_twin(model))
     assert set(metrics["test"]) == {"loss", "accuracy", "mcc"}
-    assert set(metrics["latency_ms"]) == {"batch_1", "batch_4"}
+    assert set(metrics["latency_ms"]) == set(metrics["speedup"]) == {"batch_1", "batch_4"}
     assert metrics["flops"]["length_16"]["dense"] == metrics["flops"]["length_16"]["nonzero"] > 0
     assert metrics["heads"] == 8 and metrics["mac_bound_speedup"] == 1.0
+    assert metrics["device_name"].startswith("CPU ")  # names the hardware in the report (tests run on CPU)

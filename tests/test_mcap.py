@@ -1,11 +1,8 @@
-"""MCAP: the RDD/KL objective, the controller's budget and gradients, the pattern CNN, the stage graph."""
-
-from pathlib import Path
+"""MCAP: the RDD/KL objective, the controller's budget and gradients, the pattern CNN."""
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import make_sentences
 from mcap.attention_maps import extract_maps
@@ -22,7 +19,6 @@ from mcap.controller import (
 from mcap.heads import masked_heads
 from mcap.patterns import PATTERNS, CnnTraining, PatternCNN, fit_pattern_cnn, synthetic_maps
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16
 
 
@@ -105,33 +101,3 @@ def test_the_cnn_separates_the_synthetic_patterns():
     _model, report = fit_pattern_cnn(maps, labels, CnnTraining(epochs=12, batch_size=32, learning_rate=3e-3, seed=0))
     assert report["heldout_accuracy"] > 0.8  # chance is 0.2
     assert report["heldout_maps"] == 60
-
-
-def upstream_stages(stages: dict, name: str) -> set[str]:
-    """Stages whose outputs ``name`` depends on, transitively (by output-path prefix)."""
-    outputs = {}
-    for stage, body in stages.items():
-        for out in body.get("outs", []) + body.get("metrics", []) + body.get("plots", []):
-            outputs[next(iter(out)) if isinstance(out, dict) else out] = stage
-    found, frontier = set(), [name]
-    while frontier:
-        for dep in stages[frontier.pop()].get("deps", []):
-            for out, stage in outputs.items():
-                prefix = out.split("$")[0]
-                if dep.startswith(prefix) and stage not in found:
-                    found.add(stage)
-                    frontier.append(stage)
-    return found
-
-
-def stage_params(body: dict) -> list[str]:
-    return [p if isinstance(p, str) else next(iter(p)) for p in body.get("params", [])]
-
-
-def test_no_path_from_the_pruning_ratio_to_attention_maps_or_the_cnn():
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for name in ("attention_maps", "pattern_cnn"):
-        for stage in {name} | upstream_stages(stages, name):
-            assert not any(p in ("prune", "prune.ratio") for p in stage_params(stages[stage])), stage
-    assert "prune.ratio" in stage_params(stages["meta_controller"])
-    assert "meta_controller" in upstream_stages(stages, "prune")

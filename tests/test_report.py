@@ -1,20 +1,22 @@
 """Table I assembly and the README's generated results block."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from mcap import readme
-from mcap.report import build_table, markdown_table, render_report, row_order, speedup_summary
+from mcap.report import build_table, load_benchmarks, markdown_table, render_report, row_order, speedup_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fake_benchmark(latency_ms: float, heads: int, bound: float) -> dict:
+def fake_benchmark(latency_ms: float, heads: int, bound: float, speedup: float = 1.0, mcc: float = 0.5) -> dict:
     timing = {"median": latency_ms, "q1": latency_ms * 0.9, "q3": latency_ms * 1.1, "iqr": latency_ms * 0.2}
     return {
-        "test": {"mcc": 0.5, "loss": 0.4, "accuracy": 0.8},
+        "test": {"mcc": mcc, "loss": 0.4, "accuracy": 0.8},
         "latency_ms": {"batch_1": timing, "batch_32": {**timing, "median": latency_ms * 10}},
+        "speedup": {"batch_1": {"median": speedup}, "batch_32": {"median": speedup * 1.1}},
         "flops": {"mean_length": {"dense": 2e9, "nonzero": 1.5e9}},
         "nonzero_parameters": 1e6, "heads": heads, "mac_bound_speedup": bound,
     }
@@ -24,19 +26,33 @@ def test_rows_follow_the_papers_order_with_unknown_strategies_last():
     assert row_order(["none", "my_new", "head_sep", "imp"]) == ["imp", "head_sep", "none", "my_new"]
 
 
-def test_speedups_are_relative_to_the_unpruned_model_of_the_same_task():
-    benchmarks = {("sst2", "none"): fake_benchmark(10.0, 72, 1.0), ("sst2", "head_random"): fake_benchmark(8.0, 58, 1.1)}
+def test_speedups_come_from_the_interleaved_measurement_and_are_compared_with_the_bound():
+    benchmarks = {("sst2", "none"): [fake_benchmark(10.0, 72, 1.0)],
+                  ("sst2", "head_random"): [fake_benchmark(8.0, 58, 1.1, speedup=1.25)]}
     table = build_table(benchmarks)
     row = table.set_index("strategy").loc["head_random"]
     assert row["speedup_batch_1"] == pytest.approx(1.25)
-    assert row["speedup_batch_32_vs_bound"] == pytest.approx(1.25 / 1.1)
+    assert row["speedup_batch_32_vs_bound"] == pytest.approx(1.375 / 1.1)
     assert speedup_summary(table)["sst2"]["none"]["speedup_batch_1"] == 1.0
     markdown = markdown_table(table, "sst2")
     assert "| 6. Random head pruning | 58 | 8.0 ± 1.6 |" in markdown
+    assert "| 0.5000 |" in markdown and "±  0.5" not in markdown  # one seed: no spread shown
+
+
+def test_quality_is_mean_and_std_over_seeds(tmp_path):
+    for seed, mcc in ((1, 0.4), (2, 0.6)):
+        path = tmp_path / "sst2-mcap" / f"seed-{seed}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(fake_benchmark(8.0, 58, 1.1, speedup=1.0 + seed / 10, mcc=mcc)))
+    table = build_table(load_benchmarks(tmp_path, [(["sst2"], ["mcap"])], seeds=[1, 2]))
+    row = table.iloc[0]
+    assert (row["seeds"], row["mcc"], row["mcc_std"]) == (2, pytest.approx(0.5), pytest.approx(0.1414, abs=1e-4))
+    assert row["speedup_batch_1"] == pytest.approx(1.15)
+    assert "| 0.5000 ± 0.1414 |" in markdown_table(table, "sst2")
 
 
 def test_report_places_the_papers_table_below_ours():
-    table = build_table({("cola", "none"): fake_benchmark(10.0, 72, 1.0), ("subj", "mcap"): fake_benchmark(9.0, 58, 1.1)})
+    table = build_table({("cola", "none"): [fake_benchmark(10.0, 72, 1.0)], ("subj", "mcap"): [fake_benchmark(9.0, 58, 1.1)]})
     text = render_report(table, ["cola"], "setup line", ["subj"], ["sst2", "cola"])
     assert text.index("## cola") < text.index("## subj — transfer") < text.index("The paper's Table I")
     assert "| 7. MCAP (theirs) | 124 |" in text

@@ -1,12 +1,22 @@
-"""Fine-tuning: it learns, it is deterministic, and unstructured sparsity survives it."""
+"""Fine-tuning: it learns, it is deterministic, unstructured sparsity survives it, and it scales
+out to several processes under `accelerate launch`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import make_sentences
+from mcap.data import write_splits
 from mcap.modeling import load_model, save_model
 from mcap.training import TrainSettings, finetune_grid, zero_masks
 
+ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = TrainSettings(epochs=6, batch_size=16, max_seq_len=32, weight_decay=0.01, warmup_ratio=0.1)
 
 
@@ -49,3 +59,33 @@ def test_zeroed_weights_stay_zero_during_fine_tuning(saved_tiny, tmp_path):
     weight = result.model.bert.encoder.layer[0].output.dense.weight
     assert torch.count_nonzero(weight[:, :10]) == 0
     assert len(zero_masks(result.model)) == 1
+
+
+def run_finetune_stage(workdir: Path, model_dir: Path, num_processes: int) -> subprocess.CompletedProcess:
+    """The real finetune stage script on a tiny model and a learnable task, in ``workdir``."""
+    tokenizer = load_model(model_dir)[1]
+    save_model(load_model(model_dir)[0], tokenizer, workdir / "models/pruned/toy-none", {"kind": "none"})
+    write_splits({"train": make_sentences(128, 1), "validation": make_sentences(32, 2)}, workdir / "data/processed/toy")
+    params = {"train": {"epochs": 6, "learning_rates": [3e-3], "batch_size": 16, "max_seq_len": 32, "weight_decay": 0.01,
+                        "warmup_ratio": 0.1, "select_metric": "accuracy", "num_processes": num_processes}}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    command = [sys.executable, str(ROOT / "stages" / "finetune.py"), "--task", "toy", "--strategy", "none", "--seed", "11"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False, timeout=600)
+
+
+def test_finetune_stage_trains_on_two_processes_under_accelerate(saved_tiny, tmp_path):
+    result = run_finetune_stage(tmp_path, saved_tiny[0], num_processes=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "relaunching on 2 processes" in result.stderr
+    assert result.stderr.count("on 2 process(es)") == 2  # both ranks trained, in one process group
+    summary = json.loads((tmp_path / "reports/finetune/toy-none/seed-11/metrics.json").read_text())
+    assert summary["lr_0.003"]["val_accuracy"] > 0.8
+    assert (tmp_path / "models/finetuned/toy-none/seed-11/model.safetensors").is_file()
+
+
+def test_batch_that_cannot_be_shared_equally_is_refused(saved_tiny, tmp_path):
+    result = run_finetune_stage(tmp_path, saved_tiny[0], num_processes=3)
+    assert result.returncode == 2
+    assert "'train.batch_size' (16) must be a multiple of 'train.num_processes' (3)" in result.stderr
+    assert not (tmp_path / "models/finetuned").exists()

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mcap.figures import saved_figure
 from mcap.heads import attention_probabilities
 
 
@@ -49,25 +50,16 @@ def load_maps(path: Path) -> dict[str, np.ndarray]:
 
 def plot_map_grid(maps: np.ndarray, length: int, title: str, path: Path) -> None:
     """One sentence's layers x heads grid of attention maps (the paper's Fig. 1 analogue)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     layers, heads = maps.shape[:2]
-    fig, axes = plt.subplots(layers, heads, figsize=(1.1 * heads, 1.1 * layers + 0.6), squeeze=False)
-    for layer in range(layers):
-        for head in range(heads):
-            ax = axes[layer][head]
-            ax.imshow(maps[layer, head, :length, :length].astype(np.float32), cmap="Blues", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if head == 0:
-                ax.set_ylabel(f"L{layer}", fontsize=8)
-            if layer == 0:
-                ax.set_title(f"H{head}", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with saved_figure(path, layers, heads, figsize=(1.1 * heads, 1.1 * layers + 0.6), squeeze=False, dpi=90) as (fig, axes):
+        for layer in range(layers):
+            for head in range(heads):
+                ax = axes[layer][head]
+                ax.imshow(maps[layer, head, :length, :length].astype(np.float32), cmap="Blues", vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if head == 0:
+                    ax.set_ylabel(f"L{layer}", fontsize=8)
+                if layer == 0:
+                    ax.set_title(f"H{head}", fontsize=8)
+        fig.suptitle(title, fontsize=9)

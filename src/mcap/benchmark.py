@@ -3,6 +3,9 @@
 * quality: test MCC, accuracy and cross-entropy loss;
 * latency: forward passes on real test sentences, after warm-up, with a fixed thread count,
   no attention outputs, CUDA synchronised; median and inter-quartile range in ms;
+* speed-up: the model and its unpruned twin timed alternately in one process, so that a slower
+  or busier moment of the machine hits both alike; median and quartiles of the per-repetition
+  ratio. (Latencies measured in different processes drift by up to ±30% on a shared VM.)
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on one sequence, dense and counting only
   non-zero encoder weights (what unstructured sparsity could save in theory);
 * bound: the speed-up that removing heads can give at most if time followed MACs:
@@ -11,9 +14,11 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mcap.heads import eager_attention, head_layout
 from mcap.modeling import count_parameters, encoder_linears
-from mcap.training import classification_metrics, make_loader, predict_logits
+from mcap.training import batch_loader, classification_metrics, encode, predict_logits
 
 
 @dataclass(frozen=True)
@@ -81,37 +86,68 @@ def mac_bound(model: nn.Module, seq_len: int) -> dict[str, float]:
     return {"attention_mac_share": share, "heads_removed_fraction": removed, "mac_bound_speedup": 1 / (1 - share * removed)}
 
 
-def latency_ms(model: nn.Module, batches: Sequence[dict[str, torch.Tensor]], warmup: int, repetitions: int) -> dict[str, float]:
-    """Median and quartiles of forward-pass wall time; repetition i runs batch i mod len(batches)."""
-    device = next(model.parameters()).device
+def paired_latency_ms(models: Sequence[nn.Module], batches: Sequence[dict[str, torch.Tensor]], warmup: int,
+                      repetitions: int) -> list[np.ndarray]:
+    """Forward-pass wall times (ms) of each model, interleaved: repetition i runs every model in
+    turn on batch i mod len(batches), in reverse order on odd repetitions (ABBA), because the
+    second pass on a batch finds it in cache. Returns one array of ``repetitions`` times per model."""
+    device = next(models[0].parameters()).device
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
+    times = np.zeros((len(models), repetitions))
     with torch.inference_mode():
         for index in range(warmup + repetitions):
             batch = batches[index % len(batches)]
-            synchronize()
-            start = time.perf_counter()
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            synchronize()
-            if index >= warmup:
-                times.append((time.perf_counter() - start) * 1000)
-    q1, median, q3 = np.percentile(times, [25, 50, 75])
-    return {"median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1), "repetitions": repetitions}
+            order = list(enumerate(models))
+            for position, model in order if index % 2 == 0 else order[::-1]:
+                synchronize()
+                start = time.perf_counter()
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                synchronize()
+                if index >= warmup:
+                    times[position, index - warmup] = (time.perf_counter() - start) * 1000
+    return list(times)
 
 
-def benchmark_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: BenchmarkSettings) -> dict:
-    """All benchmark numbers of one model as a metrics dictionary."""
+def spread(values: np.ndarray) -> dict[str, float]:
+    """Median and quartiles of repeated measurements."""
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return {"median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1), "repetitions": len(values)}
+
+
+def latency_ms(model: nn.Module, batches: Sequence[dict[str, torch.Tensor]], warmup: int, repetitions: int) -> dict[str, float]:
+    """Median and quartiles of one model's forward-pass wall time."""
+    return spread(paired_latency_ms([model], batches, warmup, repetitions)[0])
+
+
+def paired_speedup(model: nn.Module, reference: nn.Module, batches: Sequence[dict[str, torch.Tensor]], warmup: int,
+                   repetitions: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(latency of ``model``, speed-up over ``reference`` = per-repetition time ratio), timed interleaved."""
+    model_times, reference_times = paired_latency_ms([model, reference], batches, warmup, repetitions)
+    return spread(model_times), spread(reference_times / model_times)
+
+
+def benchmark_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: BenchmarkSettings,
+                    reference: nn.Module | None = None) -> dict:
+    """All benchmark numbers of one model as a metrics dictionary.
+
+    With ``reference`` (the unpruned architecture) the latency is measured interleaved with it and
+    the speed-up over it is reported as well.
+    """
     device = next(model.parameters()).device
     model.eval()
-    test_loader = make_loader(tokenizer, test, 64, settings.max_seq_len)
-    metrics = {"test": classification_metrics(*predict_logits(model, test_loader))}
+    examples = encode(tokenizer, test, settings.max_seq_len)
+    metrics = {"test": classification_metrics(*predict_logits(model, batch_loader(tokenizer, examples, 64)))}
 
-    lengths = [len(ids) for ids in tokenizer(list(test["sentence"]), truncation=True, max_length=settings.max_seq_len)["input_ids"]]
-    mean_length = max(1, round(float(np.mean(lengths))))
-    metrics["latency_ms"] = {}
+    mean_length = max(1, round(float(np.mean([len(example["input_ids"]) for example in examples]))))
+    metrics["latency_ms"], metrics["speedup"] = {}, {}
     for batch_size in settings.batch_sizes:
-        batches = [{k: v.to(device) for k, v in batch.items()} for batch in make_loader(tokenizer, test, batch_size, settings.max_seq_len)]
-        metrics["latency_ms"][f"batch_{batch_size}"] = latency_ms(model, batches, settings.warmup, settings.repetitions)
+        batches = [{k: v.to(device) for k, v in batch.items()} for batch in batch_loader(tokenizer, examples, batch_size)]
+        name = f"batch_{batch_size}"
+        if reference is None:
+            metrics["latency_ms"][name] = latency_ms(model, batches, settings.warmup, settings.repetitions)
+        else:
+            metrics["latency_ms"][name], metrics["speedup"][name] = paired_speedup(
+                model, reference, batches, settings.warmup, settings.repetitions)
 
     metrics["flops"] = {}
     for name, seq_len in (("mean_length", mean_length), (f"length_{settings.flops_seq_len}", settings.flops_seq_len)):
@@ -123,5 +159,16 @@ def benchmark_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: B
     metrics["heads"] = sum(len(heads) for heads in head_layout(model))
     metrics.update(mac_bound(model, mean_length))
     metrics["device"] = device.type
+    metrics["device_name"] = device_name(device)
     metrics["threads"] = torch.get_num_threads()
     return metrics
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model from /proc/cpuinfo (Linux), for the report's setup line."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.is_file() else []
+    return f"CPU {models[0] if models else platform.machine()}"

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mcap.figures import saved_figure
 from mcap.training import pick_device
 
 CLASS_NAMES = ["negative", "positive"]
@@ -212,28 +213,19 @@ def summarise_faithfulness(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def plot_contributions(explanation: Explanation, title: str, path: Path) -> None:
     """Horizontal bars, one per word: red pushes towards positive, blue towards negative."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     words, weights = explanation.words, explanation.weights
     if explanation.method == "lime":  # LIME lists its top words; show the strongest on top
         order = sorted(range(len(words)), key=lambda i: abs(weights[i]))
         words, weights = [words[i] for i in order], [weights[i] for i in order]
     else:  # SHAP: text order, first word on top
         words, weights = words[::-1], weights[::-1]
-    fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.32 * len(words)))
-    ax.barh(range(len(words)), weights, color=["#d62728" if w > 0 else "#1f77b4" for w in weights])
-    ax.set_yticks(range(len(words)), words, fontsize=9)
-    ax.axvline(0, color="black", linewidth=0.8)
-    unit = "LIME weight for P(positive)" if explanation.method == "lime" else "SHAP value (positive-class logit)"
-    ax.set_xlabel(f"{unit}   ← negative | positive →", fontsize=9)
-    summary = f"P(positive) = {explanation.probability_positive:.2f}"
-    if explanation.base_value is not None:
-        summary += f", base logit {explanation.base_value:.2f}"
-    ax.set_title(f"{explanation.method.upper()} · {title}\n{summary}", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, figsize=(6.4, 0.8 + 0.32 * len(words))) as (_fig, ax):
+        ax.barh(range(len(words)), weights, color=["#d62728" if w > 0 else "#1f77b4" for w in weights])
+        ax.set_yticks(range(len(words)), words, fontsize=9)
+        ax.axvline(0, color="black", linewidth=0.8)
+        unit = "LIME weight for P(positive)" if explanation.method == "lime" else "SHAP value (positive-class logit)"
+        ax.set_xlabel(f"{unit}   ← negative | positive →", fontsize=9)
+        summary = f"P(positive) = {explanation.probability_positive:.2f}"
+        if explanation.base_value is not None:
+            summary += f", base logit {explanation.base_value:.2f}"
+        ax.set_title(f"{explanation.method.upper()} · {title}\n{summary}", fontsize=9)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mcap.explain import jaccard
+from mcap.figures import saved_figure
 from mcap.report import ROW_LABELS, row_order
 
 UNPRUNED = "none"
@@ -88,26 +89,17 @@ def most_faithful(summary: dict[str, dict[str, float]], method: str) -> str:
 
 
 def plot_faithfulness(summary: dict[str, dict[str, float]], task: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     strategies = list(summary)
     keys = ["lime_comprehensiveness", "lime_sufficiency", "shap_comprehensiveness", "shap_sufficiency"]
-    fig, ax = plt.subplots(figsize=(1.2 * len(strategies) + 2, 3.6))
-    width = 0.8 / len(keys)
-    for index, key in enumerate(keys):
-        ax.bar(np.arange(len(strategies)) + index * width, [summary[s][key] for s in strategies], width,
-               label=key.replace("_", " "))
-    ax.set_xticks(np.arange(len(strategies)) + 0.4 - width / 2, strategies, rotation=30, ha="right", fontsize=8)
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set(ylabel="Δ P(predicted class)", title=f"{task}: faithfulness (comprehensiveness ↑, sufficiency ↓)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, figsize=(1.2 * len(strategies) + 2, 3.6)) as (_fig, ax):
+        width = 0.8 / len(keys)
+        for index, key in enumerate(keys):
+            ax.bar(np.arange(len(strategies)) + index * width, [summary[s][key] for s in strategies], width,
+                   label=key.replace("_", " "))
+        ax.set_xticks(np.arange(len(strategies)) + 0.4 - width / 2, strategies, rotation=30, ha="right", fontsize=8)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set(ylabel="Δ P(predicted class)", title=f"{task}: faithfulness (comprehensiveness ↑, sufficiency ↓)")
+        ax.legend(fontsize=7)
 
 
 def write_reports(models_dir: Path, out_dir: Path, tasks: list[str], strategies: list[str], top_k: int) -> dict:

@@ -8,6 +8,7 @@ and shrunk to the layout before the weights are read.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -96,6 +97,20 @@ def load_model(model_dir: Path) -> tuple[nn.Module, object, dict]:
     pruning_file = model_dir / PRUNING_FILE
     pruning = json.loads(pruning_file.read_text()) if pruning_file.is_file() else {}
     return model, tokenizer, pruning
+
+
+def unpruned_twin(model: nn.Module) -> nn.Module:
+    """The unpruned architecture of ``model`` (every head), randomly initialised, on its device.
+
+    The latency reference of the benchmark: forward time depends on tensor shapes, not on weight
+    values, so the twin times like the original model without needing its checkpoint.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    config = copy.deepcopy(model.config)
+    config.kept_heads = None
+    twin = AutoModelForSequenceClassification.from_config(config)
+    return twin.eval().to(next(model.parameters()).device)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from mcap.errors import McapError
+from mcap.figures import saved_figure
 
 PATTERNS = ("vertical", "diagonal", "vertical+diagonal", "block", "heterogeneous")
 VERTICAL = PATTERNS.index("vertical")
@@ -207,21 +208,12 @@ def head_patterns(model: PatternCNN, maps: np.ndarray) -> np.ndarray:
 
 def plot_pattern_distribution(patterns_by_task: dict[str, np.ndarray], path: Path) -> None:
     """Per task, stacked bars: how many heads of each layer the CNN assigns to each pattern."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(patterns_by_task), figsize=(4.2 * len(patterns_by_task), 3.4), squeeze=False)
-    for ax, (task, patterns) in zip(axes[0], patterns_by_task.items()):
-        bottom = np.zeros(patterns.shape[0])
-        for index, name in enumerate(PATTERNS):
-            counts = (patterns == index).sum(axis=1)
-            ax.bar(range(patterns.shape[0]), counts, bottom=bottom, label=name)
-            bottom += counts
-        ax.set(title=f"{task}: predicted pattern per head", xlabel="layer", ylabel="heads", xticks=range(patterns.shape[0]))
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, 1, len(patterns_by_task), figsize=(4.2 * len(patterns_by_task), 3.4), squeeze=False) as (_fig, axes):
+        for ax, (task, patterns) in zip(axes[0], patterns_by_task.items()):
+            bottom = np.zeros(patterns.shape[0])
+            for index, name in enumerate(PATTERNS):
+                counts = (patterns == index).sum(axis=1)
+                ax.bar(range(patterns.shape[0]), counts, bottom=bottom, label=name)
+                bottom += counts
+            ax.set(title=f"{task}: predicted pattern per head", xlabel="layer", ylabel="heads", xticks=range(patterns.shape[0]))
+        axes[0][-1].legend(fontsize=7, loc="upper right")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from mcap.errors import McapError
+from mcap.figures import saved_figure
 from mcap.heads import head_layout, head_size
 from mcap.seeding import seed_everything
 from mcap.strategies import PruneContext, get_strategy
@@ -63,11 +64,6 @@ def per_head_density(model: torch.nn.Module) -> list[list[float]]:
 
 def plot_head_map(record: dict[str, Any], path: Path) -> None:
     """Layers x heads heatmap: importance scores (removed heads crossed), or weight density."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     layers = len(record["kept_heads"])
     heads = record["total_heads"] // layers
     if record["head_scores"] is not None:
@@ -76,15 +72,11 @@ def plot_head_map(record: dict[str, Any], path: Path) -> None:
         values, label = record["per_head_weight_density"], "non-zero weight fraction"
     else:
         values, label = [[1.0] * heads for _ in range(layers)], "kept"
-    fig, ax = plt.subplots(figsize=(1.0 + 0.45 * heads, 1.2 + 0.45 * layers))
-    image = ax.imshow(values, cmap="viridis", aspect="auto")
-    for layer, removed in record["removed_heads"].items():
-        for head in removed:
-            ax.text(head, int(layer), "×", ha="center", va="center", color="red", fontsize=12, fontweight="bold")
-    ax.set(xlabel="head", ylabel="layer", xticks=range(heads), yticks=range(layers),
-           title=f"{record['task']} · {record['strategy']} · removed {record['removed_heads_count']}/{record['total_heads']} heads")
-    fig.colorbar(image, ax=ax, label=label)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, figsize=(1.0 + 0.45 * heads, 1.2 + 0.45 * layers)) as (fig, ax):
+        image = ax.imshow(values, cmap="viridis", aspect="auto")
+        for layer, removed in record["removed_heads"].items():
+            for head in removed:
+                ax.text(head, int(layer), "×", ha="center", va="center", color="red", fontsize=12, fontweight="bold")
+        ax.set(xlabel="head", ylabel="layer", xticks=range(heads), yticks=range(layers),
+               title=f"{record['task']} · {record['strategy']} · removed {record['removed_heads_count']}/{record['total_heads']} heads")
+        fig.colorbar(image, ax=ax, label=label)

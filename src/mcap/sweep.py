@@ -4,9 +4,10 @@ Usage, after ``dvc exp run --queue -S 'prune.ratio=0.1,0.2,0.3,0.5' && dvc queue
 
     python -m mcap.sweep            # reads `dvc exp show --json`
 
-Each experiment (and the workspace) contributes one point per (task, strategy): test MCC and
-loss from its benchmark metrics, the measured batch-1/batch-32 speed-up over the same run's
-unpruned model, and the MAC bound. Experiments with the same ratio are averaged (seeds).
+Each experiment (and the workspace) contributes one point per (task, strategy, fine-tuning seed):
+test MCC and loss from its benchmark metrics, the batch-1/batch-32 speed-up measured against the
+unpruned architecture in the same process, and the MAC bound. Points with the same ratio are
+averaged (seeds, whether from the ``seeds`` param or from separate experiments).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcap.figures import saved_figure
 from mcap.report import ROW_LABELS, row_order
 
 BENCHMARK_PREFIX = "reports/benchmark/"
@@ -39,27 +41,28 @@ def experiment_records(shown: object) -> Iterator[dict]:
 
 
 def points(records: list[dict]) -> list[dict]:
-    """One row per (experiment, task, strategy) with the numbers the sweep plots."""
-    rows, seen = [], set()
+    """One row per (ratio, seed, task, strategy, fine-tuning seed) with the numbers the sweep plots.
+
+    The same run can appear in several experiments (the workspace and its baseline, or a seed
+    that two experiments share); it is counted once.
+    """
+    rows = {}
     for record in records:
         params = record["params"].get("params.yaml", {}).get("data", {})
-        ratio, seed = params.get("prune", {}).get("ratio"), params.get("seed")
-        benchmarks = {path.removeprefix(BENCHMARK_PREFIX).removesuffix(".json"): entry.get("data", {})
-                      for path, entry in record["metrics"].items() if path.startswith(BENCHMARK_PREFIX)}
-        key = (ratio, seed, json.dumps(benchmarks, sort_keys=True))
-        if ratio is None or not benchmarks or key in seen:  # the same run can be listed twice (workspace, baseline)
+        ratio, pruning_seed = params.get("prune", {}).get("ratio"), params.get("seed")
+        if ratio is None:
             continue
-        seen.add(key)
-        for pair, metrics in benchmarks.items():
+        for path, entry in record["metrics"].items():
+            if not path.startswith(BENCHMARK_PREFIX) or not entry.get("data"):
+                continue
+            metrics = entry["data"]
+            pair, seed = path.removeprefix(BENCHMARK_PREFIX).removesuffix(".json").split("/seed-")
             task, strategy = pair.split("-", 1)
-            unpruned = benchmarks.get(f"{task}-none")
-            row = {"ratio": ratio, "seed": seed, "task": task, "strategy": strategy, "mcc": metrics["test"]["mcc"],
+            row = {"ratio": ratio, "seed": int(seed), "task": task, "strategy": strategy, "mcc": metrics["test"]["mcc"],
                    "loss": metrics["test"]["loss"], "mac_bound": metrics["mac_bound_speedup"]}
-            if unpruned:
-                for batch in metrics["latency_ms"]:
-                    row[f"speedup_{batch}"] = unpruned["latency_ms"][batch]["median"] / metrics["latency_ms"][batch]["median"]
-            rows.append(row)
-    return rows
+            row.update({f"speedup_{batch}": timing["median"] for batch, timing in metrics.get("speedup", {}).items()})
+            rows.setdefault((ratio, pruning_seed, task, strategy, int(seed)), row)
+    return list(rows.values())
 
 
 def aggregate(rows: list[dict]) -> dict[tuple[str, str, float], dict[str, tuple[float, float, int]]]:
@@ -87,7 +90,8 @@ def sweep_markdown(summary: dict) -> str:
     ratios = sorted({ratio for _, _, ratio in summary})
     parts = ["# Pruning-ratio sweep", "",
              ("Collected from `dvc exp show --json` by `python -m mcap.sweep`; mean ± std where several seeds ran. "
-             "Speed-up: unpruned latency / pruned latency of the same run (batch 1 | batch 32); bound: MAC bound."), ""]
+             "Speed-up: unpruned / pruned forward time, timed interleaved in one process (batch 1 / batch 32); "
+             "bound: MAC bound."), "", "![MCC and speed-up vs pruning ratio](pareto.png)", ""]
     for task in tasks:
         strategies = row_order(list(dict.fromkeys(s for t, s, _ in summary if t == task)))
         header = ["Strategy"] + [f"r={r:g} MCC" for r in ratios] + [f"r={r:g} speed-up b1 / b32 (bound)" for r in ratios]
@@ -105,34 +109,25 @@ def sweep_markdown(summary: dict) -> str:
 
 def plot_pareto(summary: dict, path: Path) -> None:
     """Per task: MCC vs ratio per strategy, and measured batch-32 speed-up vs ratio with the MAC bound."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = list(dict.fromkeys(task for task, _, _ in summary))
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 3.6 * len(tasks)), squeeze=False)
-    for (mcc_ax, speed_ax), task in zip(axes, tasks):
-        strategies = row_order(list(dict.fromkeys(s for t, s, _ in summary if t == task)))
-        for strategy in strategies:
-            ratios = sorted(r for t, s, r in summary if t == task and s == strategy)
-            values = [summary[(task, strategy, r)] for r in ratios]
-            mcc_ax.errorbar(ratios, [v["mcc"][0] for v in values], yerr=[v["mcc"][1] for v in values], marker="o",
-                            label=strategy, capsize=2)
-            if strategy.startswith("head") or strategy == "mcap":
-                speed_ax.plot(ratios, [v.get("speedup_batch_32", (np.nan,))[0] for v in values], marker="o", label=strategy)
-        bound_ratios = sorted(r for t, s, r in summary if t == task and s == "head_random")
-        if bound_ratios:
-            speed_ax.plot(bound_ratios, [summary[(task, "head_random", r)]["mac_bound"][0] for r in bound_ratios],
-                          "k--", label="MAC bound")
-        mcc_ax.set(title=f"{task}: test MCC vs pruning ratio", xlabel="prune.ratio", ylabel="MCC")
-        speed_ax.set(title=f"{task}: measured speed-up (batch 32) vs ratio", xlabel="prune.ratio", ylabel="speed-up ×")
-        mcc_ax.legend(fontsize=7)
-        speed_ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, len(tasks), 2, figsize=(10, 3.6 * len(tasks)), squeeze=False) as (_fig, axes):
+        for (mcc_ax, speed_ax), task in zip(axes, tasks):
+            strategies = row_order(list(dict.fromkeys(s for t, s, _ in summary if t == task)))
+            for strategy in strategies:
+                ratios = sorted(r for t, s, r in summary if t == task and s == strategy)
+                values = [summary[(task, strategy, r)] for r in ratios]
+                mcc_ax.errorbar(ratios, [v["mcc"][0] for v in values], yerr=[v["mcc"][1] for v in values], marker="o",
+                                label=strategy, capsize=2)
+                if strategy.startswith("head") or strategy == "mcap":
+                    speed_ax.plot(ratios, [v.get("speedup_batch_32", (np.nan,))[0] for v in values], marker="o", label=strategy)
+            bound_ratios = sorted(r for t, s, r in summary if t == task and s == "head_random")
+            if bound_ratios:
+                speed_ax.plot(bound_ratios, [summary[(task, "head_random", r)]["mac_bound"][0] for r in bound_ratios],
+                              "k--", label="MAC bound")
+            mcc_ax.set(title=f"{task}: test MCC vs pruning ratio", xlabel="prune.ratio", ylabel="MCC")
+            speed_ax.set(title=f"{task}: measured speed-up (batch 32) vs ratio", xlabel="prune.ratio", ylabel="speed-up ×")
+            mcc_ax.legend(fontsize=7)
+            speed_ax.legend(fontsize=7)
 
 
 def main() -> None:

@@ -3,6 +3,9 @@
 Protocol: AdamW with linear warm-up/decay, dynamic padding, one run per learning rate of the
 grid, the learning rate with the best validation score kept. bf16 autocast on a GPU, fp32 on
 the CPU. Weights zeroed by unstructured pruning stay zero during fine-tuning.
+
+Training runs through Hugging Face Accelerate, in one process or in N under ``accelerate launch``
+(``train.num_processes``, see :mod:`mcap.distributed`): the same code path either way.
 """
 
 from __future__ import annotations
@@ -39,26 +42,50 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def make_accelerator():
+    """The training engine for one process or for N started by ``accelerate launch``.
+
+    bf16 mixed precision on CUDA, fp32 on the CPU. ``split_batches``: ``train.batch_size`` is the
+    global batch, divided among the processes, so N processes optimise the same objective as one.
+    """
+    from accelerate import Accelerator, DataLoaderConfiguration
+
+    cuda = torch.cuda.is_available()
+    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no",
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; plain fp32 elsewhere (CPU bf16 is slower and changes results)."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def encode(tokenizer, frame: pd.DataFrame, max_seq_len: int) -> list[dict]:
+    """Tokenise every sentence once: [{input_ids, attention_mask, labels}] without padding."""
+    encoded = tokenizer(list(frame["sentence"]), truncation=True, max_length=max_seq_len)
+    return [
+        {"input_ids": ids, "attention_mask": mask, "labels": int(label)}
+        for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], frame["label"])
+    ]
+
+
+def batch_loader(
+    tokenizer, examples: list[dict], batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+) -> DataLoader:
+    """Pad each batch to its own longest sentence (dynamic padding)."""
+
+    def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
+        return tokenizer.pad(batch, return_tensors="pt")  # input_ids/attention_mask: (B, L_max), labels: (B,)
+
+    return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
 
 
 def make_loader(
     tokenizer, frame: pd.DataFrame, batch_size: int, max_seq_len: int,
     shuffle: bool = False, generator: torch.Generator | None = None,
 ) -> DataLoader:
-    """Tokenise once; pad each batch to its own longest sentence (dynamic padding)."""
-    encoded = tokenizer(list(frame["sentence"]), truncation=True, max_length=max_seq_len)
-    examples = [
-        {"input_ids": ids, "attention_mask": mask, "labels": int(label)}
-        for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], frame["label"])
-    ]
-
-    def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
-        return tokenizer.pad(batch, return_tensors="pt")  # input_ids/attention_mask: (B, L_max), labels: (B,)
-
-    return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+    """Tokenise once and batch with dynamic padding."""
+    return batch_loader(tokenizer, encode(tokenizer, frame, max_seq_len), batch_size, shuffle, generator)
 
 
 def batches_on(loader: DataLoader, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
@@ -111,32 +138,34 @@ def train_epochs(
     validation_loader: DataLoader,
     learning_rate: float,
     settings: TrainSettings,
+    accelerator,
     keep_zeros: bool = False,
     description: str = "train",
-) -> list[dict[str, float]]:
-    """Train for ``settings.epochs``; return one record per epoch (train loss + validation metrics)."""
-    device = next(model.parameters()).device
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Train for ``settings.epochs``; return the trained (unwrapped) model and one record per
+    epoch (train loss averaged over processes, validation metrics on the whole validation set)."""
     masks = zero_masks(model) if keep_zeros else []
     optimizer, scheduler = _optimizer(model, learning_rate, settings, steps=settings.epochs * len(train_loader))
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     history = []
     for epoch in range(1, settings.epochs + 1):
         model.train()
-        losses = []
-        for batch in tqdm(batches_on(train_loader, device), total=len(train_loader), desc=f"{description} epoch {epoch}",
-                          leave=False):
-            losses.append(train_step(model, batch, optimizer, scheduler, masks))
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-                  **{f"val_{k}": v for k, v in evaluate(model, validation_loader).items()}}
+        losses = [train_step(model, batch, optimizer, scheduler, masks, accelerator)
+                  for batch in tqdm(train_loader, desc=f"{description} epoch {epoch}", leave=False,
+                                    disable=not accelerator.is_local_main_process)]
+        train_loss = accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean")
+        record = {"epoch": epoch, "train_loss": float(train_loss),
+                  **{f"val_{k}": v for k, v in evaluate(accelerator.unwrap_model(model), validation_loader).items()}}
         log.info("%s epoch %d: %s", description, epoch, _format(record))
         history.append(record)
-    return history
+    return accelerator.unwrap_model(model), history
 
 
-def train_step(model, batch, optimizer, scheduler, masks) -> float:
-    with autocast(batch["input_ids"].device):
-        loss = model(**batch).loss
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+def train_step(model, batch, optimizer, scheduler, masks, accelerator) -> float:
+    """One optimiser step on a batch already on the accelerator's device (mixed precision comes from ``prepare``)."""
+    loss = model(**batch).loss
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -173,6 +202,7 @@ class FinetuneResult:
     model: nn.Module
     learning_rate: float
     histories: dict[float, list[dict[str, float]]]  # one per learning rate of the grid
+    is_main_process: bool  # under `accelerate launch` only the main process writes outputs
 
 
 def finetune_grid(
@@ -185,19 +215,21 @@ def finetune_grid(
     """
     from mcap.seeding import seed_everything
 
-    device = pick_device()
+    accelerator = make_accelerator()
     histories: dict[float, list[dict[str, float]]] = {}
     best_model, best_rate, best_score = None, None, -math.inf
     for learning_rate in learning_rates:
         generator = seed_everything(seed)  # every lr starts from the same state and batch order
-        model = load_initial().to(device)
         train_loader = make_loader(tokenizer, train, settings.batch_size, settings.max_seq_len, True, generator)
         validation_loader = make_loader(tokenizer, validation, settings.batch_size, settings.max_seq_len)
-        histories[learning_rate] = train_epochs(
-            model, train_loader, validation_loader, learning_rate, settings, keep_zeros, description=f"lr {learning_rate:g}"
+        model, histories[learning_rate] = train_epochs(
+            load_initial(), train_loader, validation_loader, learning_rate, settings, accelerator, keep_zeros,
+            description=f"lr {learning_rate:g}",
         )
+        accelerator.free_memory()  # drop the prepared references before the next lr
         score = histories[learning_rate][-1][f"val_{select_metric}"]
         if score > best_score:
             best_model, best_rate, best_score = model, learning_rate, score
-    log.info("selected lr %g (validation %s %.4f)", best_rate, select_metric, best_score)
-    return FinetuneResult(best_model, best_rate, histories)
+    log.info("selected lr %g (validation %s %.4f) on %d process(es)", best_rate, select_metric, best_score,
+             accelerator.num_processes)
+    return FinetuneResult(best_model, best_rate, histories, accelerator.is_main_process)

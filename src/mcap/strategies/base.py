@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from mcap.errors import McapError
 from mcap.heads import attention_probabilities, head_layout, prune_heads
 from mcap.modeling import encoder_linears
-from mcap.training import batches_on, make_loader, train_step
+from mcap.training import batches_on, make_accelerator, make_loader, train_step
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +160,14 @@ def short_training(context: PruneContext, steps: int, learning_rate: float, para
         parameter.requires_grad_(False)
     generator = torch.Generator().manual_seed(context.seed)
     loader = make_loader(context.tokenizer, context.train, context.batch_size, context.max_seq_len, True, generator)
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
-    device = next(model.parameters()).device
+    accelerator = make_accelerator()
+    prepared, optimizer, loader = accelerator.prepare(model, torch.optim.AdamW(parameters, lr=learning_rate), loader)
     model.train()
     done = 0
     with tqdm(total=steps, desc="short training", leave=False) as progress:
         while done < steps:
-            for batch in batches_on(loader, device):
-                train_step(model, batch, optimizer, None, [])
+            for batch in loader:
+                train_step(prepared, batch, optimizer, None, [], accelerator)
                 done += 1
                 progress.update()
                 if done == steps:

@@ -1,0 +1,39 @@
+"""The benchmark scripts' bookkeeping (their measurements themselves are benchmarks, not tests)."""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import common
+import stage_times
+
+FAKE_REPRO = """
+import time
+print("Stage 'split' didn't change, skipping")
+for stage in ("prune@sst2-none", "prune@sst2-mcap", "report"):
+    print(f"Running stage '{stage}':", flush=True)
+    time.sleep(0.2)
+"""
+
+
+def test_stage_times_follow_the_running_stage_lines(capsys):
+    times, total, status = stage_times.timed_stages([sys.executable, "-c", FAKE_REPRO])
+    assert status == 0
+    assert [stage for stage, _ in times] == ["prune@sst2-none", "prune@sst2-mcap", "report"]
+    assert all(seconds > 0.1 for _, seconds in times)  # each stage lasts until the next starts (sleep 0.2)
+    assert total >= sum(seconds for _, seconds in times)
+    markdown = stage_times.markdown(times, total, ["--force"])
+    assert "| prune | 2 |" in markdown and "| report | 1 |" in markdown
+    assert "didn't change" in capsys.readouterr().out  # dvc's output is passed through
+
+
+def test_sections_are_joined_in_a_fixed_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "REPORTS", tmp_path)
+    common.write_section("stage_times", "## (c) times", {"total_seconds": 1.0})
+    common.write_section("trainer_throughput", "## (a) throughput", {"ratio": 1.1})
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert text.startswith(common.TITLE) and text.index("## (a)") < text.index("## (c)")
+    assert json.loads((tmp_path / "benchmarks" / "trainer_throughput.json").read_text()) == {"ratio": 1.1}
