@@ -39,6 +39,6 @@ def write_section(name: str, markdown: str, data: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     (folder / f"{name}.md").write_text(markdown.strip() + "\n")
-    sections = [(folder / f"{section}.md").read_text() for section in SECTIONS if (folder / f"{section}.md").is_file()]
-    (REPORTS / "benchmarks.md").write_text("\n".join([TITLE, "", INTRO, "", *sections]))
+    sections = [(folder / f"{section}.md").read_text().strip() for section in SECTIONS if (folder / f"{section}.md").is_file()]
+    (REPORTS / "benchmarks.md").write_text("\n\n".join([TITLE, INTRO, *sections]) + "\n")
     print(f"wrote {folder / name}.md and reports/benchmarks.md")

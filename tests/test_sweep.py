@@ -30,4 +30,4 @@ def test_experiments_are_found_at_any_nesting_and_averaged_over_seeds_counting_e
     assert (mean, std, runs) == (pytest.approx(0.65), pytest.approx(0.05), 2)
     assert summary[("sst2", "head_random", 0.5)]["speedup_batch_1"][0] == pytest.approx(1.25)
     table = sweep_markdown(summary)
-    assert "| 6. Random head pruning | 0.650 ± 0.050 | 0.400 |" in table
+    assert "| 6. Random head pruning | 0.650 ± 0.050 | 0.400 | 0.500 ± 0.000 | 0.500 |" in table

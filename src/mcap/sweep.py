@@ -94,10 +94,11 @@ def sweep_markdown(summary: dict) -> str:
              "bound: MAC bound."), "", "![MCC and speed-up vs pruning ratio](pareto.png)", ""]
     for task in tasks:
         strategies = row_order(list(dict.fromkeys(s for t, s, _ in summary if t == task)))
-        header = ["Strategy"] + [f"r={r:g} MCC" for r in ratios] + [f"r={r:g} speed-up b1 / b32 (bound)" for r in ratios]
+        header = (["Strategy"] + [f"r={r:g} MCC" for r in ratios] + [f"r={r:g} loss" for r in ratios]
+                  + [f"r={r:g} speed-up b1 / b32 (bound)" for r in ratios])
         lines = [f"## {task}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for strategy in strategies:
-            cells = [_cell(summary.get((task, strategy, r), {}), "mcc", 3) for r in ratios]
+            cells = [_cell(summary.get((task, strategy, r), {}), measure, 3) for measure in ("mcc", "loss") for r in ratios]
             for r in ratios:
                 values = summary.get((task, strategy, r), {})
                 cells.append(f"{_cell(values, 'speedup_batch_1', 2)} / {_cell(values, 'speedup_batch_32', 2)} "
