@@ -22,9 +22,11 @@ def experiment(name: str, ratio: float, seed: int, mcc: float) -> dict:
 def test_experiments_are_found_at_any_nesting_and_averaged_over_seeds_counting_each_run_once():
     shown = [{"rev": "workspace", **experiment("workspace", 0.2, 1, 0.6)},
              {"rev": "main", **experiment("main", 0.2, 1, 0.6)},  # the workspace's baseline: the same run
+             {"rev": "old", "data": {"params": {"params.yaml": {"data": {"seed": 1, "prune": {"ratio": 0.2}}}},
+                                     "metrics": {"reports/benchmark/sst2-mcap.json": benchmark(0.1, 1.0, 1.0)}}},
              {"experiments": [{"revs": [experiment("a", 0.2, 2, 0.7), experiment("b", 0.5, 1, 0.4)]}]}]
     records = list(experiment_records(shown))
-    assert len(records) == 4
+    assert len(records) == 5  # the "old" commit's layout (no seed in the path) is skipped below
     summary = aggregate(points(records))
     mean, std, runs = summary[("sst2", "head_random", 0.2)]["mcc"]
     assert (mean, std, runs) == (pytest.approx(0.65), pytest.approx(0.05), 2)

@@ -2,7 +2,7 @@
 
 Usage, after ``dvc exp run --queue -S 'prune.ratio=0.1,0.2,0.3,0.5' && dvc queue start``::
 
-    python -m mcap.sweep            # reads `dvc exp show --json`
+    python -m mcap.sweep            # reads `dvc exp show --json --all-commits`
 
 Each experiment (and the workspace) contributes one point per (task, strategy, fine-tuning seed):
 test MCC and loss from its benchmark metrics, the batch-1/batch-32 speed-up measured against the
@@ -55,8 +55,11 @@ def points(records: list[dict]) -> list[dict]:
         for path, entry in record["metrics"].items():
             if not path.startswith(BENCHMARK_PREFIX) or not entry.get("data"):
                 continue
+            run = path.removeprefix(BENCHMARK_PREFIX).removesuffix(".json")
+            if "/seed-" not in run:  # a commit from before fine-tuning seeds were a matrix axis
+                continue
             metrics = entry["data"]
-            pair, seed = path.removeprefix(BENCHMARK_PREFIX).removesuffix(".json").split("/seed-")
+            pair, seed = run.split("/seed-")
             task, strategy = pair.split("-", 1)
             row = {"ratio": ratio, "seed": int(seed), "task": task, "strategy": strategy, "mcc": metrics["test"]["mcc"],
                    "loss": metrics["test"]["loss"], "mac_bound": metrics["mac_bound_speedup"]}
@@ -132,7 +135,10 @@ def plot_pareto(summary: dict, path: Path) -> None:
 
 
 def main() -> None:
-    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=True).stdout)
+    """``python -m mcap.sweep [dvc exp show options]``; by default the experiments of every commit."""
+    options = sys.argv[1:] or ["--all-commits"]
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", *options], capture_output=True, text=True,
+                                      check=True).stdout)
     rows = points(list(experiment_records(shown)))
     if not rows:
         sys.exit("error: no experiment with benchmark metrics found in `dvc exp show --json`")
