@@ -63,8 +63,8 @@ def test_zeroed_weights_stay_zero_during_fine_tuning(saved_tiny, tmp_path):
 
 def run_finetune_stage(workdir: Path, model_dir: Path, num_processes: int) -> subprocess.CompletedProcess:
     """The real finetune stage script on a tiny model and a learnable task, in ``workdir``."""
-    tokenizer = load_model(model_dir)[1]
-    save_model(load_model(model_dir)[0], tokenizer, workdir / "models/pruned/toy-none", {"kind": "none"})
+    model, tokenizer, _pruning = load_model(model_dir)
+    save_model(model, tokenizer, workdir / "models/pruned/toy-none", {"kind": "none"})
     write_splits({"train": make_sentences(128, 1), "validation": make_sentences(32, 2)}, workdir / "data/processed/toy")
     params = {"train": {"epochs": 6, "learning_rates": [3e-3], "batch_size": 16, "max_seq_len": 32, "weight_decay": 0.01,
                         "warmup_ratio": 0.1, "select_metric": "accuracy", "num_processes": num_processes}}
