@@ -16,7 +16,7 @@ from mcap.training import pick_device
 def main(params, args):
     pair = f"{args.task}-{args.strategy}"
     torch.set_num_threads(get(params, "benchmark.threads", int))
-    model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair / f"seed-{args.seed}")
+    model, tokenizer, pruning = load_model(Path("models/finetuned") / pair / f"seed-{args.seed}")
     settings = BenchmarkSettings(
         batch_sizes=get(params, "benchmark.batch_sizes", list), warmup=get(params, "benchmark.warmup", int),
         repetitions=get(params, "benchmark.repetitions", int), flops_seq_len=get(params, "benchmark.flops_seq_len", int),
@@ -24,7 +24,8 @@ def main(params, args):
     )
     test = read_split(Path("data/processed") / args.task, "test")
     model = model.to(pick_device())
-    metrics = benchmark_model(model, tokenizer, test, settings, reference=unpruned_twin(model))
+    metrics = {"prune_ratio": pruning["ratio"],  # what the model was pruned at, for the sweep
+               **benchmark_model(model, tokenizer, test, settings, reference=unpruned_twin(model))}
     write_json(Path("reports/benchmark") / pair / f"seed-{args.seed}.json", metrics)
 
 

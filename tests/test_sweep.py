@@ -5,31 +5,43 @@ import pytest
 from mcap.sweep import aggregate, experiment_records, points, sweep_markdown
 
 
-def benchmark(mcc: float, speedup: float, bound: float) -> dict:
-    return {"data": {"test": {"mcc": mcc, "loss": 0.5}, "latency_ms": {"batch_1": {"median": 8.0}},
+def benchmark(mcc: float, speedup: float, bound: float, ratio: float | None) -> dict:
+    return {"data": {"prune_ratio": ratio, "test": {"mcc": mcc, "loss": 0.5}, "latency_ms": {"batch_1": {"median": 8.0}},
                      "speedup": {"batch_1": {"median": speedup}, "batch_32": {"median": speedup}},
                      "mac_bound_speedup": bound}}
 
 
-def experiment(name: str, ratio: float, seed: int, mcc: float) -> dict:
+def experiment(name: str, ratio: float, seed: int, mcc: float, ratio_in_metrics: float | None = None) -> dict:
+    """An experiment at ``ratio`` whose head_random metrics were produced at ``ratio_in_metrics`` (default: ``ratio``)."""
+    produced_at = ratio if ratio_in_metrics is None else ratio_in_metrics
     return {"name": name, "data": {
-        "params": {"params.yaml": {"data": {"seed": seed, "prune": {"ratio": ratio}}}},
-        "metrics": {f"reports/benchmark/sst2-none/seed-{seed}.json": benchmark(0.8, 1.0, 1.0),
-                    f"reports/benchmark/sst2-head_random/seed-{seed}.json": benchmark(mcc, 1.25, 1.1),
+        "params": {"params.yaml": {"data": {"seed": 42, "prune": {"ratio": ratio}}}},
+        "metrics": {f"reports/benchmark/sst2-none/seed-{seed}.json": benchmark(0.8, 1.0, 1.0, None),
+                    f"reports/benchmark/sst2-head_random/seed-{seed}.json": benchmark(mcc, 1.25, 1.1, produced_at),
                     f"reports/finetune/sst2-none/seed-{seed}/metrics.json": {"data": {"step": 0}}}}}
 
 
 def test_experiments_are_found_at_any_nesting_and_averaged_over_seeds_counting_each_run_once():
     shown = [{"rev": "workspace", **experiment("workspace", 0.2, 1, 0.6)},
              {"rev": "main", **experiment("main", 0.2, 1, 0.6)},  # the workspace's baseline: the same run
-             {"rev": "old", "data": {"params": {"params.yaml": {"data": {"seed": 1, "prune": {"ratio": 0.2}}}},
-                                     "metrics": {"reports/benchmark/sst2-mcap.json": benchmark(0.1, 1.0, 1.0)}}},
+             {"rev": "old", "data": {"params": {"params.yaml": {"data": {"seed": 42, "prune": {"ratio": 0.2}}}},
+                                     "metrics": {"reports/benchmark/sst2-mcap/seed-1.json": {"data": {"test": {}}}}}},
              {"experiments": [{"revs": [experiment("a", 0.2, 2, 0.7), experiment("b", 0.5, 1, 0.4)]}]}]
     records = list(experiment_records(shown))
-    assert len(records) == 5  # the "old" commit's layout (no seed in the path) is skipped below
+    assert len(records) == 5  # the "old" commit's metrics have no prune_ratio and are skipped below
     summary = aggregate(points(records))
+    assert ("sst2", "mcap", 0.2) not in summary
     mean, std, runs = summary[("sst2", "head_random", 0.2)]["mcc"]
-    assert (mean, std, runs) == (pytest.approx(0.65), pytest.approx(0.05), 2)
+    assert (mean, std, runs) == (pytest.approx(0.65), pytest.approx(0.0707, abs=1e-4), 2)  # sample std
     assert summary[("sst2", "head_random", 0.5)]["speedup_batch_1"][0] == pytest.approx(1.25)
+    assert summary[("sst2", "none", None)]["mcc"][2] == 2  # one reference run per seed, whatever the ratio
     table = sweep_markdown(summary)
-    assert "| 6. Random head pruning | 0.650 ± 0.050 | 0.400 | 0.500 ± 0.000 | 0.500 |" in table
+    assert "| Strategy | r=0.2 | r=0.5 |" in table
+    assert "| 6. Random head pruning | 0.650 ± 0.071 | 0.400 |" in table
+    assert "Unpruned reference (no ratio): MCC 0.800 ± 0.000, loss 0.500 ± 0.000, 2 run(s)." in table
+
+
+def test_a_point_takes_the_ratio_its_model_was_pruned_at_not_the_experiments_parameter():
+    # An experiment at 0.5 that did not rerun head_random still holds the 0.2 model's metrics.
+    records = list(experiment_records([experiment("stale", 0.5, 1, 0.6, ratio_in_metrics=0.2)]))
+    assert {(row["strategy"], row["ratio"]) for row in points(records)} == {("none", None), ("head_random", 0.2)}

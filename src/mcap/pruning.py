@@ -33,7 +33,8 @@ def prune_model(strategy_name: str, context: PruneContext) -> dict[str, Any]:
         "strategy": strategy_name,
         "kind": outcome.kind,
         "task": context.task,
-        "ratio": context.ratio,
+        # None for the unpruned model, so that its outputs (and fine-tuning) do not change with the ratio
+        "ratio": None if outcome.kind == "none" else context.ratio,
         "total_heads": total,
         "kept_heads_count": kept,
         "removed_heads_count": total - kept,

@@ -1,13 +1,17 @@
 """Collect DVC experiments (e.g. a ``prune.ratio`` sweep) into reports/sweep.md and reports/pareto.png.
 
-Usage, after ``dvc exp run --queue -S 'prune.ratio=0.1,0.2,0.3,0.5' && dvc queue start``::
+Usage, after ``dvc exp run -S prune.ratio=0.3`` (one per ratio, or ``--queue`` and ``dvc queue start``)::
 
-    python -m mcap.sweep            # reads `dvc exp show --json --all-commits`
+    python -m mcap.sweep                    # the experiments of HEAD (what `dvc exp show` lists)
+    python -m mcap.sweep --all-commits      # any `dvc exp show` option selects others
 
 Each experiment (and the workspace) contributes one point per (task, strategy, fine-tuning seed):
 test MCC and loss from its benchmark metrics, the batch-1/batch-32 speed-up measured against the
-unpruned architecture in the same process, and the MAC bound. Points with the same ratio are
-averaged (seeds, whether from the ``seeds`` param or from separate experiments).
+unpruned architecture in the same process, and the MAC bound. A point's ratio is the one its model
+was pruned at (``prune_ratio`` in the metrics), not the experiment's parameter: an experiment that
+reran only some stages still holds the other stages' older outputs. The unpruned model has no
+ratio and is the reference of every ratio. Points with the same ratio are averaged (seeds, whether
+from the ``seeds`` param or from separate experiments).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from mcap.figures import saved_figure
 from mcap.report import ROW_LABELS, row_order
 
 BENCHMARK_PREFIX = "reports/benchmark/"
+UNPRUNED = "none"  # the strategy whose model has no pruning ratio
 
 
 def experiment_records(shown: object) -> Iterator[dict]:
@@ -41,26 +46,22 @@ def experiment_records(shown: object) -> Iterator[dict]:
 
 
 def points(records: list[dict]) -> list[dict]:
-    """One row per (ratio, seed, task, strategy, fine-tuning seed) with the numbers the sweep plots.
+    """One row per (ratio, pruning seed, task, strategy, fine-tuning seed) with the numbers the sweep plots.
 
-    The same run can appear in several experiments (the workspace and its baseline, or a seed
-    that two experiments share); it is counted once.
+    The same run can appear in several experiments (the workspace and its baseline, a seed that two
+    experiments share, or a stage an experiment did not rerun); it is counted once. Metrics written
+    before ``prune_ratio`` was recorded are skipped: their ratio is unknown.
     """
     rows = {}
     for record in records:
-        params = record["params"].get("params.yaml", {}).get("data", {})
-        ratio, pruning_seed = params.get("prune", {}).get("ratio"), params.get("seed")
-        if ratio is None:
-            continue
+        pruning_seed = record["params"].get("params.yaml", {}).get("data", {}).get("seed")
         for path, entry in record["metrics"].items():
-            if not path.startswith(BENCHMARK_PREFIX) or not entry.get("data"):
+            metrics = entry.get("data") if path.startswith(BENCHMARK_PREFIX) else None
+            if not metrics or "prune_ratio" not in metrics:
                 continue
-            run = path.removeprefix(BENCHMARK_PREFIX).removesuffix(".json")
-            if "/seed-" not in run:  # a commit from before fine-tuning seeds were a matrix axis
-                continue
-            metrics = entry["data"]
-            pair, seed = run.split("/seed-")
+            pair, seed = path.removeprefix(BENCHMARK_PREFIX).removesuffix(".json").split("/seed-")
             task, strategy = pair.split("-", 1)
+            ratio = metrics["prune_ratio"]
             row = {"ratio": ratio, "seed": int(seed), "task": task, "strategy": strategy, "mcc": metrics["test"]["mcc"],
                    "loss": metrics["test"]["loss"], "mac_bound": metrics["mac_bound_speedup"]}
             row.update({f"speedup_{batch}": timing["median"] for batch, timing in metrics.get("speedup", {}).items()})
@@ -68,16 +69,20 @@ def points(records: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    """(mean, sample standard deviation, count), as Table I reports seeds."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
 def aggregate(rows: list[dict]) -> dict[tuple[str, str, float], dict[str, tuple[float, float, int]]]:
-    """(task, strategy, ratio) -> {measure: (mean, std, runs)} over seeds."""
+    """(task, strategy, ratio) -> {measure: (mean, sample std, runs)} over seeds."""
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         grouped[(row["task"], row["strategy"], row["ratio"])].append(row)
     summary = {}
     for key, group in grouped.items():
         measures = [m for m in group[0] if m not in ("ratio", "seed", "task", "strategy")]
-        summary[key] = {m: (float(np.mean([r[m] for r in group if m in r])), float(np.std([r[m] for r in group if m in r])),
-                            len(group)) for m in measures}
+        summary[key] = {m: _mean_std([r[m] for r in group if m in r]) for m in measures}
     return summary
 
 
@@ -88,26 +93,36 @@ def _cell(values: dict, measure: str, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if runs > 1 else f"{mean:.{digits}f}"
 
 
+def _speedup_cell(values: dict) -> str:
+    if not values:
+        return "–"
+    return (f"{_cell(values, 'speedup_batch_1', 2)} / {_cell(values, 'speedup_batch_32', 2)} "
+            f"({_cell(values, 'mac_bound', 2)})")
+
+
 def sweep_markdown(summary: dict) -> str:
+    """Per task, one table per measure (MCC, loss, speed-up), a column per ratio, a row per strategy."""
     tasks = list(dict.fromkeys(task for task, _, _ in summary))
-    ratios = sorted({ratio for _, _, ratio in summary})
+    ratios = sorted({ratio for _, _, ratio in summary if ratio is not None})
     parts = ["# Pruning-ratio sweep", "",
              ("Collected from `dvc exp show --json` by `python -m mcap.sweep`; mean ± std where several seeds ran. "
              "Speed-up: unpruned / pruned forward time, timed interleaved in one process (batch 1 / batch 32); "
              "bound: MAC bound."), "", "![MCC and speed-up vs pruning ratio](pareto.png)", ""]
+    header = "| Strategy | " + " | ".join(f"r={r:g}" for r in ratios) + " |\n|" + "---|" * (len(ratios) + 1)
+    measures = (("Test MCC", lambda values: _cell(values, "mcc", 3)), ("Test loss", lambda values: _cell(values, "loss", 3)),
+                ("Speed-up batch 1 / batch 32 (MAC bound)", _speedup_cell))
     for task in tasks:
-        strategies = row_order(list(dict.fromkeys(s for t, s, _ in summary if t == task)))
-        header = (["Strategy"] + [f"r={r:g} MCC" for r in ratios] + [f"r={r:g} loss" for r in ratios]
-                  + [f"r={r:g} speed-up b1 / b32 (bound)" for r in ratios])
-        lines = [f"## {task}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for strategy in strategies:
-            cells = [_cell(summary.get((task, strategy, r), {}), measure, 3) for measure in ("mcc", "loss") for r in ratios]
-            for r in ratios:
-                values = summary.get((task, strategy, r), {})
-                cells.append(f"{_cell(values, 'speedup_batch_1', 2)} / {_cell(values, 'speedup_batch_32', 2)} "
-                             f"({_cell(values, 'mac_bound', 2)})" if values else "–")
-            lines.append(f"| {ROW_LABELS.get(strategy, strategy)} | " + " | ".join(cells) + " |")
-        parts += lines + [""]
+        strategies = row_order(list(dict.fromkeys(s for t, s, r in summary if t == task and r is not None)))
+        parts += [f"## {task}", ""]
+        reference = summary.get((task, UNPRUNED, None))
+        if reference:
+            parts += [(f"Unpruned reference (no ratio): MCC {_cell(reference, 'mcc', 3)}, "
+                       f"loss {_cell(reference, 'loss', 3)}, {reference['mcc'][2]} run(s)."), ""]
+        for title, cell in measures:
+            parts += [f"### {task}: {title}", "", header]
+            parts += [f"| {ROW_LABELS.get(strategy, strategy)} | "
+                      + " | ".join(cell(summary.get((task, strategy, r), {})) for r in ratios) + " |" for strategy in strategies]
+            parts.append("")
     return "\n".join(parts)
 
 
@@ -116,7 +131,7 @@ def plot_pareto(summary: dict, path: Path) -> None:
     tasks = list(dict.fromkeys(task for task, _, _ in summary))
     with saved_figure(path, len(tasks), 2, figsize=(10, 3.6 * len(tasks)), squeeze=False) as (_fig, axes):
         for (mcc_ax, speed_ax), task in zip(axes, tasks):
-            strategies = row_order(list(dict.fromkeys(s for t, s, _ in summary if t == task)))
+            strategies = row_order(list(dict.fromkeys(s for t, s, r in summary if t == task and r is not None)))
             for strategy in strategies:
                 ratios = sorted(r for t, s, r in summary if t == task and s == strategy)
                 values = [summary[(task, strategy, r)] for r in ratios]
@@ -124,6 +139,9 @@ def plot_pareto(summary: dict, path: Path) -> None:
                                 label=strategy, capsize=2)
                 if strategy.startswith("head") or strategy == "mcap":
                     speed_ax.plot(ratios, [v.get("speedup_batch_32", (np.nan,))[0] for v in values], marker="o", label=strategy)
+            reference = summary.get((task, UNPRUNED, None))
+            if reference:
+                mcc_ax.axhline(reference["mcc"][0], color="gray", linestyle=":", label="unpruned")
             bound_ratios = sorted(r for t, s, r in summary if t == task and s == "head_random")
             if bound_ratios:
                 speed_ax.plot(bound_ratios, [summary[(task, "head_random", r)]["mac_bound"][0] for r in bound_ratios],
@@ -135,8 +153,8 @@ def plot_pareto(summary: dict, path: Path) -> None:
 
 
 def main() -> None:
-    """``python -m mcap.sweep [dvc exp show options]``; by default the experiments of every commit."""
-    options = sys.argv[1:] or ["--all-commits"]
+    """``python -m mcap.sweep [dvc exp show options]``; by default the experiments of HEAD."""
+    options = sys.argv[1:]
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", *options], capture_output=True, text=True,
                                       check=True).stdout)
     rows = points(list(experiment_records(shown)))
@@ -145,7 +163,7 @@ def main() -> None:
     summary = aggregate(rows)
     Path("reports/sweep.md").write_text(sweep_markdown(summary))
     plot_pareto(summary, Path("reports/pareto.png"))
-    print(f"reports/sweep.md, reports/pareto.png: {len(rows)} points, ratios {sorted({r['ratio'] for r in rows})}")
+    print(f"reports/sweep.md, reports/pareto.png: {len(rows)} points, ratios {sorted({r['ratio'] for r in rows} - {None})}")
 
 
 if __name__ == "__main__":

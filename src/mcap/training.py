@@ -176,13 +176,19 @@ def train_step(model, batch, optimizer, scheduler, masks, accelerator) -> float:
     return loss.item()
 
 
+def adamw(parameters, learning_rate: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (as Hugging Face ``Trainer`` uses): on 2 CPU cores the default
+    per-tensor implementation takes 65 ms a step for MiniLM's 22.7 M parameters, fused 12 ms."""
+    return torch.optim.AdamW(parameters, lr=learning_rate, fused=True)
+
+
 def _optimizer(model: nn.Module, learning_rate: float, settings: TrainSettings, steps: int):
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings.weight_decay},
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=learning_rate)
+    optimizer = adamw(groups, learning_rate)
     warmup = math.ceil(settings.warmup_ratio * steps)
 
     def schedule(step: int) -> float:  # linear warm-up, then linear decay to 0

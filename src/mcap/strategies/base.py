@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from mcap.errors import McapError
 from mcap.heads import attention_probabilities, head_layout, prune_heads
 from mcap.modeling import encoder_linears
-from mcap.training import batches_on, make_accelerator, make_loader, train_step
+from mcap.training import adamw, batches_on, make_accelerator, make_loader, train_step
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def short_training(context: PruneContext, steps: int, learning_rate: float, para
     generator = torch.Generator().manual_seed(context.seed)
     loader = make_loader(context.tokenizer, context.train, context.batch_size, context.max_seq_len, True, generator)
     accelerator = make_accelerator()
-    prepared, optimizer, loader = accelerator.prepare(model, torch.optim.AdamW(parameters, lr=learning_rate), loader)
+    prepared, optimizer, loader = accelerator.prepare(model, adamw(parameters, learning_rate), loader)
     model.train()
     done = 0
     with tqdm(total=steps, desc="short training", leave=False) as progress:
@@ -172,6 +172,7 @@ def short_training(context: PruneContext, steps: int, learning_rate: float, para
                 progress.update()
                 if done == steps:
                     break
+    accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)  # drop the bf16-autocast forward prepare adds on GPU
     model.eval()
     for parameter in frozen:
         parameter.requires_grad_(True)
