@@ -6,9 +6,10 @@ from mcap.sweep import aggregate, experiment_records, points, sweep_markdown
 
 
 def benchmark(mcc: float, speedup: float, bound: float, ratio: float | None) -> dict:
-    return {"data": {"prune_ratio": ratio, "test": {"mcc": mcc, "loss": 0.5}, "latency_ms": {"batch_1": {"median": 8.0}},
-                     "speedup": {"batch_1": {"median": speedup}, "batch_32": {"median": speedup}},
-                     "mac_bound_speedup": bound}}
+    """Benchmark metrics as `dvc exp show --json` gives them: a null (the unpruned model's ratio) is left out."""
+    data = {"test": {"mcc": mcc, "loss": 0.5}, "latency_ms": {"batch_1": {"median": 8.0}},
+            "speedup": {"batch_1": {"median": speedup}, "batch_32": {"median": speedup}}, "mac_bound_speedup": bound}
+    return {"data": data if ratio is None else {"prune_ratio": ratio, **data}}
 
 
 def experiment(name: str, ratio: float, seed: int, mcc: float, ratio_in_metrics: float | None = None) -> dict:
@@ -25,10 +26,11 @@ def test_experiments_are_found_at_any_nesting_and_averaged_over_seeds_counting_e
     shown = [{"rev": "workspace", **experiment("workspace", 0.2, 1, 0.6)},
              {"rev": "main", **experiment("main", 0.2, 1, 0.6)},  # the workspace's baseline: the same run
              {"rev": "old", "data": {"params": {"params.yaml": {"data": {"seed": 42, "prune": {"ratio": 0.2}}}},
-                                     "metrics": {"reports/benchmark/sst2-mcap/seed-1.json": {"data": {"test": {}}}}}},
+                                     "metrics": {"reports/benchmark/sst2-mcap/seed-1.json": {"data": {"test": {}}},
+                                                 "reports/benchmark/sst2-none.json": {"data": {"test": {}}}}}},
              {"experiments": [{"revs": [experiment("a", 0.2, 2, 0.7), experiment("b", 0.5, 1, 0.4)]}]}]
     records = list(experiment_records(shown))
-    assert len(records) == 5  # the "old" commit's metrics have no prune_ratio and are skipped below
+    assert len(records) == 5  # the "old" commit's metrics (no prune_ratio, no seed folder) are skipped below
     summary = aggregate(points(records))
     assert ("sst2", "mcap", 0.2) not in summary
     mean, std, runs = summary[("sst2", "head_random", 0.2)]["mcc"]

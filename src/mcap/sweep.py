@@ -56,12 +56,14 @@ def points(records: list[dict]) -> list[dict]:
     for record in records:
         pruning_seed = record["params"].get("params.yaml", {}).get("data", {}).get("seed")
         for path, entry in record["metrics"].items():
-            metrics = entry.get("data") if path.startswith(BENCHMARK_PREFIX) else None
-            if not metrics or "prune_ratio" not in metrics:
+            metrics = entry.get("data") if path.startswith(BENCHMARK_PREFIX) and "/seed-" in path else None
+            if not metrics:
                 continue
             pair, seed = path.removeprefix(BENCHMARK_PREFIX).removesuffix(".json").split("/seed-")
             task, strategy = pair.split("-", 1)
-            ratio = metrics["prune_ratio"]
+            if strategy != UNPRUNED and "prune_ratio" not in metrics:
+                continue
+            ratio = metrics.get("prune_ratio")  # the unpruned model's is null, which DVC leaves out
             row = {"ratio": ratio, "seed": int(seed), "task": task, "strategy": strategy, "mcc": metrics["test"]["mcc"],
                    "loss": metrics["test"]["loss"], "mac_bound": metrics["mac_bound_speedup"]}
             row.update({f"speedup_{batch}": timing["median"] for batch, timing in metrics.get("speedup", {}).items()})
@@ -107,7 +109,8 @@ def sweep_markdown(summary: dict) -> str:
     parts = ["# Pruning-ratio sweep", "",
              ("Collected from `dvc exp show --json` by `python -m mcap.sweep`; mean ± std where several seeds ran. "
              "Speed-up: unpruned / pruned forward time, timed interleaved in one process (batch 1 / batch 32); "
-             "bound: MAC bound."), "", "![MCC and speed-up vs pruning ratio](pareto.png)", ""]
+             "bound: MAC bound. The figure shows the tasks swept over more than one ratio."), "",
+             "![MCC and speed-up vs pruning ratio](pareto.png)", ""]
     header = "| Strategy | " + " | ".join(f"r={r:g}" for r in ratios) + " |\n|" + "---|" * (len(ratios) + 1)
     measures = (("Test MCC", lambda values: _cell(values, "mcc", 3)), ("Test loss", lambda values: _cell(values, "loss", 3)),
                 ("Speed-up batch 1 / batch 32 (MAC bound)", _speedup_cell))
@@ -127,18 +130,26 @@ def sweep_markdown(summary: dict) -> str:
 
 
 def plot_pareto(summary: dict, path: Path) -> None:
-    """Per task: MCC vs ratio per strategy, and measured batch-32 speed-up vs ratio with the MAC bound."""
-    tasks = list(dict.fromkeys(task for task, _, _ in summary))
+    """Per task swept over more than one ratio: MCC vs ratio per strategy, and measured batch-32
+    speed-up vs ratio with the MAC bound; a strategy has the same colour in every panel."""
+    ratios_of = defaultdict(set)
+    for task, _, ratio in summary:
+        if ratio is not None:
+            ratios_of[task].add(ratio)
+    tasks = [task for task, ratios in ratios_of.items() if len(ratios) > 1] or list(ratios_of)
+    all_strategies = row_order(list(dict.fromkeys(s for _, s, r in summary if r is not None)))
+    colours = {strategy: f"C{index % 10}" for index, strategy in enumerate(all_strategies)}
     with saved_figure(path, len(tasks), 2, figsize=(10, 3.6 * len(tasks)), squeeze=False) as (_fig, axes):
         for (mcc_ax, speed_ax), task in zip(axes, tasks):
-            strategies = row_order(list(dict.fromkeys(s for t, s, r in summary if t == task and r is not None)))
+            strategies = [s for s in all_strategies if any(t == task and key_s == s for t, key_s, _ in summary)]
             for strategy in strategies:
                 ratios = sorted(r for t, s, r in summary if t == task and s == strategy)
                 values = [summary[(task, strategy, r)] for r in ratios]
                 mcc_ax.errorbar(ratios, [v["mcc"][0] for v in values], yerr=[v["mcc"][1] for v in values], marker="o",
-                                label=strategy, capsize=2)
+                                label=strategy, capsize=2, color=colours[strategy])
                 if strategy.startswith("head") or strategy == "mcap":
-                    speed_ax.plot(ratios, [v.get("speedup_batch_32", (np.nan,))[0] for v in values], marker="o", label=strategy)
+                    speed_ax.plot(ratios, [v.get("speedup_batch_32", (np.nan,))[0] for v in values], marker="o",
+                                  label=strategy, color=colours[strategy])
             reference = summary.get((task, UNPRUNED, None))
             if reference:
                 mcc_ax.axhline(reference["mcc"][0], color="gray", linestyle=":", label="unpruned")
