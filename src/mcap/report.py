@@ -53,7 +53,7 @@ def load_benchmarks(benchmark_dir: Path, groups: list[tuple[list[str], list[str]
 QUALITY = ("mcc", "loss", "accuracy")
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (NaN for a single value)."""
     array = np.asarray(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else float("nan")
@@ -81,7 +81,7 @@ def build_table(benchmarks: dict[tuple[str, str], list[dict]]) -> pd.DataFrame:
                 "mac_bound": first["mac_bound_speedup"],
             }
             for metric in QUALITY:
-                row[metric], row[f"{metric}_std"] = _mean_std([run["test"][metric] for run in runs])
+                row[metric], row[f"{metric}_std"] = mean_std([run["test"][metric] for run in runs])
             for batch in first["latency_ms"]:
                 row[f"latency_{batch}_ms"] = float(np.mean([run["latency_ms"][batch]["median"] for run in runs]))
                 row[f"latency_{batch}_iqr"] = float(np.mean([run["latency_ms"][batch]["iqr"] for run in runs]))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mcap.figures import saved_figure
-from mcap.report import ROW_LABELS, row_order
+from mcap.report import ROW_LABELS, mean_std, row_order
 
 BENCHMARK_PREFIX = "reports/benchmark/"
 UNPRUNED = "none"  # the strategy whose model has no pruning ratio
@@ -71,20 +71,15 @@ def points(records: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
-def _mean_std(values: list[float]) -> tuple[float, float, int]:
-    """(mean, sample standard deviation, count), as Table I reports seeds."""
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
-
-
 def aggregate(rows: list[dict]) -> dict[tuple[str, str, float], dict[str, tuple[float, float, int]]]:
-    """(task, strategy, ratio) -> {measure: (mean, sample std, runs)} over seeds."""
+    """(task, strategy, ratio) -> {measure: (mean, sample std, runs)} over seeds (std NaN for one run)."""
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         grouped[(row["task"], row["strategy"], row["ratio"])].append(row)
     summary = {}
     for key, group in grouped.items():
         measures = [m for m in group[0] if m not in ("ratio", "seed", "task", "strategy")]
-        summary[key] = {m: _mean_std([r[m] for r in group if m in r]) for m in measures}
+        summary[key] = {m: (*mean_std([r[m] for r in group if m in r]), len(group)) for m in measures}
     return summary
 
 
@@ -102,6 +97,11 @@ def _speedup_cell(values: dict) -> str:
             f"({_cell(values, 'mac_bound', 2)})")
 
 
+def _pruned_strategies(summary: dict, task: str | None = None) -> list[str]:
+    """The strategies with a pruning ratio (of ``task``, or of any task), in Table I's order."""
+    return row_order(list(dict.fromkeys(s for t, s, r in summary if r is not None and task in (None, t))))
+
+
 def sweep_markdown(summary: dict) -> str:
     """Per task, one table per measure (MCC, loss, speed-up), a column per ratio, a row per strategy."""
     tasks = list(dict.fromkeys(task for task, _, _ in summary))
@@ -115,7 +115,7 @@ def sweep_markdown(summary: dict) -> str:
     measures = (("Test MCC", lambda values: _cell(values, "mcc", 3)), ("Test loss", lambda values: _cell(values, "loss", 3)),
                 ("Speed-up batch 1 / batch 32 (MAC bound)", _speedup_cell))
     for task in tasks:
-        strategies = row_order(list(dict.fromkeys(s for t, s, r in summary if t == task and r is not None)))
+        strategies = _pruned_strategies(summary, task)
         parts += [f"## {task}", ""]
         reference = summary.get((task, UNPRUNED, None))
         if reference:
@@ -137,12 +137,10 @@ def plot_pareto(summary: dict, path: Path) -> None:
         if ratio is not None:
             ratios_of[task].add(ratio)
     tasks = [task for task, ratios in ratios_of.items() if len(ratios) > 1] or list(ratios_of)
-    all_strategies = row_order(list(dict.fromkeys(s for _, s, r in summary if r is not None)))
-    colours = {strategy: f"C{index % 10}" for index, strategy in enumerate(all_strategies)}
+    colours = {strategy: f"C{index % 10}" for index, strategy in enumerate(_pruned_strategies(summary))}
     with saved_figure(path, len(tasks), 2, figsize=(10, 3.6 * len(tasks)), squeeze=False) as (_fig, axes):
         for (mcc_ax, speed_ax), task in zip(axes, tasks):
-            strategies = [s for s in all_strategies if any(t == task and key_s == s for t, key_s, _ in summary)]
-            for strategy in strategies:
+            for strategy in _pruned_strategies(summary, task):
                 ratios = sorted(r for t, s, r in summary if t == task and s == strategy)
                 values = [summary[(task, strategy, r)] for r in ratios]
                 mcc_ax.errorbar(ratios, [v["mcc"][0] for v in values], yerr=[v["mcc"][1] for v in values], marker="o",
