@@ -78,4 +78,4 @@ def test_committed_readme_shows_exactly_the_committed_reports(monkeypatch):
     monkeypatch.chdir(ROOT)
     text = Path("README.md").read_text()
     block = text.split(readme.START, 1)[1].split(readme.END, 1)[0].strip()
-    assert block == readme.generated_block(readme.SOURCES).strip()
+    assert block == readme.generated_block(readme.sources()).strip()

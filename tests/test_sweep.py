@@ -2,7 +2,7 @@
 
 import pytest
 
-from mcap.sweep import aggregate, experiment_records, points, sweep_markdown
+from mcap.sweep import aggregate, experiment_records, points, same_setup, sweep_markdown
 
 
 def benchmark(mcc: float, speedup: float, bound: float, ratio: float | None) -> dict:
@@ -47,3 +47,13 @@ def test_a_point_takes_the_ratio_its_model_was_pruned_at_not_the_experiments_par
     # An experiment at 0.5 that did not rerun head_random still holds the 0.2 model's metrics.
     records = list(experiment_records([experiment("stale", 0.5, 1, 0.6, ratio_in_metrics=0.2)]))
     assert {(row["strategy"], row["ratio"]) for row in points(records)} == {("none", None), ("head_random", 0.2)}
+
+
+def test_only_experiments_with_the_workspaces_setup_are_collected():
+    workspace, other_ratio = experiment("workspace", 0.2, 1, 0.6), experiment("sweep-0.5", 0.5, 2, 0.4)
+    other_ratio["data"]["params"]["params.yaml"]["data"].update(seeds=[2], tasks=["sst2"])  # varied by a sweep
+    profile = experiment("cpu-scale", 0.2, 1, 0.7)
+    profile["data"]["params"]["params.yaml"]["data"]["train"] = {"epochs": 2}  # another setup: not a sweep point
+    kept, skipped = same_setup(list(experiment_records([workspace, other_ratio, profile])))
+    assert [record["name"] for record in kept] == ["workspace", "sweep-0.5"]
+    assert skipped == ["cpu-scale"]

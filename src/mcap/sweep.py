@@ -11,11 +11,13 @@ unpruned architecture in the same process, and the MAC bound. A point's ratio is
 was pruned at (``prune_ratio`` in the metrics), not the experiment's parameter: an experiment that
 reran only some stages still holds the other stages' older outputs. The unpruned model has no
 ratio and is the reference of every ratio. Points with the same ratio are averaged (seeds, whether
-from the ``seeds`` param or from separate experiments).
+from the ``seeds`` param or from separate experiments). Only experiments whose other params match the
+workspace's are collected (see :data:`VARIED`), so a profile run is never averaged into a sweep.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -30,6 +32,8 @@ from mcap.report import ROW_LABELS, mean_std, row_order
 
 BENCHMARK_PREFIX = "reports/benchmark/"
 UNPRUNED = "none"  # the strategy whose model has no pruning ratio
+# What a sweep's experiments may vary; every other param (data, training, model...) is their shared setup.
+VARIED = ("prune.ratio", "prune.strategies", "seeds", "tasks", "transfer", "explain")
 
 
 def experiment_records(shown: object) -> Iterator[dict]:
@@ -43,6 +47,30 @@ def experiment_records(shown: object) -> Iterator[dict]:
     elif isinstance(shown, list):
         for value in shown:
             yield from experiment_records(value)
+
+
+def setup(record: dict) -> dict:
+    """The experiment's params minus the :data:`VARIED` ones."""
+    params = copy.deepcopy(record["params"].get("params.yaml", {}).get("data", {}))
+    for dotted in VARIED:
+        *parents, name = dotted.split(".")
+        section = params
+        for parent in parents:
+            section = section.get(parent, {})
+        section.pop(name, None)
+    return params
+
+
+def same_setup(records: list[dict]) -> tuple[list[dict], list[str]]:
+    """The records with the first one's setup (the workspace's), and the names of the others.
+
+    Ratios are compared only under one setup: an experiment that also changed e.g. the training data or
+    epochs (a profile run) would otherwise be averaged with the sweep's points of the same ratio.
+    """
+    kept, skipped = [], []
+    for record in records:
+        (kept if setup(record) == setup(records[0]) else skipped).append(record)
+    return kept, [str(record["name"]) for record in skipped]
 
 
 def points(records: list[dict]) -> list[dict]:
@@ -166,7 +194,11 @@ def main() -> None:
     options = sys.argv[1:]
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", *options], capture_output=True, text=True,
                                       check=True).stdout)
-    rows = points(list(experiment_records(shown)))
+    records, skipped = same_setup(list(experiment_records(shown)))
+    if skipped:
+        print(f"left out (params other than {', '.join(VARIED)} differ from the workspace's): {', '.join(skipped)}",
+              file=sys.stderr)
+    rows = points(records)
     if not rows:
         sys.exit("error: no experiment with benchmark metrics found in `dvc exp show --json`")
     summary = aggregate(rows)
