@@ -7,7 +7,7 @@ from mcap.data import read_split
 from mcap.distributed import relaunch_under_accelerate
 from mcap.modeling import load_model, save_model
 from mcap.outputs import atomic_dir
-from mcap.params import get
+from mcap.params import get, positive_numbers
 from mcap.tracking import log_history
 from mcap.training import TrainSettings, finetune_grid
 
@@ -25,7 +25,7 @@ def main(params, args):
     )
     result = finetune_grid(
         lambda: load_model(pruned_dir)[0], read_split(task_dir, "train"), read_split(task_dir, "validation"),
-        tokenizer, settings, get(params, "train.learning_rates", list), int(args.seed),
+        tokenizer, settings, positive_numbers(params, "train.learning_rates"), int(args.seed),
         get(params, "train.select_metric", str), keep_zeros=pruning.get("kind") == "unstructured",
     )
     if not result.is_main_process:

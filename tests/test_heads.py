@@ -1,5 +1,7 @@
 """Head masking, physical removal, save/load and attention extraction on a tiny random BERT."""
 
+import json
+
 import pytest
 import torch
 
@@ -109,6 +111,16 @@ def test_pruned_model_round_trips_through_safetensors_without_the_original(tiny_
     assert head_layout(loaded) == [[0, 3], []]
     assert pruning == {"strategy": "test"}
     assert torch.equal(logits(loaded, tiny_batch), expected)
+
+
+def test_a_saved_tokenizer_does_not_record_whether_the_hub_was_offline(tiny_model, tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    model, _ = tiny_model
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)  # as under HF_HUB_OFFLINE=1
+    assert tokenizer.init_kwargs["local_files_only"] is True
+    save_model(model, tokenizer, tmp_path / "saved", {})
+    assert "local_files_only" not in json.loads((tmp_path / "saved" / "tokenizer_config.json").read_text())
 
 
 def test_attention_probabilities_are_per_layer_distributions(tiny_model, tiny_batch):

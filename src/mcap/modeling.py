@@ -73,6 +73,9 @@ def save_model(model: nn.Module, tokenizer, out_dir: Path, pruning: dict) -> Non
     model.config.save_pretrained(out_dir)
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
     save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    # Loading under HF_HUB_OFFLINE sets local_files_only, which save_pretrained would write: drop it, so
+    # that a saved model's bytes (and DVC's hash of them) do not depend on the environment.
+    tokenizer.init_kwargs.pop("local_files_only", None)
     tokenizer.save_pretrained(out_dir)
     (out_dir / PRUNING_FILE).write_text(json.dumps(pruning, indent=2) + "\n")
 

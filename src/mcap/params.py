@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,20 @@ PARAMS_FILE = Path("params.yaml")
 _MISSING = object()
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where ``5e-05`` (no dot) is a string; DVC writes YAML 1.2, and that is how it
+    stores every ``-S`` float below 1e-4 (``-S 'train.learning_rates=[5e-5]'``). Read such floats as floats."""
+
+
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     if not path.is_file():
         raise McapError(f"{path}: not found; run stages from the repository root")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = yaml.load(path.read_text(), Loader=_ParamsLoader)
     except yaml.YAMLError as error:
         raise McapError(f"{path}: not valid YAML ({error})") from error
     if not isinstance(params, dict):
@@ -50,6 +60,14 @@ def optional_count(params: dict[str, Any], key: str) -> int | None:
     if value is not None and value <= 0:
         raise McapError(f"params.yaml: '{key}' must be a positive integer or null (all), got {value!r}")
     return value
+
+
+def positive_numbers(params: dict[str, Any], key: str) -> list[float]:
+    """A non-empty list of positive numbers (e.g. a learning-rate grid)."""
+    values = get(params, key, list)
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        raise McapError(f"params.yaml: '{key}' must be a non-empty list of positive numbers, got {values!r}")
+    return [float(v) for v in values]
 
 
 def all_tasks(params: dict[str, Any]) -> list[str]:

@@ -177,8 +177,8 @@ def train_step(model, batch, optimizer, scheduler, masks, accelerator) -> float:
 
 
 def adamw(parameters, learning_rate: float) -> torch.optim.AdamW:
-    """AdamW with the fused kernel (as Hugging Face ``Trainer`` uses): on 2 CPU cores the default
-    per-tensor implementation takes 65 ms a step for MiniLM's 22.7 M parameters, fused 12 ms."""
+    """AdamW with the fused kernel, as Hugging Face ``Trainer`` uses: on 2 CPU cores the default
+    per-tensor implementation is several times slower a step (measured: reports/benchmarks.md, (a))."""
     return torch.optim.AdamW(parameters, lr=learning_rate, fused=True)
 
 
