@@ -16,6 +16,11 @@ RUN_SUMMARIES = "reports/runs/*/summary.md"  # profile runs kept by `python -m m
 RELATIVE_LINK = re.compile(r"\]\((?!https?://|/)([^)]+)\)")
 
 
+def demote_headings(markdown: str) -> str:
+    """Every heading one level down (``# A`` -> ``## A``), so a report nests under the page's own heading."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
 def generated_block(sources: list[Path]) -> str:
     """The text between the markers: each report with its top heading demoted by one level."""
     parts = []
@@ -23,7 +28,7 @@ def generated_block(sources: list[Path]) -> str:
         if source.is_file():
             folder = source.parent.as_posix()
             text = RELATIVE_LINK.sub(lambda m, folder=folder: f"]({folder}/{m.group(1)})", source.read_text().strip())
-            parts.append("\n".join("#" + line if line.startswith("#") else line for line in text.splitlines()))
+            parts.append(demote_headings(text))
     return "\n\n".join(parts) if parts else "_No results yet: run `make repro`._"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mcap.errors import McapError
 from mcap.outputs import atomic_dir
+from mcap.readme import demote_headings
 
 RUNS_DIR = Path("reports/runs")
 TABLE = "reports/table1.md"
@@ -46,10 +47,9 @@ def snapshot_path(path: str) -> Path:
 
 def summary_markdown(table: str, title: str, rev: str, commit: str) -> str:
     """The run's Table I under ``title``, with its provenance; the table's own headings demoted one level."""
-    demoted = "\n".join("#" + line if line.startswith("#") else line for line in table.strip().splitlines())
     return (f"# {title}\n\nCopied by `python -m mcap.snapshot` from commit `{commit[:10]}` (`{rev}`); "
             "the `params.yaml` and `dvc.lock` beside this file are the ones that produced it.\n\n"
-            f"{demoted}\n")
+            f"{demote_headings(table.strip())}\n")
 
 
 def snapshot_run(rev: str, name: str, title: str, runs_dir: Path = RUNS_DIR) -> Path:

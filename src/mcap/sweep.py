@@ -49,9 +49,14 @@ def experiment_records(shown: object) -> Iterator[dict]:
             yield from experiment_records(value)
 
 
+def _params(record: dict) -> dict:
+    """The experiment's params.yaml as `dvc exp show --json` gives it."""
+    return record["params"].get("params.yaml", {}).get("data", {})
+
+
 def setup(record: dict) -> dict:
     """The experiment's params minus the :data:`VARIED` ones."""
-    params = copy.deepcopy(record["params"].get("params.yaml", {}).get("data", {}))
+    params = copy.deepcopy(_params(record))
     for dotted in VARIED:
         *parents, name = dotted.split(".")
         section = params
@@ -68,8 +73,9 @@ def same_setup(records: list[dict]) -> tuple[list[dict], list[str]]:
     epochs (a profile run) would otherwise be averaged with the sweep's points of the same ratio.
     """
     kept, skipped = [], []
+    reference = setup(records[0]) if records else None
     for record in records:
-        (kept if setup(record) == setup(records[0]) else skipped).append(record)
+        (kept if setup(record) == reference else skipped).append(record)
     return kept, [str(record["name"]) for record in skipped]
 
 
@@ -82,7 +88,7 @@ def points(records: list[dict]) -> list[dict]:
     """
     rows = {}
     for record in records:
-        pruning_seed = record["params"].get("params.yaml", {}).get("data", {}).get("seed")
+        pruning_seed = _params(record).get("seed")
         for path, entry in record["metrics"].items():
             metrics = entry.get("data") if path.startswith(BENCHMARK_PREFIX) and "/seed-" in path else None
             if not metrics:
