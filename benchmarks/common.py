@@ -17,7 +17,7 @@ from mcap.data import read_split
 from mcap.training import pick_device
 
 REPORTS = Path("reports")
-SECTIONS = ["trainer_throughput", "latency", "stage_times"]
+SECTIONS = ["trainer_throughput", "latency", "stage_times", "stage_overhead"]
 TITLE = "# Performance benchmarks"
 INTRO = ("Produced by the scripts in `benchmarks/` (see each section for its command); not part of `dvc repro`, "
          "not timed tests. Each section names the machine it ran on.")

@@ -37,3 +37,18 @@ def test_sections_are_joined_in_a_fixed_order(tmp_path, monkeypatch):
     text = (tmp_path / "benchmarks.md").read_text()
     assert text.startswith(common.TITLE) and text.index("## (a)") < text.index("## (c)")
     assert json.loads((tmp_path / "benchmarks" / "trainer_throughput.json").read_text()) == {"ratio": 1.1}
+
+
+def test_stage_overhead_splits_the_stage_time_into_its_parts():
+    import stage_overhead
+
+    parts = {"interpreter": 0.5, "torch_transformers": 4.0, "stage_imports": 5.5, "load_and_save": 7.0,
+             "shap_compile": 9.0}
+    stage_times = {"total_seconds": 600.0,
+                   "stages": {"prune@sst2-none": 10.0, "prune@cola-none": 11.0, "explain@sst2-none": 30.0}}
+    text = stage_overhead.markdown(parts, stage_times, repeats=3)
+    assert "| import torch + transformers (BERT modelling) | 3.5 |" in text
+    assert "| the stage's other imports (mcap, pandas, scikit-learn, ...) | 1.5 |" in text
+    assert "| DVC between stages (hashing, caching, dvc.lock) | 3.0 |" in text  # fastest prune@*-none minus the parts
+    assert "each of the 3 stages, this fixed cost is about 0.5 of the 10.0 min" in text
+    assert "each of the 1 explain stages adds 9.0 s" in text

@@ -1,0 +1,137 @@
+"""Benchmark 5(c), continued: where the fixed cost of a pipeline stage goes.
+
+DVC runs every stage command as its own Python process, so each stage pays the interpreter's
+start, its imports and loading/saving a model before it computes anything, plus DVC's own
+bookkeeping between stages; an explain stage also pays SHAP's numba compilation, which SHAP does
+not cache between processes. Each part is timed here in fresh processes (median of --repeats) on
+the pipeline's own files, and set against the stage times of section (c):
+
+    python benchmarks/stage_overhead.py      # after `dvc repro` and `benchmarks/stage_times.py`
+
+It reads the embedded default's params and models and writes nothing but its report section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+from common import REPORTS, machine, write_section
+
+STAGE = "stages/prune.py"  # prune@<task>-none only loads and saves the model: the fixed cost alone
+# Nested by construction, so each part is the difference of two consecutive measurements.
+TORCH_TRANSFORMERS = "import torch, transformers; from transformers import BertForSequenceClassification"
+IMPORT_STAGE = f"{TORCH_TRANSFORMERS}; import runpy; stage = runpy.run_path({STAGE!r}, run_name='imports_only')"
+LOAD_AND_SAVE = IMPORT_STAGE + """
+import tempfile
+from pathlib import Path
+from mcap.params import get, load_params
+params = load_params()
+model, tokenizer = stage['load_pretrained'](get(params, 'model.name_or_path', str), get(params, 'seed', int))
+with tempfile.TemporaryDirectory() as folder:
+    stage['save_model'](model, tokenizer, Path(folder), {'strategy': 'none'})
+"""
+# One process: the same SHAP explanation twice; the first call also compiles SHAP's numba kernels.
+SHAP_FIRST_CALL = """
+import json, time
+from pathlib import Path
+from mcap.explain import PAPER_TEXTS, TextClassifier, explain_shap
+from mcap.modeling import load_model
+from mcap.params import get, load_params
+params = load_params()
+model, tokenizer, _ = load_model(Path('models/finetuned/sst2-none') / f"seed-{get(params, 'seeds', list)[0]}")
+classifier = TextClassifier(model, tokenizer, get(params, 'train.max_seq_len', int))
+classifier.logits([PAPER_TEXTS['T1']])  # warm the model up first: only SHAP's first call should differ
+seconds = []
+for _ in range(2):
+    start = time.perf_counter()
+    explain_shap(classifier, PAPER_TEXTS['T1'], get(params, 'explain.shap_max_evals', int))
+    seconds.append(time.perf_counter() - start)
+print(json.dumps(seconds))
+"""
+
+
+def process_seconds(code: str, repeats: int) -> float:
+    """Median wall time of ``python -c code`` in a fresh process."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def shap_compile_seconds(repeats: int) -> float:
+    """Median over fresh processes of (first - second) time of one SHAP explanation."""
+    gaps = []
+    for _ in range(repeats):
+        done = subprocess.run([sys.executable, "-c", SHAP_FIRST_CALL], check=True, capture_output=True, text=True)
+        first, second = json.loads(done.stdout.strip().splitlines()[-1])
+        gaps.append(first - second)
+    return statistics.median(gaps)
+
+
+def measure(repeats: int) -> dict[str, float]:
+    """Cumulative fresh-process times (s): interpreter, + torch/transformers, + the stage's imports, + load/save."""
+    return {
+        "interpreter": process_seconds("pass", repeats),
+        "torch_transformers": process_seconds(TORCH_TRANSFORMERS, repeats),
+        "stage_imports": process_seconds(IMPORT_STAGE, repeats),
+        "load_and_save": process_seconds(LOAD_AND_SAVE, repeats),
+        "shap_compile": shap_compile_seconds(repeats),
+    }
+
+
+def markdown(parts: dict[str, float], stage_times: dict, repeats: int) -> str:
+    """The section: each part of a prune@<task>-none stage's time, and what the parts cost the whole run."""
+    stages = stage_times["stages"]
+    in_repro = min(seconds for stage, seconds in stages.items() if stage.startswith("prune@") and stage.endswith("-none"))
+    explains = sum(stage.startswith("explain@") for stage in stages)
+    rows = [
+        ("Python interpreter start", parts["interpreter"], "not ours"),
+        ("import torch + transformers (BERT modelling)", parts["torch_transformers"] - parts["interpreter"], "not ours"),
+        ("the stage's other imports (mcap, pandas, scikit-learn, ...)",
+         parts["stage_imports"] - parts["torch_transformers"], "ours to trim"),
+        ("load the pre-trained model, save it (safetensors + tokenizer)", parts["load_and_save"] - parts["stage_imports"],
+         "the stage's work"),
+        ("DVC between stages (hashing, caching, dvc.lock)", in_repro - parts["load_and_save"], "not ours"),
+    ]
+    fixed = in_repro * len(stages)
+    shap_total = parts["shap_compile"] * explains
+    lines = [
+        "## (c, continued) Where a stage's fixed cost goes",
+        "",
+        (f"`python benchmarks/stage_overhead.py --repeats {repeats}` on {machine()}: each part timed in fresh processes "
+         f"(median of {repeats}); the stage itself, `prune@<task>-none` (load and save the model, nothing else), took "
+         f"{in_repro:.1f} s inside the `dvc repro` of section (c), and the DVC row is that time minus the parts."),
+        "",
+        "| Part of `prune@<task>-none` | Seconds | |", "|---|---|---|",
+        *[f"| {name} | {seconds:.1f} | {whose} |" for name, seconds, whose in rows],
+        "",
+        (f"Paid by each of the {len(stages)} stages, this fixed cost is about {fixed / 60:.1f} of the "
+         f"{stage_times['total_seconds'] / 60:.1f} min; SHAP's first call in each of the {explains} explain stages adds "
+         f"{parts['shap_compile']:.1f} s of numba compilation ({shap_total / 60:.1f} min), since SHAP does not cache "
+         "its compiled kernels between processes. Most of it comes with running each stage as its own process, "
+         "which is how DVC runs a pipeline; what is ours to trim is the imports row."),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="fresh processes per measurement (median)")
+    args = parser.parse_args()
+    stage_times_file = REPORTS / "benchmarks" / "stage_times.json"
+    if not stage_times_file.is_file():
+        sys.exit(f"error: {stage_times_file} not found; run `python benchmarks/stage_times.py --force` first")
+    parts = measure(args.repeats)
+    stage_times = json.loads(stage_times_file.read_text())
+    write_section("stage_overhead", markdown(parts, stage_times, args.repeats), {"repeats": args.repeats, **parts})
+
+
+if __name__ == "__main__":
+    main()
