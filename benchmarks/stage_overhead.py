@@ -21,6 +21,7 @@ import sys
 import time
 
 from common import REPORTS, machine, write_section
+from stage_times import load_only_seconds
 
 STAGE = "stages/prune.py"  # prune@<task>-none only loads and saves the model: the fixed cost alone
 # Nested by construction, so each part is the difference of two consecutive measurements.
@@ -35,6 +36,12 @@ model, tokenizer = stage['load_pretrained'](get(params, 'model.name_or_path', st
 with tempfile.TemporaryDirectory() as folder:
     stage['save_model'](model, tokenizer, Path(folder), {'strategy': 'none'})
 """
+STEPS = [  # (key, the part this step adds to the one before, whose it is, code)
+    ("interpreter", "Python interpreter start", "not ours", "pass"),
+    ("torch_transformers", "import torch + transformers (BERT modelling)", "not ours", TORCH_TRANSFORMERS),
+    ("stage_imports", "the stage's other imports (mcap, pandas, scikit-learn, ...)", "ours to trim", IMPORT_STAGE),
+    ("load_and_save", "load the pre-trained model, save it (safetensors + tokenizer)", "the stage's work", LOAD_AND_SAVE),
+]
 # One process: the same SHAP explanation twice; the first call also compiles SHAP's numba kernels.
 SHAP_FIRST_CALL = """
 import json, time
@@ -76,30 +83,21 @@ def shap_compile_seconds(repeats: int) -> float:
 
 
 def measure(repeats: int) -> dict[str, float]:
-    """Cumulative fresh-process times (s): interpreter, + torch/transformers, + the stage's imports, + load/save."""
-    return {
-        "interpreter": process_seconds("pass", repeats),
-        "torch_transformers": process_seconds(TORCH_TRANSFORMERS, repeats),
-        "stage_imports": process_seconds(IMPORT_STAGE, repeats),
-        "load_and_save": process_seconds(LOAD_AND_SAVE, repeats),
-        "shap_compile": shap_compile_seconds(repeats),
-    }
+    """Seconds: each of :data:`STEPS` in fresh processes (cumulative), and SHAP's first-call compilation."""
+    return {**{key: process_seconds(code, repeats) for key, _part, _whose, code in STEPS},
+            "shap_compile": shap_compile_seconds(repeats)}
 
 
-def markdown(parts: dict[str, float], stage_times: dict, repeats: int) -> str:
+def markdown(parts: dict[str, float], timed_run: dict, repeats: int) -> str:
     """The section: each part of a prune@<task>-none stage's time, and what the parts cost the whole run."""
-    stages = stage_times["stages"]
-    in_repro = min(seconds for stage, seconds in stages.items() if stage.startswith("prune@") and stage.endswith("-none"))
+    stages = timed_run["stages"]
+    in_repro = load_only_seconds(stages.items())
     explains = sum(stage.startswith("explain@") for stage in stages)
-    rows = [
-        ("Python interpreter start", parts["interpreter"], "not ours"),
-        ("import torch + transformers (BERT modelling)", parts["torch_transformers"] - parts["interpreter"], "not ours"),
-        ("the stage's other imports (mcap, pandas, scikit-learn, ...)",
-         parts["stage_imports"] - parts["torch_transformers"], "ours to trim"),
-        ("load the pre-trained model, save it (safetensors + tokenizer)", parts["load_and_save"] - parts["stage_imports"],
-         "the stage's work"),
-        ("DVC between stages (hashing, caching, dvc.lock)", in_repro - parts["load_and_save"], "not ours"),
-    ]
+    rows, before = [], 0.0
+    for key, part, whose, _code in STEPS:
+        rows.append((part, parts[key] - before, whose))
+        before = parts[key]
+    rows.append(("DVC between stages (hashing, caching, dvc.lock)", in_repro - before, "not ours"))
     fixed = in_repro * len(stages)
     shap_total = parts["shap_compile"] * explains
     lines = [
@@ -113,7 +111,7 @@ def markdown(parts: dict[str, float], stage_times: dict, repeats: int) -> str:
         *[f"| {name} | {seconds:.1f} | {whose} |" for name, seconds, whose in rows],
         "",
         (f"Paid by each of the {len(stages)} stages, this fixed cost is about {fixed / 60:.1f} of the "
-         f"{stage_times['total_seconds'] / 60:.1f} min; SHAP's first call in each of the {explains} explain stages adds "
+         f"{timed_run['total_seconds'] / 60:.1f} min; SHAP's first call in each of the {explains} explain stages adds "
          f"{parts['shap_compile']:.1f} s of numba compilation ({shap_total / 60:.1f} min), since SHAP does not cache "
          "its compiled kernels between processes. Most of it comes with running each stage as its own process, "
          "which is how DVC runs a pipeline; what is ours to trim is the imports row."),
@@ -129,8 +127,8 @@ def main() -> None:
     if not stage_times_file.is_file():
         sys.exit(f"error: {stage_times_file} not found; run `python benchmarks/stage_times.py --force` first")
     parts = measure(args.repeats)
-    stage_times = json.loads(stage_times_file.read_text())
-    write_section("stage_overhead", markdown(parts, stage_times, args.repeats), {"repeats": args.repeats, **parts})
+    timed_run = json.loads(stage_times_file.read_text())
+    write_section("stage_overhead", markdown(parts, timed_run, args.repeats), {"repeats": args.repeats, **parts})
 
 
 if __name__ == "__main__":

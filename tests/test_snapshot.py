@@ -8,7 +8,7 @@ from mcap import readme
 from mcap.errors import McapError
 from mcap.snapshot import snapshot_run
 
-TABLE = "# Table I — our measurements\n\n## sst2\n\n| Pruning technique | MCC |\n"
+TABLE = "# Table I — our measurements\n\n## sst2\n\n| Pruning technique | MCC |\n|---|---|\n| 7. MCAP | 0.4242 |\n"
 
 
 def git(repo, *arguments):
@@ -42,10 +42,11 @@ def test_a_kept_run_has_its_params_lock_and_reports_and_a_titled_summary_naming_
     commit = git(repo, "rev-parse", "exp/big").strip()
     assert summary.startswith("# Table I — big profile\n")
     assert f"`{commit[:10]}` (`exp/big`)" in summary
-    assert summary.endswith("## Table I — our measurements\n\n### sst2\n\n| Pruning technique | MCC |\n")  # demoted
+    assert summary.endswith("## Table I — our measurements\n\n### sst2\n\n| Pruning technique | MCC |\n|---|---|\n"
+                            "| 7. MCAP | 0.4242 |\n")  # headings demoted, the table as it was
     block = readme.generated_block(readme.sources())
     assert block.startswith("## Table I — big profile")  # kept runs come first in README.md
-    assert "### Table I — our measurements" in block
+    assert "### Table I — our measurements" in block and "0.4242" in block
 
 
 def test_keeping_a_run_again_replaces_the_old_copy(repo):
