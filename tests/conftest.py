@@ -31,7 +31,7 @@ def make_sentences(count: int, seed: int) -> pd.DataFrame:
 
 
 def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
-    """A random BertConfig(2 layers, 4 heads, hidden 32) model + WordPiece tokenizer, saved with save_pretrained."""
+    """A random BertConfig(2 layers, 4 heads, hidden 32) model with non-zero biases + WordPiece tokenizer, saved."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -40,7 +40,12 @@ def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=64, num_labels=2)
-    BertForSequenceClassification(config).save_pretrained(directory)
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():  # BERT initialises biases to 0; real checkpoints have non-zero ones, and so must ours
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0.0, 0.2)
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 

@@ -95,6 +95,21 @@ def test_fractional_mask_interpolates_and_passes_gradients(tiny_model, tiny_batc
     assert (unmasked - output.detach()).abs().max() > 1e-4
 
 
+def test_tiny_model_has_non_zero_biases_so_bias_slicing_is_tested(tiny_model):
+    attention = tiny_model[0].bert.encoder.layer[0].attention
+    for linear in (attention.self.query, attention.self.key, attention.self.value, attention.output.dense):
+        assert linear.bias.abs().min() > 0
+
+
+def test_a_mask_made_on_another_device_follows_the_model(tiny_model, tiny_batch):
+    """A GPU run builds masks before or after accelerate moves the model; the meta device stands in for CUDA."""
+    model = tiny_model[0].to("meta")
+    mask = torch.ones(2, 4, requires_grad=True)  # on the CPU
+    with masked_heads(model, mask):  # no attention_mask: transformers cannot build one on the meta device
+        output = model(input_ids=tiny_batch["input_ids"].to("meta"))
+    assert output.logits.device.type == "meta"
+
+
 def test_mask_shape_is_checked(tiny_model):
     model, _ = tiny_model
     with pytest.raises(McapError, match="row 0 has shape"), masked_heads(model, torch.ones(2, 3)):

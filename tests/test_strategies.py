@@ -116,3 +116,18 @@ def test_attention_entropy_of_uniform_and_peaked_rows():
     peaked = torch.tensor([[[[1.0, 0.0, 0.0, 0.0]]]])
     assert attention_entropy(uniform, {}).item() == pytest.approx(math.log(4))
     assert attention_entropy(peaked, {}).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_gradient_importance_runs_where_the_model_lives(tiny_model, monkeypatch):
+    """head_gradient's probe moves the model (accelerate: to CUDA); its mask must be made there too.
+    The meta device stands in for CUDA; transformers cannot build an attention mask there, so batches go without."""
+    from mcap.strategies import head_gradient
+
+    def unpadded_batches_on(loader, device):
+        for batch in loader:
+            yield {"input_ids": batch["input_ids"].to(device), "labels": batch["labels"].to(device)}
+
+    monkeypatch.setattr(head_gradient, "batches_on", unpadded_batches_on)
+    context_on_meta = context(tiny_model, ratio=0.5)
+    context_on_meta.model.to("meta")
+    assert head_gradient.gradient_importance(context_on_meta).device.type == "meta"

@@ -14,7 +14,7 @@ import yaml
 from conftest import make_sentences
 from mcap.data import write_splits
 from mcap.modeling import load_model, save_model
-from mcap.training import TrainSettings, finetune_grid, zero_masks
+from mcap.training import KEEP_MASK, TrainSettings, finetune_grid, zeroed_linears, zeros_kept
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = TrainSettings(epochs=6, batch_size=16, max_seq_len=32, weight_decay=0.01, warmup_ratio=0.1)
@@ -58,7 +58,19 @@ def test_zeroed_weights_stay_zero_during_fine_tuning(saved_tiny, tmp_path):
     result = run((tmp_path / "sparse", tokenizer), keep_zeros=True)
     weight = result.model.bert.encoder.layer[0].output.dense.weight
     assert torch.count_nonzero(weight[:, :10]) == 0
-    assert len(zero_masks(result.model)) == 1
+    assert zeroed_linears(result.model) == [result.model.bert.encoder.layer[0].output.dense]
+    assert not hasattr(result.model.bert.encoder.layer[0].output.dense, KEEP_MASK)  # training leaves no buffer behind
+
+
+def test_keep_masks_travel_with_their_weights(tiny_model):
+    """On a GPU, accelerate moves the model after the masks are made: each mask must follow its weight
+    (the meta device stands in for CUDA on a CPU-only machine)."""
+    model = tiny_model[0]
+    with torch.no_grad():
+        model.bert.encoder.layer[1].attention.self.key.weight[0] = 0
+    with zeros_kept(model) as zeroed:
+        model.to("meta")
+        assert zeroed and all(getattr(linear, KEEP_MASK).device == linear.weight.device for linear in zeroed)
 
 
 def run_finetune_stage(workdir: Path, model_dir: Path, num_processes: int) -> subprocess.CompletedProcess:

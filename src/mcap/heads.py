@@ -126,7 +126,8 @@ def _scale_heads_hook(layer_mask: torch.Tensor, d_h: int):
     def hook(module: nn.Module, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
         (context,) = inputs  # (B, L, H_l * d_h)
         per_head = context.unflatten(-1, (-1, d_h))  # (B, L, H_l, d_h)
-        scaled = per_head * layer_mask.to(context.dtype)[:, None]  # mask: (H_l,) -> (H_l, 1)
+        # The mask may have been built on another device (a GPU run's model moved by accelerate).
+        scaled = per_head * layer_mask.to(device=context.device, dtype=context.dtype)[:, None]  # (H_l,) -> (H_l, 1)
         return (scaled.flatten(-2),)
 
     return hook

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,14 +122,27 @@ def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     return classification_metrics(*predict_logits(model, loader))
 
 
-def zero_masks(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
-    """(weight, keep-mask) for each encoder Linear weight that unstructured pruning zeroed."""
-    masks = []
-    for _name, linear in encoder_linears(model):
-        keep = linear.weight.detach() != 0
-        if not bool(keep.all()):
-            masks.append((linear.weight, keep))
-    return masks
+KEEP_MASK = "zero_keep_mask"  # buffer name of a zeroed Linear's keep-mask
+
+
+def zeroed_linears(model: nn.Module) -> list[nn.Linear]:
+    """Encoder Linears with exactly-zero weights (what unstructured pruning leaves)."""
+    return [linear for _name, linear in encoder_linears(model) if not bool((linear.weight != 0).all())]
+
+
+@contextmanager
+def zeros_kept(model: nn.Module, enabled: bool = True) -> Iterator[list[nn.Linear]]:
+    """Within the context, each zeroed encoder Linear carries its keep-mask as a (non-persistent)
+    buffer, so the mask moves wherever the weight moves (``accelerator.prepare``, ``.to``);
+    :func:`train_step` re-applies it after every step. Yields the zeroed Linears; buffers go at exit."""
+    linears = zeroed_linears(model) if enabled else []
+    for linear in linears:
+        linear.register_buffer(KEEP_MASK, linear.weight.detach() != 0, persistent=False)  # (out, in) bool
+    try:
+        yield linears
+    finally:
+        for linear in linears:
+            delattr(linear, KEEP_MASK)
 
 
 def train_epochs(
@@ -144,25 +157,26 @@ def train_epochs(
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train for ``settings.epochs``; return the trained (unwrapped) model and one record per
     epoch (train loss averaged over processes, validation metrics on the whole validation set)."""
-    masks = zero_masks(model) if keep_zeros else []
     optimizer, scheduler = _optimizer(model, learning_rate, settings, steps=settings.epochs * len(train_loader))
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     history = []
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        losses = [train_step(model, batch, optimizer, scheduler, masks, accelerator)
-                  for batch in tqdm(train_loader, desc=f"{description} epoch {epoch}", leave=False,
-                                    disable=not accelerator.is_local_main_process)]
-        train_loss = accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean")
-        record = {"epoch": epoch, "train_loss": float(train_loss),
-                  **{f"val_{k}": v for k, v in evaluate(accelerator.unwrap_model(model), validation_loader).items()}}
-        log.info("%s epoch %d: %s", description, epoch, _format(record))
-        history.append(record)
+    with zeros_kept(model, keep_zeros) as zeroed:
+        model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+        for epoch in range(1, settings.epochs + 1):
+            model.train()
+            losses = [train_step(model, batch, optimizer, scheduler, zeroed, accelerator)
+                      for batch in tqdm(train_loader, desc=f"{description} epoch {epoch}", leave=False,
+                                        disable=not accelerator.is_local_main_process)]
+            train_loss = accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean")
+            record = {"epoch": epoch, "train_loss": float(train_loss),
+                      **{f"val_{k}": v for k, v in evaluate(accelerator.unwrap_model(model), validation_loader).items()}}
+            log.info("%s epoch %d: %s", description, epoch, _format(record))
+            history.append(record)
     return accelerator.unwrap_model(model), history
 
 
-def train_step(model, batch, optimizer, scheduler, masks, accelerator) -> float:
-    """One optimiser step on a batch already on the accelerator's device (mixed precision comes from ``prepare``)."""
+def train_step(model, batch, optimizer, scheduler, zeroed: list[nn.Linear], accelerator) -> float:
+    """One optimiser step on a batch already on the accelerator's device (mixed precision comes from ``prepare``);
+    the ``zeroed`` Linears (inside :func:`zeros_kept`) get their zeros back."""
     loss = model(**batch).loss
     accelerator.backward(loss)
     accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -171,8 +185,8 @@ def train_step(model, batch, optimizer, scheduler, masks, accelerator) -> float:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     with torch.no_grad():
-        for weight, keep in masks:
-            weight.mul_(keep)
+        for linear in zeroed:
+            linear.weight.mul_(getattr(linear, KEEP_MASK))
     return loss.item()
 
 

@@ -27,7 +27,8 @@ def gradient_importance(context: PruneContext) -> torch.Tensor:
     """(layers, heads) sum of |dL/dm| over the importance examples, with the mask m at 1."""
     model = context.model.eval()  # no dropout: the gradient of the deterministic model
     layout = head_layout(model)
-    mask = torch.ones(len(layout), len(layout[0]), requires_grad=True)
+    device = next(model.parameters()).device  # short_training may have moved the model (accelerate)
+    mask = torch.ones(len(layout), len(layout[0]), device=device, requires_grad=True)
     importance = torch.zeros_like(mask)
     loader = make_loader(context.tokenizer, context.importance_examples(), context.batch_size, context.max_seq_len)
     for batch in batches_on(loader, next(model.parameters()).device):
