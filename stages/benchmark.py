@@ -1,4 +1,4 @@
-"""Stage benchmark@<task>-<strategy>-<seed>: test quality, latency, speed-up, FLOPs and the MAC bound of one model."""
+"""Stage benchmark@<task>-<strategy>-<seed>: test quality, latency, speed-up, FLOPs and the MAC-proportional speed-up estimate of one model."""
 
 from pathlib import Path
 

@@ -23,9 +23,11 @@ def main(params, args):
     pair = f"{args.task}-{args.strategy}"
     model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair / f"seed-{args.seed}")
     classifier = TextClassifier(model, tokenizer, get(params, "train.max_seq_len", int))
-    settings = ExplainSettings(lime_samples=get(params, "explain.lime_samples", int),
-                               shap_max_evals=get(params, "explain.shap_max_evals", int),
-                               top_k=get(params, "explain.top_k", int), seed=get(params, "seed", int))
+    settings = ExplainSettings(
+        lime_samples=get(params, "explain.lime_samples", int), shap_max_evals=get(params, "explain.shap_max_evals", int),
+        faithfulness_lime_samples=get(params, "explain.faithfulness_lime_samples", int),
+        faithfulness_shap_max_evals=get(params, "explain.faithfulness_shap_max_evals", int),
+        top_k=get(params, "explain.top_k", int), seed=get(params, "seed", int))
     texts = {**PAPER_TEXTS, **{f"U{i}": str(t) for i, t in enumerate(get(params, "explain.texts", list), start=1)}}
     test = read_split(Path("data/processed") / args.task, "test")
     sentences = list(test["sentence"].head(get(params, "explain.faithfulness_examples", int)))

@@ -12,7 +12,8 @@ OUT = Path("reports/explain")
 
 def main(params, args):
     summaries = write_reports(OUT / "models", OUT, get(params, "explain.tasks", list),
-                              get(params, "prune.strategies", list), get(params, "explain.top_k", int))
+                              get(params, "prune.strategies", list), get(params, "explain.top_k", int),
+                              get(params, "seed", int))
     write_json(OUT / "summary.json", summaries)
 
 

@@ -25,11 +25,14 @@ def main(params, args):
         f"train/eval caps {get(params, 'data.max_train_examples')}/{get(params, 'data.max_eval_examples')} "
         f"(null = full data), fine-tuning seeds {seeds} (quality is mean ± std where more than one ran), "
         f"measured on {', '.join(devices)} with {get(params, 'benchmark.threads', int)} threads. "
-        "Latency: forward pass on real test sentences (batch 1 and 32), median ± IQR. "
+        f"Latency: forward pass on real test sentences (batch sizes {get(params, 'benchmark.batch_sizes', list)}), "
+        "median ± IQR. "
         "Speed-up: median per-repetition time ratio of the unpruned architecture to this model, the two timed "
         "alternately in one process (the unpruned row measures the noise floor, ideally 1.00). "
         "GFLOPs per sequence at the test set's mean length; 'non-zero' counts only non-zero encoder weights. "
-        "MAC bound = 1 / (1 − attention share of encoder MACs × fraction of heads removed)."
+        "MAC estimate: the speed-up if time were proportional to encoder MACs, counted at the padded shapes of the "
+        "timed batches; an estimate, not a bound (softmax, scaling and masking also shrink with the heads and are "
+        "not MACs)."
     )
     (REPORTS / "table1.md").write_text(
         render_report(table, tasks, setup, transfer_tasks, get(params, "mcap.train_tasks", list), cnn_metrics))

@@ -1,4 +1,4 @@
-"""FLOPs, MAC bound, latency and quality metrics of the benchmark stage."""
+"""FLOPs, MAC estimate, latency and quality metrics of the benchmark stage."""
 
 import numpy as np
 import pytest
@@ -14,8 +14,9 @@ from mcap.benchmark import (
     count_flops,
     encoder_macs,
     latency_ms,
-    mac_bound,
+    mac_estimate,
     paired_speedup,
+    timed_shapes,
     zero_weight_flops,
 )
 from mcap.heads import eager_attention, head_layout, prune_heads
@@ -38,13 +39,21 @@ def test_analytic_macs_match_the_flop_counter(tiny_model, removed):
     assert 2 * (macs["attention"] + macs["feed_forward"]) == encoder_flops(model, 12)
 
 
-def test_mac_bound_is_the_ratio_of_encoder_work(tiny_model):
+def test_mac_estimate_is_the_ratio_of_encoder_work_at_the_timed_shapes(tiny_model):
     model, _ = tiny_model
-    full = encoder_flops(model, 16)
+    full = {length: encoder_flops(model, length) for length in (6, 16)}
     prune_heads(model, {0: [0, 1], 1: [3]})
-    bound = mac_bound(model, 16)
-    assert bound["heads_removed_fraction"] == pytest.approx(3 / 8)
-    assert bound["mac_bound_speedup"] == pytest.approx(full / encoder_flops(model, 16))
+    pruned = {length: encoder_flops(model, length) for length in (6, 16)}
+    estimate = mac_estimate(model, [(4, 16), (2, 6), (4, 16)])  # (rows, padded length) of each timed batch
+    expected = (8 * full[16] + 2 * full[6]) / (8 * pruned[16] + 2 * pruned[6])
+    assert estimate["speedup"] == pytest.approx(expected)
+    assert estimate["speedup"] != pytest.approx(mac_estimate(model, [(1, 128)])["speedup"])
+    assert estimate["padded_length"] == pytest.approx(38 / 3)
+
+
+def test_the_timed_shapes_are_those_of_the_batches_the_latency_loop_runs():
+    batches = [{"input_ids": torch.zeros(rows, length)} for rows, length in ((4, 10), (4, 7), (1, 3))]
+    assert timed_shapes(batches, warmup=2, repetitions=4) == [(1, 3), (4, 10), (4, 7), (1, 3)]
 
 
 def test_head_removal_lowers_counted_flops_and_zero_weights_lower_nonzero_flops(tiny_model):
@@ -114,5 +123,16 @@ def test_benchmark_model_reports_every_metric(tiny_model):
     assert set(metrics["test"]) == {"loss", "accuracy", "mcc"}
     assert set(metrics["latency_ms"]) == set(metrics["speedup"]) == {"batch_1", "batch_4"}
     assert metrics["flops"]["length_16"]["dense"] == metrics["flops"]["length_16"]["nonzero"] > 0
-    assert metrics["heads"] == 8 and metrics["mac_bound_speedup"] == 1.0
+    assert metrics["heads"] == 8
+    assert {name: estimate["speedup"] for name, estimate in metrics["mac_estimate"].items()} == {"batch_1": 1.0, "batch_4": 1.0}
+
+
+def test_the_benchmark_estimates_speed_up_at_the_padded_shapes_it_timed(tiny_model):
+    model, tokenizer = tiny_model
+    prune_heads(model, {0: [0, 1, 2]})
+    test = make_sentences(12, seed=9)
+    settings = BenchmarkSettings(batch_sizes=[4], warmup=1, repetitions=3, flops_seq_len=16, max_seq_len=32)
+    metrics = benchmark_model(model, tokenizer, test, settings, reference=unpruned_twin(model))
+    batches = list(benchmark.batch_loader(tokenizer, benchmark.encode(tokenizer, test, 32), 4))
+    assert metrics["mac_estimate"]["batch_4"] == mac_estimate(model, timed_shapes(batches, 1, 3))
     assert metrics["device_name"].startswith("CPU ")  # names the hardware in the report (tests run on CPU)

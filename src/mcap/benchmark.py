@@ -1,4 +1,4 @@
-"""Quality, latency, FLOPs and the physical bound of a (pruned) fine-tuned classifier.
+"""Quality, latency, FLOPs and the MAC-proportional speed-up estimate of a (pruned) fine-tuned classifier.
 
 * quality: test MCC, accuracy and cross-entropy loss;
 * latency: forward passes on real test sentences, after warm-up, with a fixed thread count,
@@ -8,8 +8,10 @@
   ratio. (Latencies measured in different processes drift by up to ±30% on a shared VM.)
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on one sequence, dense and counting only
   non-zero encoder weights (what unstructured sparsity could save in theory);
-* bound: the speed-up that removing heads can give at most if time followed MACs:
-  ``1 / (1 - attention share of encoder MACs x fraction of heads removed)``.
+* MAC estimate: the speed-up if forward time were proportional to encoder multiply-accumulates,
+  counted at the padded shapes of the batches that were timed (per batch size). It is an estimate,
+  not a bound: softmax, scaling and masking also shrink with the heads and are not MACs, so a
+  measured speed-up may exceed it.
 """
 
 from __future__ import annotations
@@ -76,14 +78,25 @@ def encoder_macs(config, kept_heads: Sequence[Sequence[int]], seq_len: int) -> d
     return {"attention": attention, "feed_forward": feed_forward}
 
 
-def mac_bound(model: nn.Module, seq_len: int) -> dict[str, float]:
-    """Attention share of the unpruned encoder's MACs, fraction of heads removed, bound on speed-up."""
+def timed_shapes(batches: Sequence[dict[str, torch.Tensor]], warmup: int, repetitions: int) -> list[tuple[int, int]]:
+    """(rows, padded length) of each batch :func:`paired_latency_ms` times, in order (it cycles through ``batches``)."""
+    return [tuple(batches[index % len(batches)]["input_ids"].shape) for index in range(warmup, warmup + repetitions)]
+
+
+def mac_estimate(model: nn.Module, shapes: Sequence[tuple[int, int]]) -> dict[str, float]:
+    """Speed-up over the unpruned architecture if time were proportional to encoder MACs, summed over the
+    timed ``shapes`` (rows, padded length); with the attention share of the unpruned MACs and the mean length."""
     config = model.config
-    full = encoder_macs(config, [range(config.num_attention_heads)] * config.num_hidden_layers, seq_len)
-    share = full["attention"] / (full["attention"] + full["feed_forward"])
-    kept = sum(len(heads) for heads in head_layout(model))
-    removed = 1 - kept / (config.num_attention_heads * config.num_hidden_layers)
-    return {"attention_mac_share": share, "heads_removed_fraction": removed, "mac_bound_speedup": 1 / (1 - share * removed)}
+    full_layout = [range(config.num_attention_heads)] * config.num_hidden_layers
+
+    def total(layout, part=None) -> int:
+        return sum(rows * (macs[part] if part else sum(macs.values()))
+                   for rows, length in shapes for macs in [encoder_macs(config, layout, length)])
+
+    full = total(full_layout)
+    return {"padded_length": float(np.mean([length for _rows, length in shapes])),
+            "attention_mac_share": total(full_layout, "attention") / full,
+            "speedup": full / total(head_layout(model))}
 
 
 def paired_latency_ms(models: Sequence[nn.Module], batches: Sequence[dict[str, torch.Tensor]], warmup: int,
@@ -139,10 +152,11 @@ def benchmark_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: B
     metrics = {"test": classification_metrics(*predict_logits(model, batch_loader(tokenizer, examples, 64)))}
 
     mean_length = max(1, round(float(np.mean([len(example["input_ids"]) for example in examples]))))
-    metrics["latency_ms"], metrics["speedup"] = {}, {}
+    metrics["latency_ms"], metrics["speedup"], metrics["mac_estimate"] = {}, {}, {}
     for batch_size in settings.batch_sizes:
         batches = [{k: v.to(device) for k, v in batch.items()} for batch in batch_loader(tokenizer, examples, batch_size)]
         name = f"batch_{batch_size}"
+        metrics["mac_estimate"][name] = mac_estimate(model, timed_shapes(batches, settings.warmup, settings.repetitions))
         if reference is None:
             metrics["latency_ms"][name] = latency_ms(model, batches, settings.warmup, settings.repetitions)
         else:
@@ -157,7 +171,6 @@ def benchmark_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: B
     metrics["parameters"] = count_parameters(model)
     metrics["nonzero_parameters"] = metrics["parameters"] - count_zero_weights(model)
     metrics["heads"] = sum(len(heads) for heads in head_layout(model))
-    metrics.update(mac_bound(model, mean_length))
     metrics["device"] = device.type
     metrics["device_name"] = device_name(device)
     metrics["threads"] = torch.get_num_threads()

@@ -1,12 +1,19 @@
 """LIME and SHAP explanations of a fine-tuned classifier (paper §IV) and their measured faithfulness.
 
-* LIME (``lime.lime_text.LimeTextExplainer``) explains P(positive) with a batched ``predict_proba``;
-  weights < 0 push towards negative (the paper's "(−)"), > 0 towards positive.
-* SHAP (``shap.Explainer`` with a ``shap.maskers.Text`` masker) explains the positive-class
-  *logit*, as the paper did ("we convert the probabilities into logit values").
-* Faithfulness (DeYoung et al. 2020, ERASER), for the predicted class c and an explanation's
-  top-k words R: comprehensiveness = p(c|x) − p(c|x∖R) (high = the words mattered) and
-  sufficiency = p(c|x) − p(c|R) (low = the words alone suffice).
+Both methods attribute to *word positions* (the tokens of ``WORD`` in text order), so a word that
+occurs twice gets two attributions and a rationale names positions, not word types.
+
+* LIME (``lime.lime_text.LimeTextExplainer``, ``bow=False``: one feature per position, a removed
+  word is deleted) explains P(positive) with a batched ``predict_proba``; weights < 0 push towards
+  negative (the paper's "(−)"), > 0 towards positive.
+* SHAP (``shap.Explainer`` with a ``shap.maskers.Text`` masker) explains the log-odds of the
+  positive class, z1 − z0 = logit(P(positive)): the paper "convert[s] the probabilities into logit
+  values". The raw score z1 alone would not do: with 2-class cross-entropy only z1 − z0 is trained,
+  and z1 = ½(z1 − z0) + ½(z1 + z0) carries an untrained, input-dependent half.
+* Faithfulness (DeYoung et al. 2020, ERASER), for the predicted class c and a rationale R (the at
+  most k positions whose attribution supports c, strongest first): comprehensiveness =
+  p(c|x) − p(c|x∖R) (high = the words mattered) and sufficiency = p(c|x) − p(c|R) (low = the words
+  alone suffice); x∖R deletes the rationale's positions from the text, R keeps only them.
 """
 
 from __future__ import annotations
@@ -55,6 +62,11 @@ class TextClassifier:
         """(N, 2) probabilities; each row sums to 1."""
         return torch.from_numpy(self.logits(texts)).softmax(dim=-1).numpy()
 
+    def log_odds(self, texts) -> np.ndarray:
+        """(N,) log-odds of the positive class, z1 − z0 = log P(positive) − log P(negative)."""
+        logits = self.logits(texts)
+        return logits[:, 1] - logits[:, 0]
+
     def unusable(self, text: str) -> str | None:
         """Why ``text`` cannot be explained (empty, or nothing but special tokens), else None."""
         if not text.strip():
@@ -67,63 +79,67 @@ class TextClassifier:
 
 @dataclass
 class Explanation:
-    """Word-level contributions towards the *positive* class (LIME: its top words; SHAP: every word in order)."""
+    """Contributions of each word position of the text towards the *positive* class."""
 
     method: str
-    words: list[str]
-    weights: list[float]
+    words: list[str]  # WORD tokens of the text, in order
+    weights: list[float]  # one per position
     probability_positive: float
-    base_value: float | None = None  # SHAP: expected positive logit over the masker's background
+    base_value: float | None = None  # SHAP: expected positive-class log-odds over the masker's background
     html: str = ""
 
     @property
     def predicted(self) -> int:
         return int(self.probability_positive >= 0.5)
 
-    def top_words(self, k: int) -> list[str]:
-        """The k words that most support the predicted class (distinct, lower-cased)."""
+    def rationale(self, k: int) -> list[int]:
+        """Positions of the at most k words that support the predicted class, strongest first.
+
+        Words that push towards the other class are never part of it, so it may hold fewer than k."""
         sign = 1 if self.predicted == 1 else -1
-        ranked = sorted(zip(self.words, self.weights), key=lambda pair: -sign * pair[1])
-        return list(dict.fromkeys(word.lower() for word, _ in ranked))[:k]
+        supporting = [position for position, weight in enumerate(self.weights) if sign * weight > 0]
+        return sorted(supporting, key=lambda position: -sign * self.weights[position])[:k]
 
 
-def explain_lime(classifier: TextClassifier, text: str, samples: int, seed: int, num_features: int = 10) -> Explanation:
+def explain_lime(classifier: TextClassifier, text: str, samples: int, seed: int) -> Explanation:
     from lime.lime_text import LimeTextExplainer
 
-    explainer = LimeTextExplainer(class_names=CLASS_NAMES, random_state=seed)
-    result = explainer.explain_instance(text, classifier.predict_proba, labels=(1,), num_features=num_features,
+    words = WORD.findall(text)
+    # bow=False: features are positions; mask_string="": a removed word is deleted, not replaced by a placeholder
+    explainer = LimeTextExplainer(class_names=CLASS_NAMES, random_state=seed, split_expression=WORD.findall,
+                                  bow=False, mask_string="")
+    result = explainer.explain_instance(text, classifier.predict_proba, labels=(1,), num_features=len(words),
                                         num_samples=samples)
-    weights = dict(result.as_list(label=1))
-    words = [word for word in weights]
-    return Explanation("lime", words, [float(weights[w]) for w in words],
-                       float(result.predict_proba[1]), html=result.as_html(labels=(1,)))
+    weights = [0.0] * len(words)
+    for position, weight in result.as_map()[1]:
+        weights[position] = float(weight)
+    return Explanation("lime", words, weights, float(result.predict_proba[1]), html=result.as_html(labels=(1,)))
 
 
 def explain_shap(classifier: TextClassifier, text: str, max_evals: int) -> Explanation:
     import shap
 
-    explainer = shap.Explainer(classifier.logits, shap.maskers.Text(classifier.tokenizer), output_names=CLASS_NAMES)
+    explainer = shap.Explainer(classifier.log_odds, shap.maskers.Text(classifier.tokenizer))
     values = explainer([text], max_evals=max_evals, batch_size=classifier.batch_size, silent=True)
-    tokens, positive = list(values.data[0]), values.values[0][:, 1]
-    words, weights = words_from_tokens(text, tokens, positive)
+    words, weights = words_from_tokens(text, list(values.data[0]), values.values[0])
     probability = float(classifier.predict_proba([text])[0, 1])
-    return Explanation("shap", words, weights, probability, base_value=float(values.base_values[0][1]),
-                       html=shap.plots.text(values[0, :, 1], display=False))
+    return Explanation("shap", words, weights, probability, base_value=float(values.base_values[0]),
+                       html=shap.plots.text(values[0], display=False))
 
 
 def words_from_tokens(text: str, tokens: list[str], values: np.ndarray) -> tuple[list[str], list[float]]:
     """Sum sub-word token values into the words of ``text`` they overlap (tokens concatenate to the text)."""
-    spans = [(m.start(), m.end(), m.group()) for m in WORD.finditer(text)]
+    spans = list(WORD.finditer(text))
     totals = [0.0] * len(spans)
     position = 0
     for token, value in zip(tokens, values):
         start, end = position, position + len(token)
         position = end
-        for index, (word_start, word_end, _word) in enumerate(spans):
-            if word_start < end and start < word_end:
+        for index, span in enumerate(spans):
+            if span.start() < end and start < span.end():
                 totals[index] += float(value)
                 break
-    return [word for _, _, word in spans], totals
+    return [span.group() for span in spans], totals
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,22 +147,29 @@ def words_from_tokens(text: str, tokens: list[str], values: np.ndarray) -> tuple
 # --------------------------------------------------------------------------------------------
 
 
-def without_words(text: str, words: list[str]) -> str:
-    removed = {word.lower() for word in words}
-    return " ".join(token for token in WORD.findall(text) if token.lower() not in removed)
+def without_positions(text: str, positions: list[int]) -> str:
+    """``text`` with the words at ``positions`` (indices into its WORD tokens) cut out; the rest is unchanged."""
+    spans = list(WORD.finditer(text))
+    kept, start = [], 0
+    for position in sorted(positions):
+        kept.append(text[start:spans[position].start()])
+        start = spans[position].end()
+    return "".join(kept) + text[start:]
 
 
-def only_words(text: str, words: list[str]) -> str:
-    kept = {word.lower() for word in words}
-    return " ".join(token for token in WORD.findall(text) if token.lower() in kept)
+def only_positions(text: str, positions: list[int]) -> str:
+    """The words at ``positions``, in text order, separated by spaces."""
+    words = WORD.findall(text)
+    return " ".join(words[position] for position in sorted(positions))
 
 
-def faithfulness(classifier: TextClassifier, text: str, top_words: list[str]) -> dict[str, float]:
-    """ERASER comprehensiveness and sufficiency of ``top_words`` for the model's predicted class."""
-    full, reduced, rationale = classifier.predict_proba([text, without_words(text, top_words), only_words(text, top_words)])
+def faithfulness(classifier: TextClassifier, text: str, rationale: list[int]) -> dict[str, float]:
+    """ERASER comprehensiveness and sufficiency of the ``rationale`` positions for the model's predicted class."""
+    full, reduced, alone = classifier.predict_proba(
+        [text, without_positions(text, rationale), only_positions(text, rationale)])
     predicted = int(full.argmax())
     return {"comprehensiveness": float(full[predicted] - reduced[predicted]),
-            "sufficiency": float(full[predicted] - rationale[predicted])}
+            "sufficiency": float(full[predicted] - alone[predicted])}
 
 
 def jaccard(first: list[str], second: list[str]) -> float:
@@ -159,10 +182,16 @@ def jaccard(first: list[str], second: list[str]) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+METHODS = ("lime", "shap")
+MEASURES = ("comprehensiveness", "sufficiency")
+
+
 @dataclass(frozen=True)
 class ExplainSettings:
-    lime_samples: int
+    lime_samples: int  # for the paper's texts (figures)
     shap_max_evals: int
+    faithfulness_lime_samples: int  # for each faithfulness sentence: many sentences, so fewer samples
+    faithfulness_shap_max_evals: int
     top_k: int
     seed: int
 
@@ -191,30 +220,31 @@ def explain_texts(classifier: TextClassifier, texts: dict[str, str], settings: E
 
 
 def measure_faithfulness(classifier: TextClassifier, sentences: list[str], settings: ExplainSettings) -> list[dict]:
-    """Per sentence: each method's top-k words and their comprehensiveness/sufficiency."""
+    """Per sentence: each method's rationale (positions and words) and its comprehensiveness/sufficiency."""
     from tqdm.auto import tqdm
 
     rows = []
     for sentence in tqdm(sentences, desc="faithfulness", leave=False):
         row = {"sentence": sentence}
-        for explanation in (explain_lime(classifier, sentence, settings.lime_samples, settings.seed),
-                            explain_shap(classifier, sentence, settings.shap_max_evals)):
-            top = explanation.top_words(settings.top_k)
-            row[explanation.method] = {"top_words": top, **faithfulness(classifier, sentence, top)}
+        for explanation in (explain_lime(classifier, sentence, settings.faithfulness_lime_samples, settings.seed),
+                            explain_shap(classifier, sentence, settings.faithfulness_shap_max_evals)):
+            rationale = explanation.rationale(settings.top_k)
+            row[explanation.method] = {"rationale": rationale,
+                                       "rationale_words": [explanation.words[p] for p in rationale],
+                                       **faithfulness(classifier, sentence, rationale)}
         rows.append(row)
     return rows
 
 
 def summarise_faithfulness(rows: list[dict]) -> dict[str, dict[str, float]]:
-    return {method: {measure: float(np.mean([row[method][measure] for row in rows]))
-                     for measure in ("comprehensiveness", "sufficiency")}
-            for method in ("lime", "shap") if rows}
+    return {method: {measure: float(np.mean([row[method][measure] for row in rows])) for measure in MEASURES}
+            for method in METHODS if rows}
 
 
 def plot_contributions(explanation: Explanation, title: str, path: Path) -> None:
     """Horizontal bars, one per word: red pushes towards positive, blue towards negative."""
     words, weights = explanation.words, explanation.weights
-    if explanation.method == "lime":  # LIME lists its top words; show the strongest on top
+    if explanation.method == "lime":  # LIME as the paper shows it: the strongest word on top
         order = sorted(range(len(words)), key=lambda i: abs(weights[i]))
         words, weights = [words[i] for i in order], [weights[i] for i in order]
     else:  # SHAP: text order, first word on top
@@ -223,9 +253,9 @@ def plot_contributions(explanation: Explanation, title: str, path: Path) -> None
         ax.barh(range(len(words)), weights, color=["#d62728" if w > 0 else "#1f77b4" for w in weights])
         ax.set_yticks(range(len(words)), words, fontsize=9)
         ax.axvline(0, color="black", linewidth=0.8)
-        unit = "LIME weight for P(positive)" if explanation.method == "lime" else "SHAP value (positive-class logit)"
+        unit = "LIME weight for P(positive)" if explanation.method == "lime" else "SHAP value (positive-class log-odds)"
         ax.set_xlabel(f"{unit}   ← negative | positive →", fontsize=9)
         summary = f"P(positive) = {explanation.probability_positive:.2f}"
         if explanation.base_value is not None:
-            summary += f", base logit {explanation.base_value:.2f}"
+            summary += f", base log-odds {explanation.base_value:.2f}"
         ax.set_title(f"{explanation.method.upper()} · {title}\n{summary}", fontsize=9)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcap.explain import jaccard
+from mcap.explain import MEASURES, METHODS, jaccard
 from mcap.figures import saved_figure
 from mcap.report import ROW_LABELS, row_order
 
@@ -25,67 +25,93 @@ def _signed(weight: float) -> str:
 def lime_table(explanations: dict[str, dict], text_name: str = "T2", columns: int = 6) -> str:
     """Table III: per model the prediction probability and LIME's word contributions for one text.
 
-    Columns are the unpruned model's strongest words (or the first model's when it did not run).
+    Columns are the word positions the unpruned model weighs most (or the first model's when it did not run).
     """
     reference = explanations.get(UNPRUNED, next(iter(explanations.values())))["texts"][text_name]
     if "skipped" in reference:
         return f"{text_name} was skipped: {reference['skipped']}"
-    pairs = sorted(zip(reference["lime"]["words"], reference["lime"]["weights"]), key=lambda p: -abs(p[1]))
-    words = [word for word, _ in pairs[:columns]]
+    words, weights = reference["lime"]["words"], reference["lime"]["weights"]
+    positions = sorted(range(len(words)), key=lambda p: -abs(weights[p]))[:columns]
     lines = [f"Text {text_name}: “{reference['text']}”", "",
-             "| Model | PP | " + " | ".join(words) + " |", "|" + "---|" * (len(words) + 2)]
+             "| Model | PP | " + " | ".join(words[p] for p in positions) + " |", "|" + "---|" * (len(positions) + 2)]
     for strategy, record in explanations.items():
         lime = record["texts"][text_name]["lime"]
-        weights = dict(zip(lime["words"], lime["weights"]))
         probability = max(lime["probability_positive"], 1 - lime["probability_positive"])
-        cells = [_signed(weights[w]) if w in weights else "–" for w in words]
+        cells = [_signed(lime["weights"][p]) for p in positions]
         lines.append(f"| {ROW_LABELS.get(strategy, strategy)} | {probability:.2f} | " + " | ".join(cells) + " |")
     lines += ["", ("PP: probability of the predicted class. (−) pushes towards negative, (+) towards positive "
-              "(LIME weights for P(positive)).")]
+              "(LIME weights for P(positive), one per word position).")]
     return "\n".join(lines)
 
 
 def agreement(explanations: dict[str, dict], method: str) -> dict[str, float]:
-    """Mean Jaccard similarity of each model's top words with the unpruned model's, per sentence."""
+    """Mean Jaccard similarity of each model's rationale positions with the unpruned model's, per sentence."""
     if UNPRUNED not in explanations:
         return {}
     reference = explanations[UNPRUNED]["faithfulness"]
-    return {strategy: float(np.mean([jaccard(row[method]["top_words"], ref[method]["top_words"])
+    return {strategy: float(np.mean([jaccard(row[method]["rationale"], ref[method]["rationale"])
                                      for row, ref in zip(record["faithfulness"], reference)]))
             for strategy, record in explanations.items()}
 
 
-def faithfulness_summary(explanations: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Per model: mean comprehensiveness/sufficiency of LIME and SHAP, and top-word agreement with ``none``."""
-    agree = {method: agreement(explanations, method) for method in ("lime", "shap")}
+def bootstrap_interval(values: np.ndarray, resample_index: np.ndarray) -> tuple[float, float]:
+    """Percentile 95% interval of the mean of ``values`` over the rows of ``resample_index`` (R, N)."""
+    means = values[resample_index].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def faithfulness_summary(explanations: dict[str, dict], seed: int, resamples: int = 2000) -> dict[str, dict[str, float]]:
+    """Per model and method: mean comprehensiveness, sufficiency and their difference (``faithfulness``,
+    higher = more faithful) with bootstrap 95% intervals over the test sentences, and rationale agreement
+    with ``none``. Every model is resampled with the same sentence indices (they explain the same sentences)."""
+    agree = {method: agreement(explanations, method) for method in METHODS}
+    sentences = len(next(iter(explanations.values()))["faithfulness"])
+    resample_index = np.random.default_rng(seed).integers(0, sentences, size=(resamples, sentences))
     summary = {}
     for strategy, record in explanations.items():
-        rows = record["faithfulness"]
-        summary[strategy] = {f"{method}_{measure}": float(np.mean([row[method][measure] for row in rows]))
-                             for method in ("lime", "shap") for measure in ("comprehensiveness", "sufficiency")}
-        for method in ("lime", "shap"):
+        values = {}
+        for method in METHODS:
+            measures = {measure: np.array([row[method][measure] for row in record["faithfulness"]]) for measure in MEASURES}
+            measures["faithfulness"] = measures["comprehensiveness"] - measures["sufficiency"]
+            for measure, array in measures.items():
+                key = f"{method}_{measure}"
+                values[key] = float(array.mean())
+                values[f"{key}_ci_low"], values[f"{key}_ci_high"] = bootstrap_interval(array, resample_index)
             if strategy in agree[method]:
-                summary[strategy][f"{method}_jaccard_vs_unpruned"] = agree[method][strategy]
+                values[f"{method}_jaccard_vs_unpruned"] = agree[method][strategy]
+        summary[strategy] = values
     return summary
 
 
 def faithfulness_table(summary: dict[str, dict[str, float]], top_k: int, sentences: int) -> str:
-    keys = ["lime_comprehensiveness", "lime_sufficiency", "shap_comprehensiveness", "shap_sufficiency",
-            "lime_jaccard_vs_unpruned", "shap_jaccard_vs_unpruned"]
-    header = ["LIME comprehensiveness ↑", "LIME sufficiency ↓", "SHAP comprehensiveness ↑", "SHAP sufficiency ↓",
-              "LIME top-k Jaccard vs unpruned", "SHAP top-k Jaccard vs unpruned"]
-    lines = [(f"Mean over {sentences} test sentences; rationale = each explanation's top {top_k} words for the "
-             "predicted class (DeYoung et al. 2020)."), "",
+    measures = [("comprehensiveness", "comprehensiveness ↑"), ("sufficiency", "sufficiency ↓"),
+                ("faithfulness", "comp. − suff. ↑")]
+    header = [f"{method.upper()} {label}" for method in METHODS for _, label in measures]
+    header += [f"{method.upper()} rationale Jaccard vs unpruned" for method in METHODS]
+    lines = [(f"Mean over {sentences} test sentences, with bootstrap 95% intervals in brackets; rationale = the at most "
+              f"{top_k} word positions whose attribution supports the predicted class, deleted by position "
+              "(DeYoung et al. 2020)."), "",
              "| Model | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
     for strategy, values in summary.items():
-        cells = [f"{values[k]:.3f}" if k in values else "–" for k in keys]
+        cells = [_interval(values, f"{method}_{measure}") for method in METHODS for measure, _ in measures]
+        cells += [f"{values[key]:.3f}" if key in values else "–" for key in
+                  (f"{method}_jaccard_vs_unpruned" for method in METHODS)]
         lines.append(f"| {ROW_LABELS.get(strategy, strategy)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def most_faithful(summary: dict[str, dict[str, float]], method: str) -> str:
-    """The model whose ``method`` explanations have the largest comprehensiveness − sufficiency."""
-    return max(summary, key=lambda s: summary[s][f"{method}_comprehensiveness"] - summary[s][f"{method}_sufficiency"])
+def _interval(values: dict[str, float], key: str) -> str:
+    return f"{values[key]:.3f} [{values[f'{key}_ci_low']:.3f}, {values[f'{key}_ci_high']:.3f}]"
+
+
+def most_faithful(summary: dict[str, dict[str, float]], method: str) -> str | None:
+    """The model with the highest mean comprehensiveness − sufficiency, if its 95% interval lies above
+    every other model's; None when the intervals overlap (no model is separated from the rest)."""
+    key = f"{method}_faithfulness"
+    best = max(summary, key=lambda s: summary[s][key])
+    others = [summary[s][f"{key}_ci_high"] for s in summary if s != best]
+    return best if all(summary[best][f"{key}_ci_low"] > high for high in others) else None
 
 
 def plot_faithfulness(summary: dict[str, dict[str, float]], task: str, path: Path) -> None:
@@ -94,23 +120,33 @@ def plot_faithfulness(summary: dict[str, dict[str, float]], task: str, path: Pat
     with saved_figure(path, figsize=(1.2 * len(strategies) + 2, 3.6)) as (_fig, ax):
         width = 0.8 / len(keys)
         for index, key in enumerate(keys):
-            ax.bar(np.arange(len(strategies)) + index * width, [summary[s][key] for s in strategies], width,
+            means = np.array([summary[s][key] for s in strategies])
+            errors = np.array([[mean - summary[s][f"{key}_ci_low"], summary[s][f"{key}_ci_high"] - mean]
+                               for s, mean in zip(strategies, means)]).T  # (2, models): below, above
+            ax.bar(np.arange(len(strategies)) + index * width, means, width, yerr=errors, capsize=2,
                    label=key.replace("_", " "))
         ax.set_xticks(np.arange(len(strategies)) + 0.4 - width / 2, strategies, rotation=30, ha="right", fontsize=8)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set(ylabel="Δ P(predicted class)", title=f"{task}: faithfulness (comprehensiveness ↑, sufficiency ↓)")
+        ax.set(ylabel="Δ P(predicted class)", title=f"{task}: faithfulness (comprehensiveness ↑, sufficiency ↓), 95% intervals")
         ax.legend(fontsize=7)
 
 
-def write_reports(models_dir: Path, out_dir: Path, tasks: list[str], strategies: list[str], top_k: int) -> dict:
+def _most_faithful_sentence(best: dict[str, str | None]) -> str:
+    named = {method: strategy or "none separated (the 95% intervals of the best model and another overlap)"
+             for method, strategy in best.items()}
+    return ("Most faithful (comprehensiveness − sufficiency, named only when its interval lies above every other "
+            f"model's): LIME → {named['lime']}; SHAP → {named['shap']}.")
+
+
+def write_reports(models_dir: Path, out_dir: Path, tasks: list[str], strategies: list[str], top_k: int, seed: int) -> dict:
     """Write lime_table.md, faithfulness.md and one faithfulness figure per task; return the per-task summaries."""
     lime_parts = ["# LIME explanations of T2 (the paper's Table III)", ""]
     faithfulness_parts = ["# Faithfulness of LIME and SHAP explanations", ""]
     summaries = {}
     for task in tasks:
         explanations = load_explanations(models_dir, task, strategies)
-        summary = faithfulness_summary(explanations)
-        best = {method: most_faithful(summary, method) for method in ("lime", "shap")}
+        summary = faithfulness_summary(explanations, seed)
+        best = {method: most_faithful(summary, method) for method in METHODS}
         summaries[task] = {**summary, "most_faithful": best}
         skipped = [f"{strategy}: {name} ({record['skipped']})" for strategy, explanation in explanations.items()
                    for name, record in explanation["texts"].items() if "skipped" in record]
@@ -122,7 +158,7 @@ def write_reports(models_dir: Path, out_dir: Path, tasks: list[str], strategies:
         plot_faithfulness(summary, task, out_dir / figure)
         faithfulness_parts += [
             f"## {task}", "", faithfulness_table(summary, top_k, sentences), "",
-            f"Most faithful (comprehensiveness − sufficiency): LIME → {best['lime']}, SHAP → {best['shap']}.", "",
+            _most_faithful_sentence(best), "",
             f"![faithfulness]({figure.as_posix()})", "",
         ]
     (out_dir / "lime_table.md").write_text("\n".join(lime_parts))

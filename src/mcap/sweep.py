@@ -7,7 +7,7 @@ Usage, after ``dvc exp run -S prune.ratio=0.3`` (one per ratio, or ``--queue`` a
 
 Each experiment (and the workspace) contributes one point per (task, strategy, fine-tuning seed):
 test MCC and loss from its benchmark metrics, the batch-1/batch-32 speed-up measured against the
-unpruned architecture in the same process, and the MAC bound. A point's ratio is the one its model
+unpruned architecture in the same process, and the MAC-proportional estimates. A point's ratio is the one its model
 was pruned at (``prune_ratio`` in the metrics), not the experiment's parameter: an experiment that
 reran only some stages still holds the other stages' older outputs. The unpruned model has no
 ratio and is the reference of every ratio. Points with the same ratio are averaged (seeds, whether
@@ -99,8 +99,9 @@ def points(records: list[dict]) -> list[dict]:
                 continue
             ratio = metrics.get("prune_ratio")  # the unpruned model's is null, which DVC leaves out
             row = {"ratio": ratio, "seed": int(seed), "task": task, "strategy": strategy, "mcc": metrics["test"]["mcc"],
-                   "loss": metrics["test"]["loss"], "mac_bound": metrics["mac_bound_speedup"]}
+                   "loss": metrics["test"]["loss"]}
             row.update({f"speedup_{batch}": timing["median"] for batch, timing in metrics.get("speedup", {}).items()})
+            row.update({f"mac_estimate_{batch}": estimate["speedup"] for batch, estimate in metrics["mac_estimate"].items()})
             rows.setdefault((ratio, pruning_seed, task, strategy, int(seed)), row)
     return list(rows.values())
 
@@ -128,7 +129,7 @@ def _speedup_cell(values: dict) -> str:
     if not values:
         return "–"
     return (f"{_cell(values, 'speedup_batch_1', 2)} / {_cell(values, 'speedup_batch_32', 2)} "
-            f"({_cell(values, 'mac_bound', 2)})")
+            f"({_cell(values, 'mac_estimate_batch_1', 2)} / {_cell(values, 'mac_estimate_batch_32', 2)})")
 
 
 def _pruned_strategies(summary: dict, task: str | None = None) -> list[str]:
@@ -143,11 +144,12 @@ def sweep_markdown(summary: dict) -> str:
     parts = ["# Pruning-ratio sweep", "",
              ("Collected from `dvc exp show --json` by `python -m mcap.sweep`; mean ± std where several seeds ran. "
              "Speed-up: unpruned / pruned forward time, timed interleaved in one process (batch 1 / batch 32); "
-             "bound: MAC bound. The figure shows the tasks swept over more than one ratio."), "",
+             "in brackets the MAC-proportional estimates at the timed shapes (not bounds). The figure shows the tasks "
+             "swept over more than one ratio."), "",
              "![MCC and speed-up vs pruning ratio](pareto.png)", ""]
     header = "| Strategy | " + " | ".join(f"r={r:g}" for r in ratios) + " |\n|" + "---|" * (len(ratios) + 1)
     measures = (("Test MCC", lambda values: _cell(values, "mcc", 3)), ("Test loss", lambda values: _cell(values, "loss", 3)),
-                ("Speed-up batch 1 / batch 32 (MAC bound)", _speedup_cell))
+                ("Speed-up batch 1 / batch 32 (MAC estimate batch 1 / batch 32)", _speedup_cell))
     for task in tasks:
         strategies = _pruned_strategies(summary, task)
         parts += [f"## {task}", ""]
@@ -165,7 +167,7 @@ def sweep_markdown(summary: dict) -> str:
 
 def plot_pareto(summary: dict, path: Path) -> None:
     """Per task swept over more than one ratio: MCC vs ratio per strategy, and measured batch-32
-    speed-up vs ratio with the MAC bound; a strategy has the same colour in every panel."""
+    speed-up vs ratio with the MAC-proportional estimate; a strategy has the same colour in every panel."""
     ratios_of = defaultdict(set)
     for task, _, ratio in summary:
         if ratio is not None:
@@ -185,10 +187,11 @@ def plot_pareto(summary: dict, path: Path) -> None:
             reference = summary.get((task, UNPRUNED, None))
             if reference:
                 mcc_ax.axhline(reference["mcc"][0], color="gray", linestyle=":", label="unpruned")
-            bound_ratios = sorted(r for t, s, r in summary if t == task and s == "head_random")
-            if bound_ratios:
-                speed_ax.plot(bound_ratios, [summary[(task, "head_random", r)]["mac_bound"][0] for r in bound_ratios],
-                              "k--", label="MAC bound")
+            estimate_ratios = sorted(r for t, s, r in summary if t == task and s == "head_random")
+            if estimate_ratios:
+                speed_ax.plot(estimate_ratios,
+                              [summary[(task, "head_random", r)]["mac_estimate_batch_32"][0] for r in estimate_ratios],
+                              "k--", label="MAC estimate")
             mcc_ax.set(title=f"{task}: test MCC vs pruning ratio", xlabel="prune.ratio", ylabel="MCC")
             speed_ax.set(title=f"{task}: measured speed-up (batch 32) vs ratio", xlabel="prune.ratio", ylabel="speed-up ×")
             mcc_ax.legend(fontsize=7)
