@@ -1,10 +1,9 @@
 """LIME/SHAP wrappers, faithfulness measures and the explanation reports."""
 
-import numpy as np
-import pytest
-
 from types import SimpleNamespace
 
+import numpy as np
+import pytest
 import torch
 
 from mcap.explain import (
@@ -145,7 +144,7 @@ def test_reports_compare_models_with_the_unpruned_one():
 
 def test_the_most_faithful_model_is_named_only_when_its_interval_separates():
     rng = np.random.default_rng(0)
-    noisy = lambda centre: list(centre + rng.normal(0, 0.3, 60))  # noqa: E731
+    noisy = lambda centre: list(centre + rng.normal(0, 0.3, 60))
     overlapping = {"a": fake_record([0, 0, 0], [0], noisy(0.50), [0.0] * 60),
                    "b": fake_record([0, 0, 0], [0], noisy(0.45), [0.0] * 60)}
     assert most_faithful(faithfulness_summary(overlapping, seed=0), "lime") is None
