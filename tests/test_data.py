@@ -9,7 +9,16 @@ import pytest
 import yaml
 
 from conftest import write_tiny_glue
-from mcap.data import read_split, read_tsv, split_task, stratified_subset, task_specs, write_splits
+from mcap.data import (
+    contained_fraction,
+    phrase_roots,
+    read_split,
+    read_tsv,
+    split_task,
+    stratified_subset,
+    task_specs,
+    write_splits,
+)
 from mcap.errors import McapError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +69,54 @@ def test_split_is_stratified_seeded_and_capped():
     assert len(stratified_subset(frame, None, 0)) == 200
 
 
+def test_validation_and_test_are_capped_at_max_eval_and_train_at_max_train():
+    frame = pd.DataFrame({"sentence": [f"s{i}" for i in range(200)], "label": [i % 2 for i in range(200)]})
+    for method in ("grouped", "random"):
+        split = split_task(frame, frame, 0.2, seed=1, max_train=50, max_eval=10, method=method)
+        assert [len(split[s]) for s in ("train", "validation", "test")] == [50, 10, 10]
+
+
+def test_a_phrase_belongs_to_the_longest_phrase_that_contains_it_word_for_word():
+    phrases = ["a b c d", "b c", "c d e", "x y", "c", "b c d e f", "bc"]
+    assert phrase_roots(phrases).tolist() == [0, 5, 5, 3, 5, 5, 6]  # "b c" is in both; "b c d e f" is longer
+    assert contained_fraction(["b c", "c d", "d c", "y"], ["a b c d", "x y"]) == pytest.approx(0.75)
+
+
+def phrase_level_task(sentences: int = 60) -> pd.DataFrame:
+    """SST-2-like rows: every sentence and, as rows of their own, phrases cut from it."""
+    rows = []
+    for index in range(sentences):
+        words = [f"w{index}_{position}" for position in range(6)]
+        rows += [(" ".join(words), index % 2), (" ".join(words[1:4]), index % 2), (words[2], index % 2)]
+    return pd.DataFrame(rows, columns=["sentence", "label"])
+
+
+def test_the_grouped_split_keeps_every_phrase_with_its_sentence():
+    frame = phrase_level_task()
+    grouped = split_task(frame, frame, 0.2, seed=3, max_train=None, max_eval=None, method="grouped")
+    random = split_task(frame, frame, 0.2, seed=3, max_train=None, max_eval=None, method="random")
+    assert len(grouped["validation"]) == 36 and len(grouped["train"]) == 144  # 12 of 60 sentences, 3 rows each
+    assert contained_fraction(list(grouped["validation"]["sentence"]), list(grouped["train"]["sentence"])) == 0
+    assert contained_fraction(list(random["validation"]["sentence"]), list(random["train"]["sentence"])) > 0.5
+    assert grouped["validation"]["label"].mean() == pytest.approx(0.5)
+
+
+def test_an_unknown_split_method_is_refused():
+    frame = phrase_level_task()
+    with pytest.raises(McapError, match="'data.split' must be one of grouped, random, got 'phrase'"):
+        split_task(frame, frame, 0.2, seed=3, max_train=None, max_eval=None, method="phrase")
+
+
+SST2 = ROOT.parent / "shared" / "data" / "glue" / "SST-2"
+
+
+@pytest.mark.skipif(not SST2.is_dir(), reason="the real SST-2 files are not beside the repository")
+def test_sst2_test_sentences_barely_occur_in_train():
+    train, test = (read_tsv(SST2 / name, "sentence_label") for name in ("train.tsv", "test.tsv"))
+    overlap = set(test["sentence"].str.strip()) & set(train["sentence"].str.strip())
+    assert len(overlap) <= 5  # 2 of 1,821 when checked; a leak from train into test would show here
+
+
 def test_processed_splits_round_trip_awkward_sentences(tmp_path):
     frame = pd.DataFrame({"sentence": ['he said "no"', "NA", "null", "tab-free , commas"], "label": [0, 1, 0, 1]})
     write_splits({"train": frame}, tmp_path)
@@ -78,6 +135,8 @@ def test_split_stage_writes_processed_data(tmp_path):
     result = run_split_stage(tmp_path, write_tiny_glue(tmp_path / "glue", rows=60))
     assert result.returncode == 0, result.stderr
     assert read_split(tmp_path / "data/processed/cola", "test").shape == (60, 2)
+    leakage = yaml.safe_load((tmp_path / "reports/split/leakage.json").read_text())
+    assert set(leakage["sst2"]["validation_inside_train"]) == {"grouped", "random"}
 
 
 def test_split_stage_fails_cleanly_and_writes_nothing_on_bad_input(tmp_path):

@@ -41,7 +41,8 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["train"].update(epochs=1, learning_rates=[1e-3], max_seq_len=32)
     params["prune"].update(importance_examples=16, gradient_probe_steps=3, imp_retrain_steps=2)
     params["benchmark"].update(warmup=1, repetitions=3, flops_seq_len=32)
-    params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, texts=["", "good film"])
+    params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
+                             faithfulness_shap_max_evals=20, texts=["", "good film"])
     params["mcap"].update(map_examples=16, map_length=16, cnn_maps=100, cnn_epochs=2, k=8, episodes=4, update_every=2,
                           cnn_instances=2)
     return params

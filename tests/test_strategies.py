@@ -16,7 +16,8 @@ from mcap.strategies.head_sep import attention_to_sep
 
 HEAD_STRATEGIES = ["head_sep", "head_entropy", "head_random", "head_gradient"]
 UNSTRUCTURED = ["imp", "l1_unstructured", "random_unstructured"]
-OPTIONS = {"importance_examples": 16, "gradient_probe_steps": 3, "imp_rounds": 2, "imp_retrain_steps": 2}
+OPTIONS = {"importance_examples": 16, "gradient_probe_steps": 3, "gradient_probe_lr": 1e-3, "imp_rounds": 2,
+           "imp_retrain_steps": 2, "imp_learning_rate": 3e-5, "imp_rewind": True}
 
 
 def context(tiny_model, ratio: float, seed: int = 0) -> PruneContext:
@@ -89,6 +90,17 @@ def test_unknown_strategy_lists_the_known_ones(tiny_model):
         prune_model("magic", context(tiny_model, ratio=0.2))
 
 
+def test_a_missing_or_mistyped_prune_option_is_named(tiny_model):
+    missing = context(tiny_model, ratio=0.5)
+    missing.options = {key: value for key, value in OPTIONS.items() if key != "gradient_probe_steps"}
+    with pytest.raises(McapError, match="missing key 'prune.gradient_probe_steps'"):
+        prune_model("head_gradient", missing)
+    mistyped = context(tiny_model, ratio=0.5)
+    mistyped.options = {**OPTIONS, "imp_rounds": "two"}
+    with pytest.raises(McapError, match="'prune.imp_rounds' must be int, got 'two'"):
+        prune_model("imp", mistyped)
+
+
 @pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5, "half", True])
 def test_ratio_outside_unit_interval_is_rejected(ratio):
     with pytest.raises(McapError, match=r"'prune.ratio' must be a number in \[0, 1\)"):
@@ -131,3 +143,33 @@ def test_gradient_importance_runs_where_the_model_lives(tiny_model, monkeypatch)
     context_on_meta = context(tiny_model, ratio=0.5)
     context_on_meta.model.to("meta")
     assert head_gradient.gradient_importance(context_on_meta).device.type == "meta"
+
+
+def planted_attention(input_ids, attention_mask):
+    """Per layer (B, 4, L, L): head h of layer l puts a share (4l + h + 1) / 9 on the final [SEP] and spreads the
+    rest evenly over the other real tokens. More on [SEP] = less entropy, so the two criteria rank in opposite orders."""
+    batch, length = input_ids.shape
+    real = attention_mask.float()  # (B, L)
+    sep = torch.nn.functional.one_hot(attention_mask.sum(dim=1) - 1, length).float()  # (B, L)
+    others = (real - sep) / (real - sep).sum(dim=1, keepdim=True)  # (B, L)
+    layers = []
+    for layer in range(2):
+        share = torch.tensor([(4 * layer + head + 1) / 9 for head in range(4)])[None, :, None, None]  # (1, 4, 1, 1)
+        layers.append(share * sep[:, None, None, :] + (1 - share) * others[:, None, None, :])  # (B, 4, 1, L)
+        layers[-1] = layers[-1].expand(batch, 4, length, length)
+    return layers
+
+
+@pytest.mark.parametrize("name, removed", [("head_sep", {"0": [0]}), ("head_entropy", {"1": [3]})])
+def test_attention_criteria_remove_in_the_papers_direction(tiny_model, monkeypatch, name, removed):
+    """head_sep drops the head with the least attention to [SEP]; head_entropy the one with the lowest entropy."""
+    from mcap.strategies import base
+
+    monkeypatch.setattr(base, "attention_probabilities", lambda model, ids, mask: planted_attention(ids, mask))
+    assert prune_model(name, context(tiny_model, ratio=0.125))["removed_heads"] == removed
+
+
+def test_gradient_scores_are_normalised_per_layer(tiny_model):
+    """Michel et al. normalise each layer's importance to unit L2 norm before the global ranking."""
+    scores = torch.tensor(prune_model("head_gradient", context(tiny_model, ratio=0.5))["head_scores"])
+    assert torch.allclose(scores.norm(dim=1), torch.ones(2), atol=1e-6)

@@ -4,16 +4,23 @@ Every task is single-sentence binary classification. The original train file is 
 (stratified, seeded) into train/validation; the test split is SST-2's labelled ``test.tsv``
 (1,821) and CoLA's ``dev.tsv`` (1,043, GLUE's test labels are private). A folder with
 ``train.tsv`` and ``dev.tsv`` of ``label<TAB>sentence`` rows is a task too (``data.extra_tasks``).
+
+SST-2's train file is phrase-level: most of its rows are phrases cut from its other rows. A random
+9:1 split (``data.split: random``, the paper's) therefore validates on phrases of the very sentences
+it trains on. The ``grouped`` split (the default) assigns each phrase to its *root*, the longest
+train phrase that contains it word for word (a root contains itself), and splits the roots 9:1, so
+that every phrase goes where its root goes. For tasks of whole sentences the roots are the sentences.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -22,6 +29,7 @@ from mcap.errors import McapError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+SPLIT_METHODS = ("grouped", "random")
 COLUMNS = ["sentence", "label"]
 
 
@@ -152,6 +160,78 @@ def stratified_subset(frame: pd.DataFrame, size: int | None, seed: int) -> pd.Da
     return subset.reset_index(drop=True)
 
 
+# Word n-grams are compared by a polynomial hash modulo a Mersenne prime (collisions ~ n² / 2^61).
+_HASH_MODULUS = (1 << 61) - 1
+_HASH_BASE = 1_000_003
+
+
+def _word_ids(sentences: Sequence[str]) -> list[list[int]]:
+    vocabulary: dict[str, int] = {}
+    return [[vocabulary.setdefault(word, len(vocabulary) + 1) for word in sentence.split()] for sentence in sentences]
+
+
+def _hash(ids: Sequence[int]) -> int:
+    value = 0
+    for token in ids:
+        value = (value * _HASH_BASE + token) % _HASH_MODULUS
+    return value
+
+
+def _ngram_hashes(ids: Sequence[int]) -> Iterator[int]:
+    """The hash of every contiguous word n-gram of ``ids``, each in O(1) from the one before."""
+    for start in range(len(ids)):
+        value = 0
+        for token in ids[start:]:
+            value = (value * _HASH_BASE + token) % _HASH_MODULUS
+            yield value
+
+
+def _roots_of(ids: list[list[int]]) -> tuple[np.ndarray, dict[int, int]]:
+    """Roots (see :func:`phrase_roots`) and the hash of every n-gram of a root -> that root's index."""
+    owner: dict[int, int] = {}
+    roots = np.empty(len(ids), dtype=np.int64)
+    for index in sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i)):  # longest first: roots come first
+        root = owner.get(_hash(ids[index]))
+        if root is None:  # inside no longer phrase: a root of its own
+            root = index
+            for value in _ngram_hashes(ids[index]):
+                owner.setdefault(value, index)
+        roots[index] = root
+    return roots, owner
+
+
+def phrase_roots(sentences: Sequence[str]) -> np.ndarray:
+    """For each phrase, the index of its root: the longest phrase of ``sentences`` that contains it as a
+    contiguous run of words (ties: the first in order; a phrase inside no other is its own root)."""
+    return _roots_of(_word_ids(sentences))[0]
+
+
+def contained_fraction(phrases: Sequence[str], corpus: Sequence[str]) -> float:
+    """Fraction of ``phrases`` that occur, word for word, inside some phrase of ``corpus``."""
+    ids = _word_ids(list(corpus) + list(phrases))
+    _roots, owner = _roots_of(ids[:len(corpus)])
+    return float(np.mean([_hash(phrase) in owner for phrase in ids[len(corpus):]])) if len(phrases) else 0.0
+
+
+def validation_split(train: pd.DataFrame, validation_fraction: float, seed: int,
+                     method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train part, validation part) of the original train file, both shuffled, stratified by label.
+
+    ``random``: rows split 9:1. ``grouped``: roots split 9:1 (stratified by the root's label), each
+    phrase following its root (see the module docstring).
+    """
+    if method == "random":
+        return tuple(train_test_split(train, test_size=validation_fraction, stratify=train["label"], random_state=seed))
+    if method != "grouped":
+        raise McapError(f"params.yaml: 'data.split' must be one of {', '.join(SPLIT_METHODS)}, got {method!r}")
+    roots = phrase_roots(list(train["sentence"]))
+    unique_roots = np.unique(roots)
+    _train_roots, validation_roots = train_test_split(unique_roots, test_size=validation_fraction,
+                                                      stratify=train["label"].to_numpy()[unique_roots], random_state=seed)
+    in_validation = np.isin(roots, validation_roots)
+    return tuple(part.sample(frac=1.0, random_state=seed) for part in (train[~in_validation], train[in_validation]))
+
+
 def split_task(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -159,16 +239,24 @@ def split_task(
     seed: int,
     max_train: int | None,
     max_eval: int | None,
+    method: str = "grouped",
 ) -> dict[str, pd.DataFrame]:
-    """Split the original train 9:1 into train/validation, then apply the optional caps."""
-    train_part, validation_part = train_test_split(
-        train, test_size=validation_fraction, stratify=train["label"], random_state=seed
-    )
+    """Split the original train 9:1 into train/validation (:func:`validation_split`), then apply the optional caps."""
+    train_part, validation_part = validation_split(train, validation_fraction, seed, method)
     return {
         "train": stratified_subset(train_part, max_train, seed),
         "validation": stratified_subset(validation_part, max_eval, seed),
         "test": stratified_subset(test, max_eval, seed),
     }
+
+
+def validation_leakage(train: pd.DataFrame, validation_fraction: float, seed: int) -> dict[str, float]:
+    """For each split method, the fraction of validation phrases that occur inside some train phrase."""
+    leakage = {}
+    for method in SPLIT_METHODS:
+        train_part, validation_part = validation_split(train, validation_fraction, seed, method)
+        leakage[method] = contained_fraction(list(validation_part["sentence"]), list(train_part["sentence"]))
+    return leakage
 
 
 def write_splits(splits: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str, dict[str, int]]:

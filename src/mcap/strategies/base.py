@@ -44,9 +44,19 @@ class PruneContext:
     max_seq_len: int
     batch_size: int
 
+    def option(self, key: str, kind: type) -> Any:
+        """``prune.<key>`` as ``kind``; params.yaml is the one place where its value (and default) lives."""
+        if key not in self.options:
+            raise McapError(f"params.yaml: missing key 'prune.{key}'")
+        value = self.options[key]
+        an_int_for_a_float = kind is float and isinstance(value, int)
+        if isinstance(value, bool) != (kind is bool) or not (isinstance(value, kind) or an_int_for_a_float):
+            raise McapError(f"params.yaml: 'prune.{key}' must be {kind.__name__}, got {value!r}")
+        return kind(value)
+
     def importance_examples(self) -> pd.DataFrame:
         """The first ``prune.importance_examples`` train sentences (the split is already shuffled)."""
-        return self.train.head(int(self.options.get("importance_examples", 256)))
+        return self.train.head(self.option("importance_examples", int))
 
 
 @dataclass

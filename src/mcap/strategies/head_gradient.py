@@ -45,8 +45,8 @@ class GradientHeads(HeadStrategy):
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         initial = copy.deepcopy(context.model.state_dict())
-        short_training(context, int(context.options.get("gradient_probe_steps", 50)),
-                       float(context.options.get("gradient_probe_lr", 1e-3)), classifier_parameters(context.model))
+        short_training(context, context.option("gradient_probe_steps", int), context.option("gradient_probe_lr", float),
+                       classifier_parameters(context.model))
         importance = gradient_importance(context)
         context.model.load_state_dict(initial)
         return importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-20)

@@ -1,8 +1,8 @@
 """``head_sep``: importance = mean attention paid to [SEP] (paper §III.B.4).
 
-As the paper states, the heads paying the *least* attention to [SEP] are removed. (Clark et al.
+As the paper states, the heads paying the *least* attention to [SEP] are removed. Clark et al.
 2019 read heavy [SEP] attention as a no-op, which would argue for the opposite order; we follow
-the paper and say so in the report.)
+the paper, and the strategy table of README.md says so.
 """
 
 import torch

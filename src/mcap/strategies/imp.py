@@ -3,7 +3,7 @@
 ``prune.imp_rounds`` rounds of global magnitude pruning of the encoder Linear weights, each
 removing the same fraction of what is left so that the last round reaches ``prune.ratio``,
 with ``prune.imp_retrain_steps`` steps of retraining on the task's train split between
-rounds. With ``prune.imp_rewind`` (default) the surviving weights are then rewound to their
+rounds. With ``prune.imp_rewind`` the surviving weights are then rewound to their
 pre-trained values (the lottery-ticket recipe for BERT, Chen et al. 2020), so that like every
 other strategy it is pruned *before* fine-tuning and fine-tuning starts from pre-trained weights.
 """
@@ -23,19 +23,19 @@ class IterativeMagnitude(Strategy):
     kind = "unstructured"
 
     def apply(self, context: PruneContext) -> PruneOutcome:
-        options, model = context.options, context.model
-        rounds = int(options.get("imp_rounds", 2))
+        model = context.model
+        rounds = context.option("imp_rounds", int)
         pretrained = copy.deepcopy(model.state_dict())
         targets = [(linear, "weight") for _name, linear in encoder_linears(model)]
         per_round = 1 - (1 - context.ratio) ** (1 / rounds)  # of the weights still unpruned
         for round_index in range(rounds):
             prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=per_round)
             if round_index < rounds - 1:
-                short_training(context, int(options.get("imp_retrain_steps", 20)),
-                               float(options.get("imp_learning_rate", 3e-5)), list(model.parameters()))
+                short_training(context, context.option("imp_retrain_steps", int),
+                               context.option("imp_learning_rate", float), list(model.parameters()))
         for module, name in targets:
             prune.remove(module, name)
-        if options.get("imp_rewind", True):
+        if context.option("imp_rewind", bool):
             keep = {id(module): module.weight.detach() != 0 for module, _ in targets}
             model.load_state_dict(pretrained)
             with torch.no_grad():
