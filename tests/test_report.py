@@ -81,3 +81,9 @@ def test_committed_readme_shows_exactly_the_committed_reports(monkeypatch):
     text = Path("README.md").read_text()
     block = text.split(readme.START, 1)[1].split(readme.END, 1)[0].strip()
     assert block == readme.generated_block(readme.sources()).strip()
+
+
+def test_the_split_leakage_is_rendered_from_the_split_stages_metrics(tmp_path):
+    path = tmp_path / "leakage.json"
+    path.write_text(json.dumps({"sst2": {"validation_inside_train": {"grouped": 0.0651, "random": 0.8849}}}))
+    assert "| sst2 | 0.065 | 0.885 |" in readme.leakage_markdown(path)

@@ -84,3 +84,14 @@ def test_every_stage_depends_on_all_the_code_it_runs():
                    if not any(path == dep or dep in path.parents for dep in declared)]
         assert script in declared, name
         assert not missing, f"stage {name} runs {missing} but does not list it in deps"
+
+
+def test_the_committed_lock_holds_exactly_the_stages_of_the_pipeline():
+    """Stages renamed or dropped from dvc.yaml leave entries in dvc.lock that no run refreshes; a fresh lock has none."""
+    import subprocess
+    import sys
+
+    dvc = Path(sys.executable).parent / "dvc"
+    listed = subprocess.run([str(dvc), "stage", "list", "--name-only"], cwd=ROOT, capture_output=True, text=True, check=True)
+    locked = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    assert set(locked) == set(listed.stdout.split())

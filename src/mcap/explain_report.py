@@ -132,10 +132,12 @@ def plot_faithfulness(summary: dict[str, dict[str, float]], task: str, path: Pat
 
 
 def _most_faithful_sentence(best: dict[str, str | None]) -> str:
-    named = {method: strategy or "none separated (the 95% intervals of the best model and another overlap)"
-             for method, strategy in best.items()}
+    named = {method: f"`{strategy}`" if strategy else "no model separated (the best model's 95% interval overlaps "
+             "another's)" for method, strategy in best.items()}
     return ("Most faithful (comprehensiveness − sufficiency, named only when its interval lies above every other "
-            f"model's): LIME → {named['lime']}; SHAP → {named['shap']}.")
+            f"model's): LIME → {named['lime']}; SHAP → {named['shap']}. The intervals cover the choice of test "
+            "sentences only: each strategy is one fine-tuned model (the first fine-tuning seed, one pruning seed), "
+            "so a separated model is the most faithful of these models, not a property of its strategy.")
 
 
 def write_reports(models_dir: Path, out_dir: Path, tasks: list[str], strategies: list[str], top_k: int, seed: int) -> dict:
