@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -41,6 +42,7 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["train"].update(epochs=1, learning_rates=[1e-3], max_seq_len=32)
     params["prune"].update(importance_examples=16, gradient_probe_steps=3, imp_retrain_steps=2)
     params["benchmark"].update(warmup=1, repetitions=3, flops_seq_len=32)
+    params["ranking"].update(ratios=[0.25, 0.5], seeds=[42, 43], train_examples=32)
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
                              faithfulness_shap_max_evals=20, texts=["", "good film"])
     params["mcap"].update(map_examples=16, map_length=16, cnn_maps=100, cnn_epochs=2, k=8, episodes=4, update_every=2,
@@ -165,3 +167,13 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
     mcap_row = next(row for row in table_rows((repo / "reports" / "table1.md").read_text(), "sst2")
                     if row.startswith("| 7. MCAP |"))
     assert mcap_row.count(" ± ") >= 2 + 3  # latencies, then MCC, loss and accuracy over the two seeds
+
+
+def test_the_ranking_stage_scores_every_head_strategy_per_ratio_and_seed(pipeline_repo):
+    repo, params = pipeline_repo
+    points = pd.read_csv(repo / "reports" / "ranking" / "ranking.csv")
+    head_strategies = {"head_sep", "head_entropy", "head_random", "head_gradient", "mcap"}
+    assert set(points["strategy"]) == head_strategies | {"none"}
+    assert set(points[points["strategy"] == "head_random"]["seed"]) == set(params["ranking"]["seeds"])
+    assert set(points[points["strategy"] != "none"]["ratio"]) == set(params["ranking"]["ratios"])
+    assert (repo / "reports" / "ranking" / "ranking.png").stat().st_size > 0

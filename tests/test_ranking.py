@@ -1,0 +1,54 @@
+"""The linear-probe measure of head rankings (a development aid that needs no fine-tuning)."""
+
+import numpy as np
+import torch
+
+from conftest import make_sentences
+from mcap.controller import sentence_representations
+from mcap.heads import prune_heads
+from mcap.ranking import keep_mask, probe_mcc, rank_points, sentence_vectors
+from mcap.strategies import PruneContext
+from mcap.training import make_loader
+
+OPTIONS = {"importance_examples": 16, "gradient_probe_steps": 2, "gradient_probe_lr": 1e-3}
+
+
+def context(tiny_model) -> PruneContext:
+    model, tokenizer = tiny_model
+    return PruneContext(model=model, tokenizer=tokenizer, task="toy", train=make_sentences(48, seed=1), ratio=0.0,
+                        seed=0, options=OPTIONS, max_seq_len=32, batch_size=16)
+
+
+def test_the_keep_mask_drops_the_lowest_scored_heads_globally():
+    scores = torch.tensor([[0.9, 0.1, 0.5, 0.6], [0.2, 0.8, 0.05, 0.7]])
+    assert keep_mask(scores, 0.25).tolist() == [[1, 0, 1, 1], [1, 1, 0, 1]]
+    assert keep_mask(scores, 0.0).sum() == 8
+
+
+def test_masked_vectors_are_those_of_the_model_with_the_heads_removed(tiny_model):
+    model, tokenizer = tiny_model
+    loader = make_loader(tokenizer, make_sentences(8, seed=3), 4, 32)
+    mask = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    masked = sentence_vectors(model, loader, mask)
+    prune_heads(model, {0: [1], 1: [0, 1]})
+    with torch.inference_mode():
+        removed = torch.cat([sentence_representations(model, batch["input_ids"], batch["attention_mask"])
+                             for batch in loader]).numpy()
+    assert masked.shape == (8, 32) and np.abs(masked - removed).max() < 1e-5
+
+
+def test_the_probe_scores_separable_vectors_high_and_label_free_noise_near_zero():
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 2
+    informative = rng.normal(size=(200, 8)) + 3 * labels[:, None]
+    assert probe_mcc(informative, labels) > 0.95
+    assert abs(probe_mcc(rng.normal(size=(200, 8)), labels)) < 0.3
+
+
+def test_seeded_strategies_get_a_row_per_seed_and_deterministic_ones_a_single_row(tiny_model):
+    points = rank_points(context(tiny_model), make_sentences(24, seed=2), ["none", "imp", "head_random", "head_entropy"],
+                         ratios=[0.25, 0.5], seeds=[3, 4], train_examples=32)
+    counts = points.groupby("strategy").size().to_dict()
+    assert counts == {"none": 1, "head_random": 4, "head_entropy": 2}  # unstructured strategies are not head rankings
+    assert set(points[points["strategy"] == "head_random"]["seed"]) == {3, 4}
+    assert points["score"].between(-1, 1).all()
