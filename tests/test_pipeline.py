@@ -152,6 +152,16 @@ def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeli
     assert "Most faithful" in (repo / "reports" / "explain" / "faithfulness.md").read_text()
 
 
+def test_the_ranking_stage_scores_every_head_strategy_per_ratio_and_seed(pipeline_repo):
+    repo, params = pipeline_repo
+    points = pd.read_csv(repo / "reports" / "ranking" / "ranking.csv")
+    head_strategies = {"head_sep", "head_entropy", "head_random", "head_gradient", "mcap"}
+    assert set(points["strategy"]) == head_strategies | {"none"}
+    assert set(points[points["strategy"] == "head_random"]["seed"]) == set(params["ranking"]["seeds"])
+    assert set(points[points["strategy"] != "none"]["ratio"]) == set(params["ranking"]["ratios"])
+    assert (repo / "reports" / "ranking" / "ranking.png").stat().st_size > 0
+
+
 def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_spread(pipeline_repo):
     repo, _params = pipeline_repo
     # A subset of strategies keeps this fast; what matters is which stages the ratio reaches.
@@ -168,12 +178,3 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
                     if row.startswith("| 7. MCAP |"))
     assert mcap_row.count(" ± ") >= 2 + 3  # latencies, then MCC, loss and accuracy over the two seeds
 
-
-def test_the_ranking_stage_scores_every_head_strategy_per_ratio_and_seed(pipeline_repo):
-    repo, params = pipeline_repo
-    points = pd.read_csv(repo / "reports" / "ranking" / "ranking.csv")
-    head_strategies = {"head_sep", "head_entropy", "head_random", "head_gradient", "mcap"}
-    assert set(points["strategy"]) == head_strategies | {"none"}
-    assert set(points[points["strategy"] == "head_random"]["seed"]) == set(params["ranking"]["seeds"])
-    assert set(points[points["strategy"] != "none"]["ratio"]) == set(params["ranking"]["ratios"])
-    assert (repo / "reports" / "ranking" / "ranking.png").stat().st_size > 0

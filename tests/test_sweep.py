@@ -1,8 +1,17 @@
 """Collecting DVC experiments into the ratio sweep."""
 
+import pandas as pd
 import pytest
 
-from mcap.sweep import aggregate, experiment_records, points, same_setup, sweep_markdown
+from mcap.sweep import (
+    aggregate,
+    experiment_records,
+    points,
+    ranking_agreement,
+    same_setup,
+    summary_frame,
+    sweep_markdown,
+)
 
 
 def benchmark(mcc: float, speedup: float, estimate: float, ratio: float | None) -> dict:
@@ -58,3 +67,19 @@ def test_only_experiments_with_the_workspaces_setup_are_collected():
     kept, skipped = same_setup(list(experiment_records([workspace, other_ratio, profile])))
     assert [record["name"] for record in kept] == ["workspace", "sweep-0.5"]
     assert skipped == ["cpu-scale"]
+
+
+def test_the_summary_is_written_as_long_rows_and_compared_with_the_probe_scores():
+    summary = {("sst2", "none", None): {"mcc": (0.8, float("nan"), 1)},
+               ("sst2", "head_random", 0.2): {"mcc": (0.7, 0.01, 2)}, ("sst2", "head_random", 0.5): {"mcc": (0.5, 0.02, 2)},
+               ("sst2", "head_sep", 0.2): {"mcc": (0.6, 0.0, 2)}, ("sst2", "mcap", 0.2): {"mcc": (0.1, 0.0, 2)}}
+    frame = summary_frame(summary)
+    assert list(frame.columns) == ["task", "strategy", "ratio", "metric", "mean", "std", "n"]
+    assert frame[frame["strategy"] == "head_random"]["n"].tolist() == [2, 2]
+    ranking = pd.DataFrame({"task": "sst2", "strategy": ["head_random", "head_random", "head_random", "head_sep", "mcap"],
+                            "ratio": [0.2, 0.2, 0.5, 0.2, 0.2], "seed": [1, 2, 1, 1, 1],
+                            "score": [0.5, 0.7, 0.3, 0.4, 0.9]})
+    points_both, correlations = ranking_agreement(summary, ranking)
+    assert set(points_both["strategy"]) == {"head_random", "head_sep"}  # mcap's δ depends on the ratio: left out
+    assert points_both.set_index(["strategy", "ratio"])["probe_score"][("head_random", 0.2)] == pytest.approx(0.6)
+    assert correlations["sst2"] == (pytest.approx(1.0), 3)

@@ -1,4 +1,4 @@
-"""Collect DVC experiments (e.g. a ``prune.ratio`` sweep) into reports/sweep.md and reports/pareto.png.
+"""Collect DVC experiments (e.g. a ``prune.ratio`` sweep) into reports/sweep.{md,csv} and reports/pareto.png.
 
 Usage, after ``dvc exp run -S prune.ratio=0.3`` (one per ratio, or ``--queue`` and ``dvc queue start``)::
 
@@ -13,6 +13,9 @@ reran only some stages still holds the other stages' older outputs. The unpruned
 ratio and is the reference of every ratio. Points with the same ratio are averaged (seeds, whether
 from the ``seeds`` param or from separate experiments). Only experiments whose other params match the
 workspace's are collected (see :data:`VARIED`), so a profile run is never averaged into a sweep.
+
+When ``reports/ranking/ranking.csv`` (the ``ranking`` stage) is present, the sweep also reports how
+well its pre-fine-tuning probe score agrees with the fine-tuned MCC at the points both have.
 """
 
 from __future__ import annotations
@@ -26,11 +29,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
 
 from mcap.figures import saved_figure
 from mcap.report import ROW_LABELS, mean_std, row_order
 
 BENCHMARK_PREFIX = "reports/benchmark/"
+RANKING = Path("reports/ranking/ranking.csv")
+# The ranking stage scores mcap's δ of the workspace's prune.ratio at every ratio, while each sweep point's mcap
+# model was pruned with δ trained for its own ratio: those points do not correspond.
+RATIO_DEPENDENT_RANKINGS = {"mcap"}
 UNPRUNED = "none"  # the strategy whose model has no pruning ratio
 # What a sweep's experiments may vary; every other param (data, training, model...) is their shared setup.
 VARIED = ("prune.ratio", "prune.strategies", "seeds", "tasks", "transfer", "explain")
@@ -116,6 +125,40 @@ def aggregate(rows: list[dict]) -> dict[tuple[str, str, float], dict[str, tuple[
         measures = [m for m in group[0] if m not in ("ratio", "seed", "task", "strategy")]
         summary[key] = {m: (*mean_std([r[m] for r in group if m in r]), len(group)) for m in measures}
     return summary
+
+
+def summary_frame(summary: dict) -> pd.DataFrame:
+    """The summary as rows (task, strategy, ratio, metric, mean, std, n), for reports/sweep.csv."""
+    return pd.DataFrame([{"task": task, "strategy": strategy, "ratio": ratio, "metric": metric, "mean": mean, "std": std,
+                          "n": runs}
+                         for (task, strategy, ratio), values in summary.items()
+                         for metric, (mean, std, runs) in values.items()])
+
+
+def ranking_agreement(summary: dict, ranking: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[float, int]]]:
+    """Points with both a probe score (mean over pruning seeds) and a fine-tuned MCC (mean over runs), and per
+    task the Spearman correlation of the two with its number of points."""
+    probe = ranking.groupby(["task", "strategy", "ratio"])["score"].mean()
+    rows = [{"task": task, "strategy": strategy, "ratio": ratio, "probe_score": probe[(task, strategy, ratio)],
+             "finetuned_mcc": values["mcc"][0]}
+            for (task, strategy, ratio), values in summary.items()
+            if ratio is not None and strategy not in RATIO_DEPENDENT_RANKINGS and (task, strategy, ratio) in probe.index]
+    frame = pd.DataFrame(rows, columns=["task", "strategy", "ratio", "probe_score", "finetuned_mcc"])
+    correlations = {task: (float(spearmanr(group["probe_score"], group["finetuned_mcc"]).statistic), len(group))
+                    for task, group in frame.groupby("task", sort=False) if len(group) > 2}
+    return frame, correlations
+
+
+def agreement_markdown(frame: pd.DataFrame, correlations: dict[str, tuple[float, int]]) -> str:
+    lines = ["## Pre-fine-tuning probe score vs fine-tuned MCC", "",
+             ("The `ranking` stage's probe score of each head strategy's ranking (mean over pruning seeds) against the "
+              "fine-tuned test MCC of the same strategy and ratio (mean over runs). mcap is left out: the stage scores "
+              "the workspace's δ at every ratio, while each mcap point here was pruned with δ trained for its ratio."), ""]
+    lines += [f"* {task}: Spearman {rho:.2f} over {n} points." for task, (rho, n) in correlations.items()]
+    lines += ["", "| Task | Strategy | Ratio | Probe score | Fine-tuned MCC |", "|---|---|---|---|---|"]
+    lines += [f"| {row.task} | {row.strategy} | {row.ratio:g} | {row.probe_score:.3f} | {row.finetuned_mcc:.3f} |"
+              for row in frame.itertuples()]
+    return "\n".join(lines)
 
 
 def _cell(values: dict, measure: str, digits: int) -> str:
@@ -211,9 +254,13 @@ def main() -> None:
     if not rows:
         sys.exit("error: no experiment with benchmark metrics found in `dvc exp show --json`")
     summary = aggregate(rows)
-    Path("reports/sweep.md").write_text(sweep_markdown(summary))
+    markdown = sweep_markdown(summary)
+    if RANKING.is_file():
+        markdown += "\n" + agreement_markdown(*ranking_agreement(summary, pd.read_csv(RANKING)))
+    Path("reports/sweep.md").write_text(markdown)
+    summary_frame(summary).to_csv("reports/sweep.csv", index=False, float_format="%.6g")
     plot_pareto(summary, Path("reports/pareto.png"))
-    print(f"reports/sweep.md, reports/pareto.png: {len(rows)} points, ratios {sorted({r['ratio'] for r in rows} - {None})}")
+    print(f"reports/sweep.md, reports/sweep.csv, reports/pareto.png: {len(rows)} points, ratios {sorted({r['ratio'] for r in rows} - {None})}")
 
 
 if __name__ == "__main__":
