@@ -1,5 +1,6 @@
 """Collecting DVC experiments into the ratio sweep."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -83,3 +84,5 @@ def test_the_summary_is_written_as_long_rows_and_compared_with_the_probe_scores(
     assert set(points_both["strategy"]) == {"head_random", "head_sep"}  # mcap's δ depends on the ratio: left out
     assert points_both.set_index(["strategy", "ratio"])["probe_score"][("head_random", 0.2)] == pytest.approx(0.6)
     assert correlations["sst2"] == (pytest.approx(1.0), 3)
+    degenerate = {key: {"mcc": (0.0, 0.0, 2)} for key in summary if key[2] is not None}  # a task that is not learnt
+    assert np.isnan(ranking_agreement(degenerate, ranking)[1]["sst2"][0])

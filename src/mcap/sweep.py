@@ -144,9 +144,17 @@ def ranking_agreement(summary: dict, ranking: pd.DataFrame) -> tuple[pd.DataFram
             for (task, strategy, ratio), values in summary.items()
             if ratio is not None and strategy not in RATIO_DEPENDENT_RANKINGS and (task, strategy, ratio) in probe.index]
     frame = pd.DataFrame(rows, columns=["task", "strategy", "ratio", "probe_score", "finetuned_mcc"])
-    correlations = {task: (float(spearmanr(group["probe_score"], group["finetuned_mcc"]).statistic), len(group))
+    frame = frame.sort_values(["task", "strategy", "ratio"], ignore_index=True)
+    correlations = {task: (_spearman(group["probe_score"], group["finetuned_mcc"]), len(group))
                     for task, group in frame.groupby("task", sort=False) if len(group) > 2}
     return frame, correlations
+
+
+def _spearman(first: pd.Series, second: pd.Series) -> float:
+    """Spearman's rho; NaN where either side is constant (a task the CPU default does not learn: MCC 0 everywhere)."""
+    if first.nunique() < 2 or second.nunique() < 2:
+        return float("nan")
+    return float(spearmanr(first, second).statistic)
 
 
 def agreement_markdown(frame: pd.DataFrame, correlations: dict[str, tuple[float, int]]) -> str:
@@ -154,7 +162,9 @@ def agreement_markdown(frame: pd.DataFrame, correlations: dict[str, tuple[float,
              ("The `ranking` stage's probe score of each head strategy's ranking (mean over pruning seeds) against the "
               "fine-tuned test MCC of the same strategy and ratio (mean over runs). mcap is left out: the stage scores "
               "the workspace's δ at every ratio, while each mcap point here was pruned with δ trained for its ratio."), ""]
-    lines += [f"* {task}: Spearman {rho:.2f} over {n} points." for task, (rho, n) in correlations.items()]
+    lines += [f"* {task}: Spearman {rho:.2f} over {n} points." if not np.isnan(rho) else
+              f"* {task}: not defined over {n} points: one side is the same at every point." for task, (rho, n) in
+              correlations.items()]
     lines += ["", "| Task | Strategy | Ratio | Probe score | Fine-tuned MCC |", "|---|---|---|---|---|"]
     lines += [f"| {row.task} | {row.strategy} | {row.ratio:g} | {row.probe_score:.3f} | {row.finetuned_mcc:.3f} |"
               for row in frame.itertuples()]
