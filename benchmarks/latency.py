@@ -34,12 +34,13 @@ def measure(args: argparse.Namespace) -> list[dict]:
     model, tokenizer = load_pretrained(args.model, args.seed)
     model = model.eval().to(device)
     train, test = task_sentences(args.task, "train"), task_sentences(args.task, "test")
+    options = get(load_params(), "prune", dict)  # the strategy's settings, as the pipeline runs it
     examples = encode(tokenizer, test, args.max_seq_len)
     rows = []
     for ratio in args.ratios:
         pruned = copy.deepcopy(model).cpu()
         record = prune_model(args.strategy, PruneContext(pruned, tokenizer, args.task, train, ratio, args.seed,
-                                                         get(load_params(), "prune", dict), args.max_seq_len, 32))
+                                                         options, args.max_seq_len, 32))
         pruned = pruned.eval().to(device)
         for batch_size in args.batch_sizes:
             batches = [{k: v.to(device) for k, v in batch.items()} for batch in batch_loader(tokenizer, examples, batch_size)]
