@@ -108,10 +108,10 @@ def rank_points(context: PruneContext, validation: pd.DataFrame, strategies: lis
     for strategy in strategies:
         if not isinstance(get_strategy(strategy), HeadStrategy):
             continue
-        first = head_scores(strategy, context, seeds[0])
-        seeded = len(seeds) > 1 and not torch.equal(first, head_scores(strategy, context, seeds[1]))
+        scores_by_seed = {seed: head_scores(strategy, context, seed) for seed in seeds[:2]}
+        seeded = len(seeds) > 1 and not torch.equal(scores_by_seed[seeds[0]], scores_by_seed[seeds[1]])
         for seed in seeds if seeded else seeds[:1]:
-            scores = first if seed == seeds[0] else head_scores(strategy, context, seed)
+            scores = scores_by_seed[seed] if seed in scores_by_seed else head_scores(strategy, context, seed)
             for ratio in ratios:
                 rows.append({"task": context.task, "strategy": strategy, "ratio": float(ratio), "seed": seed,
                              "score": probe_score(context.model, data, keep_mask(scores, ratio))})
@@ -132,5 +132,5 @@ def plot_ranking(points: pd.DataFrame, path) -> None:
             ax.axhline(frame[frame["strategy"] == UNPRUNED]["score"].iloc[0], color="gray", linestyle=":",
                        label="unpruned")
             ax.set(title=f"{task}: linear-probe MCC of the pruned, frozen encoder", xlabel="heads removed (ratio)",
-                   ylabel="validation MCC")
+                   ylabel="cross-validated probe MCC")
             ax.legend(fontsize=7)
