@@ -18,7 +18,7 @@ def main(params, args):
     fraction = get(params, "data.validation_fraction", float)
     if not 0 < fraction < 1:
         raise McapError(f"params.yaml: 'data.validation_fraction' must be in (0, 1), got {fraction}")
-    method, seed = get(params, "data.split", str), get(params, "seed", int)
+    method, seed = get(params, "data.split", str), get(params, "data.seed", int)
     # Read and check every task before writing anything: bad input leaves no partial output.
     raw = {spec.name: load_raw(spec) for spec in tasks}
     with atomic_dir(OUT_DIR) as staging:

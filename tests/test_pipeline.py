@@ -45,8 +45,8 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["ranking"].update(ratios=[0.25, 0.5], seeds=[42, 43], train_examples=32)
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
                              faithfulness_shap_max_evals=20, texts=["", "good film"])
-    params["mcap"].update(map_examples=16, map_length=16, cnn_maps=100, cnn_epochs=2, k=8, episodes=4, update_every=2,
-                          cnn_instances=2)
+    params["mcap"].update(map_examples=16, map_length=16, cnn_maps=100, cnn_epochs=2, k=32, passes=1, cnn_instances=2,
+                          seeds=[42, 43])
     return params
 
 
@@ -132,8 +132,12 @@ def test_mcap_stages_write_delta_for_every_task_and_cnn_metrics(pipeline_repo):
     repo, _params = pipeline_repo
     for task in ("sst2", "subj"):
         delta = json.loads((repo / "reports" / "mcap" / "delta" / f"{task}.json").read_text())
-        assert len(delta["delta"]) == 2 and len(delta["delta"][0]) == 4
+        assert set(delta["delta_by_seed"]) == {"42", "43"}  # one per mcap.seeds
+        assert len(delta["delta_by_seed"]["42"]) == 2 and len(delta["delta_by_seed"]["42"][0]) == 4
         assert delta["seen_in_meta_training"] == (task != "subj")
+    diagnostics = json.loads((repo / "reports" / "mcap" / "controller" / "diagnostics.json").read_text())
+    assert set(diagnostics["seed_spearman"]["sst2"]) == {"42~43"} and set(diagnostics["task_spearman"]) == {"sst2~subj"}
+    assert set(diagnostics["gradient_spearman"]) == {"sst2"} and diagnostics["objective_start"] > 0
     assert 0 <= metrics_by_file(repo)["reports/mcap/cnn/metrics.json"]["heldout_accuracy"] <= 1
     assert (repo / "reports" / "mcap" / "attention" / "subj.png").is_file()
 

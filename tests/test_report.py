@@ -87,3 +87,20 @@ def test_the_split_leakage_is_rendered_from_the_split_stages_metrics(tmp_path):
     path = tmp_path / "leakage.json"
     path.write_text(json.dumps({"sst2": {"validation_inside_train": {"grouped": 0.0651, "random": 0.8849}}}))
     assert "| sst2 | 0.065 | 0.885 |" in readme.leakage_markdown(path)
+
+
+def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_output(tmp_path):
+    from mcap.controller import controller_diagnostics
+
+    history = [{"total": 2.0}] * 10 + [{"total": 0.5}] * 10
+    deltas = {seed: {"a": [[0.1, 0.9], [0.5, 0.3]], "b": [[0.2, 0.8], [0.6, 0.1]]} for seed in (42, 43)}
+    path = tmp_path / "diagnostics.json"
+    path.write_text(json.dumps(controller_diagnostics({42: history, 43: history}, deltas, 42, ["a", "b"],
+                                                      {"a": [[0.0, 1.0], [0.4, 0.5]]})))
+    variant = tmp_path / "label-free.json"
+    variant.write_text(json.dumps(controller_diagnostics({42: history[::-1], 43: history}, deltas, 42, ["a", "b"], {})))
+    table = readme.controller_markdown(path, {"label-free": variant, "missing": tmp_path / "none.json"})
+    assert "| Measure | this run | label-free | Target |" in table and "missing" not in table
+    assert "| 2.0000 → 0.5000 (0.25×) | 0.5000 → 2.0000 (4.00×) | ≤ 0.80× |" in table
+    assert "controller seeds 42, 43 (per training task) | 1.00 | 1.00 |" in table
+    assert "a vs b 0.80" in table and "| a 0.80 |  |" in table

@@ -44,6 +44,13 @@ def test_no_path_from_the_pruning_ratio_to_attention_maps_or_the_cnn():
     assert "meta_controller" in upstream_stages(stages, "prune")
 
 
+def test_the_pruning_seed_never_reaches_the_split():
+    """``seed`` varies pruning and controller seeds; the data (``data.seed``) must stay the same."""
+    assert "seed" not in stage_params(STAGES["split"]) and "data" in stage_params(STAGES["split"])
+    assert not upstream_stages(STAGES, "split")
+    assert "seed" not in stage_params(STAGES["meta_controller"])  # mcap picks its controller by seed downstream
+
+
 def module_file(module: str) -> Path:
     path = ROOT / "src" / Path(*module.split("."))
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")

@@ -1,5 +1,6 @@
 """Every registered strategy on a tiny model, and the scoring functions on hand-built attention."""
 
+import json
 import math
 
 import pytest
@@ -7,10 +8,10 @@ import torch
 
 from conftest import make_sentences
 from mcap.errors import McapError
-from mcap.heads import count_heads
+from mcap.heads import count_heads, removed_head_count
 from mcap.pruning import check_ratio, prune_model
 from mcap.strategies import PruneContext, known_strategies
-from mcap.strategies.base import encoder_weight_sparsity, heads_to_remove, lowest_heads
+from mcap.strategies.base import encoder_weight_sparsity, lowest_heads
 from mcap.strategies.head_entropy import attention_entropy
 from mcap.strategies.head_sep import attention_to_sep
 
@@ -107,8 +108,8 @@ def test_ratio_outside_unit_interval_is_rejected(ratio):
         check_ratio(ratio)
 
 
-def test_heads_to_remove_never_exceeds_the_ratio():
-    assert heads_to_remove(0.2, 72) == 14 and heads_to_remove(0.5, 72) == 36 and heads_to_remove(0.2, 8) == 1
+def test_removed_head_count_never_exceeds_the_ratio():
+    assert removed_head_count(0.2, 72) == 14 and removed_head_count(0.5, 72) == 36 and removed_head_count(0.2, 8) == 1
 
 
 def test_lowest_heads_ranks_globally():
@@ -173,3 +174,18 @@ def test_gradient_scores_are_normalised_per_layer(tiny_model):
     """Michel et al. normalise each layer's importance to unit L2 norm before the global ranking."""
     scores = torch.tensor(prune_model("head_gradient", context(tiny_model, ratio=0.5))["head_scores"])
     assert torch.allclose(scores.norm(dim=1), torch.ones(2), atol=1e-6)
+
+
+def test_mcap_prunes_with_the_controller_of_the_pruning_seed(tiny_model, tmp_path, monkeypatch):
+    from mcap.strategies import get_strategy
+
+    monkeypatch.chdir(tmp_path)
+    delta_dir = tmp_path / "reports" / "mcap" / "delta"
+    delta_dir.mkdir(parents=True)
+    by_seed = {"1": [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]], "2": [[0.8, 0.7, 0.6, 0.5], [0.4, 0.3, 0.2, 0.1]]}
+    (delta_dir / "toy.json").write_text(json.dumps({"delta_by_seed": by_seed}))
+    strategy = get_strategy("mcap")
+    for seed in ("1", "2"):
+        assert torch.allclose(strategy.score_heads(context(tiny_model, 0.5, seed=int(seed))), torch.tensor(by_seed[seed]))
+    with pytest.raises(McapError, match=r"'seed' 3 has no meta-controller; add it to 'mcap.seeds'"):
+        strategy.score_heads(context(tiny_model, 0.5, seed=3))

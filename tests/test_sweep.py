@@ -7,9 +7,13 @@ import pytest
 from mcap.sweep import (
     aggregate,
     experiment_records,
+    merged_points,
+    point_rows,
     points,
     ranking_agreement,
     same_setup,
+    seeds_markdown,
+    setup_digest,
     summary_frame,
     sweep_markdown,
 )
@@ -68,6 +72,8 @@ def test_only_experiments_with_the_workspaces_setup_are_collected():
     kept, skipped = same_setup(list(experiment_records([workspace, other_ratio, profile])))
     assert [record["name"] for record in kept] == ["workspace", "sweep-0.5"]
     assert skipped == ["cpu-scale"]
+    kept, skipped = same_setup(list(experiment_records([workspace, other_ratio, profile])), like="cpu-scale")
+    assert [record["name"] for record in kept] == ["cpu-scale"] and skipped == ["workspace", "sweep-0.5"]
 
 
 def test_the_summary_is_written_as_long_rows_and_compared_with_the_probe_scores():
@@ -86,3 +92,26 @@ def test_the_summary_is_written_as_long_rows_and_compared_with_the_probe_scores(
     assert correlations["sst2"] == (pytest.approx(1.0), 3)
     degenerate = {key: {"mcc": (0.0, 0.0, 2)} for key in summary if key[2] is not None}  # a task that is not learnt
     assert np.isnan(ranking_agreement(degenerate, ranking)[1]["sst2"][0])
+
+
+def test_a_sweep_run_in_chunks_keeps_every_chunks_points_and_refuses_another_setup(tmp_path):
+    first = experiment("seed-42", 0.5, 1, 0.6)
+    second = experiment("seed-43", 0.5, 1, 0.4)
+    second["data"]["params"]["params.yaml"]["data"]["seed"] = 43  # another pruning seed: its own points
+    rerun = experiment("seed-42-again", 0.5, 1, 0.65)  # the same key as the first chunk's: replaces it
+
+    def chunk(records, commit):
+        found = list(experiment_records(records))
+        return [{**row, "commit": commit, "setup": setup_digest(found[0])} for row in points(found)]
+
+    path = tmp_path / "points.csv"
+    merged_points(None, chunk([first], "aaa")).to_csv(path, index=False)
+    frame = merged_points(pd.read_csv(path), chunk([second], "bbb") + chunk([rerun], "bbb"))
+    summary = aggregate(point_rows(frame))
+    assert summary[("sst2", "head_random", 0.5)]["mcc"][0] == pytest.approx((0.4 + 0.65) / 2)
+    assert summary[("sst2", "none", None)]["mcc"][2] == 2  # pruning seeds 42 and 43 each hold a reference run
+    assert "| sst2 | head_random | 0.5 | 42, 43 | 1 | 2 |" in seeds_markdown(frame)
+    other = experiment("epochs-2", 0.5, 1, 0.6)
+    other["data"]["params"]["params.yaml"]["data"]["train"] = {"epochs": 2}
+    with pytest.raises(SystemExit, match="delete it to start a new sweep"):
+        merged_points(frame, chunk([other], "ccc"))

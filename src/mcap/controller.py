@@ -1,44 +1,54 @@
 """The MCAP meta-controller (paper §II.E–F, Eq. 6–14, Algorithm 1). See docs/method.md.
 
-One controller g(T, Φ) is trained jointly over the meta-training tasks. An *episode* samples a
-task and k of its instances. The controller maps the task representation T (mean sentence
-embedding of the k instances in the original model) and per-head features (pattern-CNN
-features of each head's attention maps on those instances) to one logit per head; δ =
-sigmoid(logit) is the head importance (Eq. 6). A hard Gumbel-softmax sample of keep/drop per
-head (straight-through gradient) masks the frozen pre-trained encoder (Eq. 2, 7). The loss is
+One controller g(T, Φ) is trained jointly over the meta-training tasks. An *episode* is k
+instances of one task. The controller maps the task representation T (mean sentence embedding
+of the episode's instances in the original model) and per-head features (pattern-CNN features of
+each head's attention maps on those instances) to one logit per head; δ = sigmoid(logit) is the
+head importance (Eq. 6). The episode's mask keeps exactly the budget's ``K = heads −
+floor(prune.ratio × heads)`` heads: the top K of the Gumbel-perturbed logits (exploration noise
+annealed over training), with a straight-through gradient (Eq. 2, 7). The frozen encoder is
+masked, and the loss is
 
-    Σ_n KL(RDD_original^n || RDD_masked^n)              Eq. 10–14: relative cosine-distance distributions
-  + cnn_weight   · mean over kept heads of P_CNN(vertical | masked model's map)   Algorithm 1 line 7
-  + budget_weight · (mean δ − (1 − prune.ratio))²       holds the expected kept fraction at the budget
+    Σ_n KL(RDD_original^n || RDD_masked^n)                    Eq. 10–14: relative cosine-distance distributions
+  + task_weight · [CE(probe(masked vectors)) − CE(probe(original vectors))]   §II.E, Algorithm 1 line 7
+  + cnn_weight  · mean over kept heads of P_CNN(vertical | masked model's map)
 
-and Φ is updated by SGD every ``update_every`` episodes. δ for a task — seen in meta-training or
-not — is g applied to that task's representation and head features: no training on it.
+where the probe is a linear classifier fitted once on the *unpruned* model's sentence vectors
+(pruning comes before fine-tuning). ``task_weight = 0`` is the label-free variant. Adam updates Φ
+every ``update_every`` episodes; each pass shows every pooled training instance once. δ for a
+task, seen in meta-training or not, is g applied to that task's representation and head
+features: no training on it.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from mcap.heads import captured_attention, masked_heads
+from mcap.heads import captured_attention, masked_heads, removed_head_count
 from mcap.patterns import VERTICAL, PatternCNN
+from mcap.probe import TaskProbe
 
 
 @dataclass(frozen=True)
 class ControllerSettings:
     k: int  # instances per episode (paper: 60)
-    episodes: int
-    update_every: int  # episodes per SGD step (paper: 8)
-    learning_rate: float
+    passes: int  # passes over every meta-training task's pool (the paper: until every instance is seen)
+    update_every: int  # episodes per optimiser step (paper: 8)
+    learning_rate: float  # Adam, per-head logits
+    conditional_learning_rate: float  # Adam, the network of task representation and head features
+    task_weight: float  # 0: the label-free variant (KL + CNN only)
     cnn_weight: float
-    budget_weight: float
-    gumbel_tau: float
+    noise_start: float  # scale of the Gumbel noise on the logits in the first episode ...
+    noise_end: float  # ... and in the last (linear in between)
     cnn_instances: int  # instances of the episode whose masked maps the CNN term scores
     ratio: float  # prune.ratio: the budget
     seed: int
@@ -52,6 +62,7 @@ class TaskPool:
     attention_mask: torch.Tensor  # (N, S)
     representations: torch.Tensor  # (N, d) original sentence embeddings
     head_features: torch.Tensor  # (N, layers, heads, F) pattern-CNN features of each head's map
+    labels: torch.Tensor  # (N,) task labels (used only by the task-loss term)
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,36 +102,50 @@ def sentence_representations(model: nn.Module, input_ids: torch.Tensor, attentio
 
 
 class MetaController(nn.Module):
-    """Feed-forward g(T, Φ) -> (layers, heads) logits, shared across heads (Eq. 6–7).
+    """Feed-forward g(T, Φ) -> (layers, heads) logits (Eq. 6–7).
 
-    Each head's input is the projected task representation plus its projected CNN features plus
-    a learned embedding of its position (layer, head); a two-layer MLP turns that into a logit.
+    A head's logit is a learned per-head logit plus a shared two-layer MLP of the projected task
+    representation, the head's projected CNN features and a learned embedding of its position
+    (layer, head). The MLP's output layer starts at zero, so every head starts with the same
+    logit: the ranking comes from the objective, not from the initialisation. Logits are centred
+    over heads, because an exact budget keeps the same heads whatever their common shift.
     """
 
-    def __init__(self, hidden_size: int, feature_size: int, layers: int, heads: int, keep_fraction: float, width: int = 64):
+    def __init__(self, hidden_size: int, feature_size: int, layers: int, heads: int, width: int = 64):
         super().__init__()
-        self.task_projection = nn.Linear(hidden_size, width)
-        self.feature_projection = nn.Linear(feature_size, width)
+        self.task_projection = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, width))
+        self.feature_projection = nn.Sequential(nn.LayerNorm(feature_size), nn.Linear(feature_size, width))
         self.position = nn.Parameter(torch.zeros(layers, heads, width))
         self.mlp = nn.Sequential(nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1))
-        with torch.no_grad():  # start at δ ≈ the kept fraction the budget asks for
-            self.mlp[-1].bias.fill_(math.log(keep_fraction / (1 - keep_fraction)))
+        self.head_logits = nn.Parameter(torch.zeros(layers, heads))
+        with torch.no_grad():
+            self.mlp[-1].weight.zero_()
+            self.mlp[-1].bias.zero_()
 
     def forward(self, task: torch.Tensor, head_features: torch.Tensor) -> torch.Tensor:
         # task: (d,); head_features: (layers, heads, F) -> logits (layers, heads)
         hidden = self.task_projection(task)[None, None] + self.feature_projection(head_features) + self.position
-        return self.mlp(hidden).squeeze(-1)
+        logits = self.mlp(hidden).squeeze(-1) + self.head_logits
+        return logits - logits.mean()  # a shift of every logit changes no mask of an exact budget
 
 
-def gumbel_keep_mask(logits: torch.Tensor, tau: float) -> torch.Tensor:
-    """Hard 0/1 keep mask sampled with P(keep) = sigmoid(logit); straight-through gradient."""
-    two_class = torch.stack([logits, torch.zeros_like(logits)], dim=-1)  # (layers, heads, [keep, drop])
-    return F.gumbel_softmax(two_class, tau=tau, hard=True)[..., 0]
+def exact_budget_mask(logits: torch.Tensor, keep: int, noise_scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Hard 0/1 mask of the ``keep`` heads with the largest Gumbel-perturbed logits; straight-through gradient.
+
+    Every sample keeps exactly the budget, so no penalty has to hold the kept fraction against the
+    other terms. The backward pass hands each logit the gradient of its head's mask value: the
+    first-order change of the loss when that head is switched on, for kept and removed heads alike.
+    """
+    uniform = torch.rand(logits.shape, generator=generator).clamp(1e-10, 1 - 1e-10)
+    perturbed = logits.detach() + noise_scale * -torch.log(-torch.log(uniform))  # (layers, heads)
+    hard = torch.zeros(logits.numel())
+    hard[perturbed.flatten().topk(keep).indices] = 1.0
+    return hard.view_as(logits) + (logits - logits.detach())  # exactly 0/1 forward, identity backward
 
 
 def vertical_penalty(cnn: PatternCNN, layer_maps: dict[int, torch.Tensor], attention_mask: torch.Tensor,
                      mask: torch.Tensor) -> torch.Tensor:
-    """Algorithm 1 line 7: the CNN's mean P(vertical) over the heads the mask keeps, on the masked model's maps.
+    """The CNN's mean P(vertical) over the heads the mask keeps, on the masked model's maps.
 
     Vertical heads attend to [CLS]/[SEP] whatever the input (Kovaleva et al.'s uninformative pattern).
     """
@@ -139,45 +164,75 @@ def vertical_penalty(cnn: PatternCNN, layer_maps: dict[int, torch.Tensor], atten
 # --------------------------------------------------------------------------------------------
 
 
-def episode_losses(model: nn.Module, cnn: PatternCNN, controller: MetaController, pool: TaskPool,
-                   indices: np.ndarray, settings: ControllerSettings) -> dict[str, torch.Tensor]:
-    """The three loss terms of one episode on ``indices`` of one task's pool, and the δ it produced."""
+def episode_losses(model: nn.Module, cnn: PatternCNN, controller: MetaController, pool: TaskPool, probe: TaskProbe | None,
+                   indices: np.ndarray, settings: ControllerSettings, noise_scale: float,
+                   generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The loss terms of one episode on ``indices`` of one task's pool (``probe`` None: no task term)."""
     index = torch.as_tensor(indices)
-    task = pool.representations[index].mean(dim=0)
-    logits = controller(task, pool.head_features[index].mean(dim=0))
-    delta = torch.sigmoid(logits)  # Eq. 6
-    mask = gumbel_keep_mask(logits, settings.gumbel_tau)
+    logits = controller(pool.representations[index].mean(dim=0), pool.head_features[index].mean(dim=0))
+    mask = exact_budget_mask(logits, logits.numel() - removed_head_count(settings.ratio, logits.numel()),
+                             noise_scale, generator)
     input_ids, attention_mask = pool.input_ids[index], pool.attention_mask[index]
     with masked_heads(model, mask), captured_attention(model) as layer_maps:
-        pruned = sentence_representations(model, input_ids, attention_mask)
+        pruned = sentence_representations(model, input_ids, attention_mask)  # (k, d)
     kl = rdd_kl(pool.representations[index], pruned)
+    task = kl.new_zeros(())
+    if probe is not None:  # the increase over the unpruned model's loss: 0 without pruning, like the KL
+        labels = pool.labels[index]
+        task = F.cross_entropy(probe(pruned), labels) - F.cross_entropy(probe(pool.representations[index]), labels)
     scored = settings.cnn_instances  # the CNN term looks at the first few instances only (cost)
     vertical = vertical_penalty(cnn, {layer: maps[:scored] for layer, maps in layer_maps.items()},
                                 attention_mask[:scored], mask)
-    budget = (delta.mean() - (1 - settings.ratio)) ** 2
-    total = kl + settings.cnn_weight * vertical + settings.budget_weight * budget
-    return {"total": total, "kl": kl, "vertical": vertical, "budget": budget, "kept_fraction": delta.mean()}
+    total = kl + settings.task_weight * task + settings.cnn_weight * vertical
+    return {"total": total, "kl": kl, "task": task, "vertical": vertical}
 
 
-def train_controller(model: nn.Module, cnn: PatternCNN, pools: dict[str, TaskPool], train_tasks: list[str],
-                     settings: ControllerSettings) -> tuple[MetaController, list[dict[str, float]]]:
-    """Meta-train g on episodes drawn from ``train_tasks``; return it and one record per SGD update."""
+def episode_schedule(pool_sizes: Mapping[str, int], k: int, passes: int, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """Episodes of about ``k`` instances of one task, ``passes`` times over every instance of every task.
+
+    Each pass splits every task's shuffled pool into ``ceil(N / k)`` near-equal episodes (never a
+    one-instance episode, whose distance distribution is empty) and shuffles them across tasks.
+    """
+    schedule = []
+    for _ in range(passes):
+        one_pass = [(task, part) for task, size in pool_sizes.items()
+                    for part in np.array_split(rng.permutation(size), -(-size // k))]
+        schedule += [one_pass[i] for i in rng.permutation(len(one_pass))]
+    return schedule
+
+
+def noise_at(episode: int, episodes: int, settings: ControllerSettings) -> float:
+    """Exploration noise, annealed linearly from ``noise_start`` to ``noise_end``."""
+    progress = episode / max(episodes - 1, 1)
+    return settings.noise_start + progress * (settings.noise_end - settings.noise_start)
+
+
+def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], probes: Mapping[str, TaskProbe],
+                     train_tasks: list[str], settings: ControllerSettings) -> tuple[MetaController, list[dict[str, float]]]:
+    """Meta-train g on episodes of ``train_tasks``; return it and one record per optimiser step.
+
+    ``probes`` holds each training task's probe for the task term (ignored when ``task_weight`` is 0).
+    """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
     model.eval().requires_grad_(False)  # the encoder is frozen: only Φ learns
     cnn.eval().requires_grad_(False)
     first = pools[train_tasks[0]]
     layers, heads, features = first.head_features.shape[1:]
-    controller = MetaController(first.representations.shape[1], features, layers, heads, 1 - settings.ratio)
-    optimizer = torch.optim.SGD(controller.parameters(), lr=settings.learning_rate, momentum=0.9)
+    controller = MetaController(first.representations.shape[1], features, layers, heads)
+    conditional = [parameter for name, parameter in controller.named_parameters() if name != "head_logits"]
+    optimizer = torch.optim.Adam([{"params": [controller.head_logits], "lr": settings.learning_rate},
+                                  {"params": conditional, "lr": settings.conditional_learning_rate}])
+    schedule = episode_schedule({task: len(pools[task].input_ids) for task in train_tasks}, settings.k, settings.passes, rng)
     history, window = [], []
-    for episode in tqdm(range(settings.episodes), desc="meta-controller episodes"):
-        pool = pools[train_tasks[int(rng.integers(len(train_tasks)))]]
-        indices = rng.choice(len(pool.input_ids), size=min(settings.k, len(pool.input_ids)), replace=False)
-        losses = episode_losses(model, cnn, controller, pool, indices, settings)
+    for episode, (task, indices) in enumerate(tqdm(schedule, desc="meta-controller episodes")):
+        noise = noise_at(episode, len(schedule), settings)
+        probe = probes[task] if settings.task_weight else None
+        losses = episode_losses(model, cnn, controller, pools[task], probe, indices, settings, noise, generator)
         (losses["total"] / settings.update_every).backward()
-        window.append({name: float(value.detach()) for name, value in losses.items()})
-        if (episode + 1) % settings.update_every == 0 or episode + 1 == settings.episodes:
+        window.append({"noise": noise, **{name: float(value.detach()) for name, value in losses.items()}})
+        if (episode + 1) % settings.update_every == 0 or episode + 1 == len(schedule):
             optimizer.step()
             optimizer.zero_grad()
             history.append({name: float(np.mean([w[name] for w in window])) for name in window[0]})
@@ -192,7 +247,8 @@ def head_importance(controller: MetaController, pool: TaskPool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def build_pool(model: nn.Module, cnn: PatternCNN, arrays: dict[str, np.ndarray], batch_size: int = 32) -> TaskPool:
+def build_pool(model: nn.Module, cnn: PatternCNN, arrays: dict[str, np.ndarray], labels: np.ndarray,
+               batch_size: int = 32) -> TaskPool:
     """Precompute original representations and per-head CNN features ([features ; pattern probabilities])."""
     input_ids = torch.as_tensor(arrays["input_ids"]).long()
     attention_mask = torch.as_tensor(arrays["attention_mask"]).long()
@@ -207,4 +263,53 @@ def build_pool(model: nn.Module, cnn: PatternCNN, arrays: dict[str, np.ndarray],
         pooled = cnn.features(flat)
         head = torch.cat([pooled, cnn.classifier(pooled).softmax(-1)], dim=-1)
         features.append(head.view(*batch_maps.shape[:3], -1))
-    return TaskPool(input_ids, attention_mask, torch.cat(representations), torch.cat(features))
+    return TaskPool(input_ids, attention_mask, torch.cat(representations), torch.cat(features),
+                    torch.tensor(labels, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------------------------
+# Did it learn? (reports/mcap/controller/diagnostics.json)
+# --------------------------------------------------------------------------------------------
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(spearmanr(np.ravel(a), np.ravel(b)).statistic)
+
+
+def objective_change(history: list[dict[str, float]]) -> dict[str, float]:
+    """Mean total objective over the first and the last 10% of optimiser steps (at least one each)."""
+    tenth = max(len(history) // 10, 1)
+    start = float(np.mean([h["total"] for h in history[:tenth]]))
+    end = float(np.mean([h["total"] for h in history[-tenth:]]))
+    return {"objective_start": start, "objective_end": end, "objective_end_over_start": end / start}
+
+
+def spread(delta: np.ndarray) -> dict[str, float]:
+    """δ's std over heads and the median gap between consecutive sorted δ (a tie-break has std ≈ gap)."""
+    gap = float(np.median(np.diff(np.sort(np.ravel(delta)))))
+    std = float(np.std(delta))
+    return {"delta_std": std, "median_gap": gap, "std_over_median_gap": std / gap if gap > 0 else float("inf")}
+
+
+def controller_diagnostics(histories: Mapping[int, list[dict[str, float]]], deltas: Mapping[int, Mapping[str, np.ndarray]],
+                           seed: int, train_tasks: list[str], reference: Mapping[str, np.ndarray]) -> dict:
+    """Evidence that the controller learned, for ``seed``'s controller and across all controller seeds.
+
+    ``deltas[seed][task]`` is δ (layers, heads); ``reference[task]`` another strategy's head scores
+    (``head_gradient``) on the same task.
+    """
+    tasks = list(deltas[seed])
+    seed_pairs = list(itertools.combinations(sorted(deltas), 2))
+    by_seed = {task: {f"{a}~{b}": spearman(deltas[a][task], deltas[b][task]) for a, b in seed_pairs} for task in train_tasks}
+    return {
+        "seed": seed,
+        **objective_change(histories[seed]),
+        **{key: min(spread(deltas[seed][task])[key] for task in train_tasks) for key in ("delta_std", "std_over_median_gap")},
+        "median_gap": max(spread(deltas[seed][task])["median_gap"] for task in train_tasks),
+        "seed_spearman_min": min((value for pairs in by_seed.values() for value in pairs.values()), default=None),
+        "seed_spearman": by_seed,
+        "task_spearman": {f"{a}~{b}": spearman(deltas[seed][a], deltas[seed][b]) for a, b in itertools.combinations(tasks, 2)},
+        "gradient_spearman": {task: spearman(deltas[seed][task], reference[task]) for task in train_tasks if task in reference},
+        "per_seed": {str(s): {**objective_change(histories[s]), **{task: spread(deltas[s][task]) for task in train_tasks}}
+                     for s in sorted(histories)},
+    }

@@ -16,6 +16,7 @@ layer l, d_h = head size, d = hidden size.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -83,6 +84,11 @@ def head_layout(model: nn.Module) -> list[list[int]]:
     if kept is None:
         return [list(range(config.num_attention_heads)) for _ in range(config.num_hidden_layers)]
     return [list(layer) for layer in kept]
+
+
+def removed_head_count(ratio: float, total_heads: int) -> int:
+    """How many heads ``prune.ratio`` removes: never more than asked (floor)."""
+    return math.floor(ratio * total_heads + 1e-9)
 
 
 def count_heads(model: nn.Module) -> int:

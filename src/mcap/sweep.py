@@ -14,6 +14,12 @@ ratio and is the reference of every ratio. Points with the same ratio are averag
 from the ``seeds`` param or from separate experiments). Only experiments whose other params match the
 workspace's are collected (see :data:`VARIED`), so a profile run is never averaged into a sweep.
 
+Experiment refs live in one clone, so a sweep run in chunks keeps its points in
+``reports/sweep_points.csv`` (one row per run, with the commit whose code produced it and a digest
+of the shared setup): each call adds the experiments' points to the file's, a new point replacing
+an old one of the same key, and the tables are built from all of them. Points of another setup are
+refused; delete the file to start a sweep afresh.
+
 When ``reports/ranking/ranking.csv`` (the ``ranking`` stage) is present, the sweep also reports how
 well its pre-fine-tuning probe score agrees with the fine-tuned MCC at the points both have.
 """
@@ -21,6 +27,7 @@ well its pre-fine-tuning probe score agrees with the fine-tuned MCC at the point
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import subprocess
 import sys
@@ -37,12 +44,14 @@ from mcap.report import ROW_LABELS, mean_std, row_order
 
 BENCHMARK_PREFIX = "reports/benchmark/"
 RANKING = Path("reports/ranking/ranking.csv")
+POINTS = Path("reports/sweep_points.csv")
+POINT_KEY = ["ratio", "pruning_seed", "task", "strategy", "seed"]
 # The ranking stage scores mcap's δ of the workspace's prune.ratio at every ratio, while each sweep point's mcap
 # model was pruned with δ trained for its own ratio: those points do not correspond.
 RATIO_DEPENDENT_RANKINGS = {"mcap"}
 UNPRUNED = "none"  # the strategy whose model has no pruning ratio
 # What a sweep's experiments may vary; every other param (data, training, model...) is their shared setup.
-VARIED = ("prune.ratio", "prune.strategies", "seeds", "tasks", "transfer", "explain")
+VARIED = ("seed", "prune.ratio", "prune.strategies", "seeds", "tasks", "transfer", "explain")
 
 
 def experiment_records(shown: object) -> Iterator[dict]:
@@ -75,14 +84,17 @@ def setup(record: dict) -> dict:
     return params
 
 
-def same_setup(records: list[dict]) -> tuple[list[dict], list[str]]:
-    """The records with the first one's setup (the workspace's), and the names of the others.
+def same_setup(records: list[dict], like: str | None = None) -> tuple[list[dict], list[str]]:
+    """The records with the setup of experiment ``like`` (default: the first, the workspace), and the names of the others.
 
     Ratios are compared only under one setup: an experiment that also changed e.g. the training data or
     epochs (a profile run) would otherwise be averaged with the sweep's points of the same ratio.
     """
     kept, skipped = [], []
-    reference = setup(records[0]) if records else None
+    named = [record for record in records if record["name"] == like] if like else records[:1]
+    if like and not named:
+        raise SystemExit(f"error: no experiment named {like!r} in `dvc exp show --json`")
+    reference = setup(named[0]) if named else None
     for record in records:
         (kept if setup(record) == reference else skipped).append(record)
     return kept, [str(record["name"]) for record in skipped]
@@ -107,12 +119,38 @@ def points(records: list[dict]) -> list[dict]:
             if strategy != UNPRUNED and "prune_ratio" not in metrics:
                 continue
             ratio = metrics.get("prune_ratio")  # the unpruned model's is null, which DVC leaves out
-            row = {"ratio": ratio, "seed": int(seed), "task": task, "strategy": strategy, "mcc": metrics["test"]["mcc"],
-                   "loss": metrics["test"]["loss"]}
+            row = {"ratio": ratio, "pruning_seed": pruning_seed, "seed": int(seed), "task": task, "strategy": strategy,
+                   "mcc": metrics["test"]["mcc"], "loss": metrics["test"]["loss"]}
             row.update({f"speedup_{batch}": timing["median"] for batch, timing in metrics.get("speedup", {}).items()})
             row.update({f"mac_estimate_{batch}": estimate["speedup"] for batch, estimate in metrics["mac_estimate"].items()})
             rows.setdefault((ratio, pruning_seed, task, strategy, int(seed)), row)
     return list(rows.values())
+
+
+def setup_digest(record: dict) -> str:
+    """A short digest of an experiment's shared setup: points with different digests do not belong together."""
+    return hashlib.sha256(json.dumps(setup(record), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def merged_points(kept: pd.DataFrame | None, new: list[dict]) -> pd.DataFrame:
+    """The kept points plus the new ones; a new point replaces a kept one with the same key."""
+    fresh = pd.DataFrame(new)
+    if kept is None or kept.empty:
+        return fresh
+    if set(kept["setup"]) != set(fresh["setup"]):
+        raise SystemExit(f"error: {POINTS} holds points of setup {sorted(set(kept['setup']))}, the experiments have "
+                         f"{sorted(set(fresh['setup']))}; delete it to start a new sweep")
+    merged = pd.concat([kept, fresh], ignore_index=True)
+    merged["ratio"] = merged["ratio"].astype(object).where(merged["ratio"].notna(), None)
+    return merged.drop_duplicates(subset=POINT_KEY, keep="last", ignore_index=True)
+
+
+def point_rows(frame: pd.DataFrame) -> list[dict]:
+    """Rows of the points file as :func:`points` gives them (the unpruned model's ratio is None)."""
+    rows = frame.to_dict("records")
+    for row in rows:
+        row["ratio"] = None if row["ratio"] is None or pd.isna(row["ratio"]) else float(row["ratio"])
+    return rows
 
 
 def aggregate(rows: list[dict]) -> dict[tuple[str, str, float], dict[str, tuple[float, float, int]]]:
@@ -122,8 +160,9 @@ def aggregate(rows: list[dict]) -> dict[tuple[str, str, float], dict[str, tuple[
         grouped[(row["task"], row["strategy"], row["ratio"])].append(row)
     summary = {}
     for key, group in grouped.items():
-        measures = [m for m in group[0] if m not in ("ratio", "seed", "task", "strategy")]
-        summary[key] = {m: (*mean_std([r[m] for r in group if m in r]), len(group)) for m in measures}
+        measures = [m for m in group[0] if m not in (*POINT_KEY, "commit", "setup")]
+        summary[key] = {m: (*mean_std([r[m] for r in group if m in r and not pd.isna(r[m])]), len(group))
+                        for m in measures}
     return summary
 
 
@@ -190,12 +229,31 @@ def _pruned_strategies(summary: dict, task: str | None = None) -> list[str]:
     return row_order(list(dict.fromkeys(s for t, s, r in summary if r is not None and task in (None, t))))
 
 
+def provenance_markdown(points_frame: pd.DataFrame) -> str:
+    """Which commit's code produced how many of the points."""
+    counts = points_frame.groupby("commit", sort=False).size()
+    return "Points by code commit: " + ", ".join(f"`{commit}` ({n} runs)" for commit, n in counts.items()) + "."
+
+
+def seeds_markdown(points_frame: pd.DataFrame) -> str:
+    """Per task, strategy and ratio: the pruning/controller seeds and fine-tuning seeds behind each cell."""
+    lines = ["## Seeds behind each cell", "", "| Task | Strategy | Ratio | Pruning/controller seeds | Fine-tuning seeds | Runs |",
+             "|---|---|---|---|---|---|"]
+    frame = points_frame.assign(ratio_label=points_frame["ratio"].map(lambda r: "–" if r is None or pd.isna(r) else f"{r:g}"))
+    for (task, strategy, ratio), group in frame.groupby(["task", "strategy", "ratio_label"], sort=True):
+        pruning = sorted({int(s) for s in group["pruning_seed"].dropna()})
+        lines.append(f"| {task} | {strategy} | {ratio} | {', '.join(map(str, pruning))} | "
+                     f"{', '.join(map(str, sorted(set(group['seed']))))} | {len(group)} |")
+    return "\n".join(lines)
+
+
 def sweep_markdown(summary: dict) -> str:
     """Per task, one table per measure (MCC, loss, speed-up), a column per ratio, a row per strategy."""
     tasks = list(dict.fromkeys(task for task, _, _ in summary))
     ratios = sorted({ratio for _, _, ratio in summary if ratio is not None})
     parts = ["# Pruning-ratio sweep", "",
-             ("Collected from `dvc exp show --json` by `python -m mcap.sweep`; mean ± std where several seeds ran. "
+             ("Collected from `dvc exp show --json` by `python -m mcap.sweep` (every run: `sweep_points.csv`); "
+              "mean ± std over all runs of a cell, pruning/controller seeds and fine-tuning seeds together. "
              "Speed-up: unpruned / pruned forward time, timed interleaved in one process (batch 1 / batch 32); "
              "in brackets the MAC-proportional estimates at the timed shapes (not bounds). The figure shows the tasks "
              "swept over more than one ratio."), "",
@@ -252,25 +310,37 @@ def plot_pareto(summary: dict, path: Path) -> None:
 
 
 def main() -> None:
-    """``python -m mcap.sweep [dvc exp show options]``; by default the experiments of HEAD."""
+    """``python -m mcap.sweep [--like EXPERIMENT] [dvc exp show options]``; by default the experiments of HEAD
+    with the workspace's setup, with ``--like`` those with that experiment's setup (a profile's sweep)."""
     options = sys.argv[1:]
+    like = None
+    if "--like" in options:
+        at = options.index("--like")
+        like, options = options[at + 1], options[:at] + options[at + 2:]
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", *options], capture_output=True, text=True,
                                       check=True).stdout)
-    records, skipped = same_setup(list(experiment_records(shown)))
+    records, skipped = same_setup(list(experiment_records(shown)), like)
     if skipped:
         print(f"left out (params other than {', '.join(VARIED)} differ from the workspace's): {', '.join(skipped)}",
               file=sys.stderr)
-    rows = points(records)
-    if not rows:
+    new = points(records)
+    if not new:
         sys.exit("error: no experiment with benchmark metrics found in `dvc exp show --json`")
+    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    for row in new:
+        row.update(commit=commit, setup=setup_digest(records[0]))  # records[0] has the reference setup
+    frame = merged_points(pd.read_csv(POINTS) if POINTS.is_file() else None, new)
+    frame.to_csv(POINTS, index=False, float_format="%.6g")
+    rows = point_rows(frame)
     summary = aggregate(rows)
-    markdown = sweep_markdown(summary)
+    markdown = sweep_markdown(summary) + "\n" + provenance_markdown(frame) + "\n\n" + seeds_markdown(frame) + "\n"
     if RANKING.is_file():
         markdown += "\n" + agreement_markdown(*ranking_agreement(summary, pd.read_csv(RANKING)))
     Path("reports/sweep.md").write_text(markdown)
     summary_frame(summary).to_csv("reports/sweep.csv", index=False, float_format="%.6g")
     plot_pareto(summary, Path("reports/pareto.png"))
-    print(f"reports/sweep.md, reports/sweep.csv, reports/pareto.png: {len(rows)} points, ratios {sorted({r['ratio'] for r in rows} - {None})}")
+    print(f"reports/sweep.md, reports/sweep.csv, reports/pareto.png: {len(rows)} points "
+          f"({len(new)} from these experiments), ratios {sorted({r['ratio'] for r in rows} - {None})}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ scores (global ranking, paper Eq. 1) physically. Unstructured strategies zero th
 from __future__ import annotations
 
 import logging
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from torch.nn.utils import prune as torch_prune
 from tqdm.auto import tqdm
 
 from mcap.errors import McapError
-from mcap.heads import attention_probabilities, head_layout, prune_heads
+from mcap.heads import attention_probabilities, head_layout, prune_heads, removed_head_count
 from mcap.modeling import encoder_linears
 from mcap.training import adamw, batches_on, make_accelerator, make_loader, train_step
 
@@ -101,11 +100,6 @@ def get_strategy(name: str) -> Strategy:
 # --------------------------------------------------------------------------------------------
 
 
-def heads_to_remove(ratio: float, total_heads: int) -> int:
-    """How many heads ``ratio`` removes: never more than asked (floor)."""
-    return math.floor(ratio * total_heads + 1e-9)
-
-
 def lowest_heads(scores: torch.Tensor, count: int) -> dict[int, list[int]]:
     """The ``count`` heads with the lowest scores over the whole model, as {layer: [heads]}."""
     flat = scores.flatten()
@@ -126,7 +120,7 @@ class HeadStrategy(Strategy):
     def apply(self, context: PruneContext) -> PruneOutcome:
         scores = self.score_heads(context).detach().float().cpu()
         layers, heads = scores.shape
-        count = heads_to_remove(context.ratio, layers * heads)
+        count = removed_head_count(context.ratio, layers * heads)
         outcome = PruneOutcome(kind=self.kind, head_scores=scores)
         if count == 0:
             note = f"prune.ratio {context.ratio} removes 0 of {layers * heads} heads: nothing pruned"

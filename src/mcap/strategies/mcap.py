@@ -1,7 +1,8 @@
 """``mcap``: remove the heads with the lowest meta-controller importance δ for the task (paper Eq. 1, 6).
 
-δ comes from the ``meta_controller`` stage (``reports/mcap/delta/<task>.json``), which may never
-have trained on this task: that is the paper's transfer claim.
+δ comes from the ``meta_controller`` stage (``reports/mcap/delta/<task>.json``), from the controller
+trained with the pruning seed ``seed``. That controller may never have trained on this task: that
+is the paper's transfer claim.
 """
 
 import json
@@ -23,4 +24,8 @@ class MetaControllerHeads(HeadStrategy):
         path = DELTA_DIR / f"{context.task}.json"
         if not path.is_file():
             raise McapError(f"{path}: missing; the meta_controller stage writes δ for every task in 'tasks'")
-        return torch.tensor(json.loads(path.read_text())["delta"])
+        by_seed = json.loads(path.read_text())["delta_by_seed"]
+        if str(context.seed) not in by_seed:
+            raise McapError(f"params.yaml: 'seed' {context.seed} has no meta-controller; add it to 'mcap.seeds' "
+                            f"(controllers trained: {', '.join(by_seed)})")
+        return torch.tensor(by_seed[str(context.seed)])
