@@ -48,8 +48,8 @@ def _pairs(spearman: dict[str, float]) -> str:
 def controller_markdown(path: Path, variants: dict[str, Path] | None = None) -> str:
     """The meta_controller stage's diagnostics as a table beside the targets it is held to, with a column per
     kept variant run (e.g. the label-free objective) whose diagnostics file exists."""
-    runs = {"this run": json.loads(path.read_text())}
-    runs.update({label: json.loads(other.read_text()) for label, other in (variants or {}).items() if other.is_file()})
+    kept = {label: other for label, other in (variants or {}).items() if other.is_file()}
+    runs = {"this run": json.loads(path.read_text()), **{label: json.loads(other.read_text()) for label, other in kept.items()}}
     seeds = sorted({seed for pairs in runs["this run"]["seed_spearman"].values() for pair in pairs for seed in pair.split("~")})
     measures = [
         ("Objective, mean over the first → last 10% of updates",
@@ -64,8 +64,7 @@ def controller_markdown(path: Path, variants: dict[str, Path] | None = None) -> 
     lines = ["# Does the meta-controller learn?", "",
              (f"From `{path}`: controller seed {runs['this run']['seed']} (the first of `mcap.seeds`), trained on the "
               "meta-training tasks at the run's `prune.ratio`. "
-              + "".join(f"Column '{label}': `{other}`, kept from the experiment of that name. " for label, other in
-                        (variants or {}).items() if other.is_file())
+              + "".join(f"Column '{label}': `{other}`, kept from the experiment of that name. " for label, other in kept.items())
               + "Targets are this project's acceptance bar."), "",
              "| Measure | " + " | ".join(runs) + " | Target |", "|---" * (len(runs) + 2) + "|"]
     lines += [f"| {name} | " + " | ".join(value(run) for run in runs.values()) + f" | {target} |"

@@ -123,7 +123,7 @@ def points(records: list[dict]) -> list[dict]:
                    "mcc": metrics["test"]["mcc"], "loss": metrics["test"]["loss"]}
             row.update({f"speedup_{batch}": timing["median"] for batch, timing in metrics.get("speedup", {}).items()})
             row.update({f"mac_estimate_{batch}": estimate["speedup"] for batch, estimate in metrics["mac_estimate"].items()})
-            rows.setdefault((ratio, pruning_seed, task, strategy, int(seed)), row)
+            rows.setdefault(tuple(row[key] for key in POINT_KEY), row)
     return list(rows.values())
 
 
