@@ -11,7 +11,9 @@ from mcap.params import all_tasks, get
 
 
 def main(params, args):
-    model, tokenizer = load_pretrained(get(params, "model.name_or_path", str), get(params, "seed", int))
+    # The maps come from the encoder alone: the classifier head's seed is irrelevant, and leaving `seed` out
+    # keeps a pruning/controller seed change from rerunning this stage.
+    model, tokenizer = load_pretrained(get(params, "model.name_or_path", str), seed=0)
     size, count = get(params, "mcap.map_length", int), get(params, "mcap.map_examples", int)
     with atomic_dir(Path("data/attention")) as staging:
         for task in all_tasks(params):

@@ -23,7 +23,7 @@ REPORT_DIR = Path("reports/mcap/cnn")
 
 
 def main(params, args):
-    size, seed = get(params, "mcap.map_length", int), get(params, "seed", int)
+    size, seed = get(params, "mcap.map_length", int), get(params, "mcap.cnn_seed", int)
     images = get(params, "mcap.cnn_images", (str, type(None)))
     if images:
         maps, labels, source = *load_labelled_maps(Path(images), size), images

@@ -48,7 +48,13 @@ def test_the_pruning_seed_never_reaches_the_split():
     """``seed`` varies pruning and controller seeds; the data (``data.seed``) must stay the same."""
     assert "seed" not in stage_params(STAGES["split"]) and "data" in stage_params(STAGES["split"])
     assert not upstream_stages(STAGES, "split")
-    assert "seed" not in stage_params(STAGES["meta_controller"])  # mcap picks its controller by seed downstream
+
+
+def test_the_pruning_seed_never_reaches_the_controller_or_anything_it_reads():
+    """A run with another ``seed`` picks another of the trained controllers (mcap.seeds) without retraining them."""
+    for stage in {"meta_controller"} | upstream_stages(STAGES, "meta_controller"):
+        assert "seed" not in stage_params(STAGES[stage]), stage
+    assert "seed" in stage_params(STAGES["prune"])
 
 
 def module_file(module: str) -> Path:
