@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mcap import readme
@@ -104,3 +105,16 @@ def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_outp
     assert "| 2.0000 → 0.5000 (0.25×) | 0.5000 → 2.0000 (4.00×) | ≤ 0.80× |" in table
     assert "controller seeds 42, 43 (per training task) | 1.00 | 1.00 |" in table
     assert "a vs b 0.80" in table and "| a 0.80 |  |" in table
+
+
+def test_the_seed_comparison_is_checked_against_the_mcap_targets(tmp_path):
+    rows = [("mcap", 0.5, 0.50, 0.02), ("head_random", 0.5, 0.40, 0.05), ("head_gradient", 0.5, 0.53, 0.03),
+            ("mcap", 0.7, 0.40, 0.04), ("head_random", 0.7, 0.37, 0.04), ("none", None, 0.6, 0.01)]
+    path = tmp_path / "sweep.csv"
+    pd.DataFrame([{"task": "sst2", "strategy": s, "ratio": r, "metric": "mcc", "mean": m, "std": sd, "n": 2}
+                  for s, r, m, sd in rows] + [{"task": "sst2", "strategy": "mcap", "ratio": 0.5, "metric": "loss",
+                                              "mean": 0.1, "std": 0.0, "n": 2}]).to_csv(path, index=False)
+    lines = readme.comparison_targets_markdown(path).splitlines()
+    assert "| above `head_random` at 0.5 by more than the larger std (0.050) | 0.500 ± 0.020 | 0.400 ± 0.050 | +0.100 | yes |" in lines
+    assert "| above `head_random` at 0.7 by more than the larger std (0.040) | 0.400 ± 0.040 | 0.370 ± 0.040 | +0.030 | no |" in lines
+    assert "| within 0.02 of `head_gradient` at 0.5 | 0.500 ± 0.020 | 0.530 ± 0.030 | -0.030 | no |" in lines

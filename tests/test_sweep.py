@@ -6,10 +6,12 @@ import pytest
 
 from mcap.sweep import (
     aggregate,
+    comparison_markdown,
     experiment_records,
     merged_points,
     point_rows,
     points,
+    produced_only,
     ranking_agreement,
     same_setup,
     seeds_markdown,
@@ -109,9 +111,52 @@ def test_a_sweep_run_in_chunks_keeps_every_chunks_points_and_refuses_another_set
     frame = merged_points(pd.read_csv(path), chunk([second], "bbb") + chunk([rerun], "bbb"))
     summary = aggregate(point_rows(frame))
     assert summary[("sst2", "head_random", 0.5)]["mcc"][0] == pytest.approx((0.4 + 0.65) / 2)
-    assert summary[("sst2", "none", None)]["mcc"][2] == 2  # pruning seeds 42 and 43 each hold a reference run
+    assert summary[("sst2", "none", None)]["mcc"][2] == 1  # seed 43's experiment inherited seed 42's reference run
     assert "| sst2 | head_random | 0.5 | 42, 43 | 1 | 2 |" in seeds_markdown(frame)
     other = experiment("epochs-2", 0.5, 1, 0.6)
     other["data"]["params"]["params.yaml"]["data"]["train"] = {"epochs": 2}
     with pytest.raises(SystemExit, match="delete it to start a new sweep"):
         merged_points(frame, chunk([other], "ccc"))
+
+
+def test_an_entry_an_experiment_inherited_is_counted_once_under_the_seed_and_setup_that_produced_it():
+    """Experiments in the workspace start from the previous one's outputs; the committed baseline has another setup."""
+    entropy_at_0_2, entropy_at_0_5 = benchmark(0.5, 1.1, 1.1, 0.2), benchmark(0.55, 1.2, 1.2, 0.5)
+
+    def record(name, timestamp, seed, metrics):
+        data = {"seed": seed, "prune": {"ratio": 0.5}, "data": {"max_eval_examples": 300 if name == "main" else 1821}}
+        return {"name": name, "data": {"timestamp": timestamp, "params": {"params.yaml": {"data": data}}, "metrics": {
+            f"reports/benchmark/sst2-{strategy}/seed-1.json": entry for strategy, entry in metrics.items()}}}
+
+    shown = [record("workspace", None, 43, {"head_entropy": entropy_at_0_5, "head_random": benchmark(0.3, 1.2, 1.2, 0.5)}),
+             record("main", "2026-01-01T00:00:00", 42, {"head_entropy": entropy_at_0_2, "head_random": benchmark(0.4, 1.1, 1.1, 0.2)}),
+             {"experiments": [
+                 record("s43", "2026-01-01T02:00:00", 43,
+                        {"head_entropy": entropy_at_0_5, "head_random": benchmark(0.3, 1.2, 1.2, 0.5)}),
+                 record("s42", "2026-01-01T01:00:00", 42,
+                        {"head_entropy": entropy_at_0_5, "head_random": benchmark(0.35, 1.25, 1.2, 0.5)})]}]
+    records = produced_only(list(experiment_records(shown)))
+    assert [len(record["metrics"]) for record in records] == [0, 2, 1, 2]  # the workspace produced nothing
+    kept, skipped = same_setup(records, like="s42")
+    assert skipped == ["main"]
+    found = {(row["strategy"], row["pruning_seed"], row["mcc"]) for row in points(kept)}
+    assert found == {("head_entropy", 42, 0.55), ("head_random", 42, 0.35), ("head_random", 43, 0.3)}
+    # Without the filter, seed 43 would count seed 42's entropy run again, and the baseline's 0.2 run (300 test
+    # sentences) would enter the 1,821-sentence comparison.
+    naive = {(row["strategy"], row["pruning_seed"], row["ratio"]) for row in points(list(experiment_records(shown))[2:])}
+    assert ("head_entropy", 43, 0.5) in naive
+
+
+def test_mcap_is_called_above_or_below_another_strategy_only_beyond_the_larger_std():
+    summary = {("sst2", "none", None): {"mcc": (0.60, 0.01, 2)},
+               ("sst2", "mcap", 0.5): {"mcc": (0.50, 0.02, 6)},
+               ("sst2", "head_random", 0.5): {"mcc": (0.40, 0.05, 10)},   # 0.10 apart, std 0.05: above
+               ("sst2", "head_gradient", 0.5): {"mcc": (0.52, 0.03, 2)},  # 0.02 apart, std 0.03: within noise
+               ("sst2", "head_entropy", 0.5): {"mcc": (0.45, float("nan"), 1)},
+               ("sst2", "head_random", 0.7): {"mcc": (0.30, 0.01, 10)}}   # no mcap at 0.7: no row
+    rows = {line.split(" | ")[2]: line for line in comparison_markdown(summary).splitlines() if line.startswith("| sst2")}
+    assert set(rows) == {"head_random", "head_gradient", "head_entropy", "none"}
+    assert rows["head_random"].endswith("| +0.100 | 0.050 | above |")
+    assert rows["head_gradient"].endswith("| -0.020 | 0.030 | within noise |")
+    assert rows["head_entropy"].endswith("not judged (one run) |")
+    assert rows["none"].endswith("| -0.100 | 0.020 | below |")

@@ -4,6 +4,15 @@ Usage, after ``dvc exp run -S prune.ratio=0.3`` (one per ratio, or ``--queue`` a
 
     python -m mcap.sweep                    # the experiments of HEAD (what `dvc exp show` lists)
     python -m mcap.sweep --all-commits      # any `dvc exp show` option selects others
+    python -m mcap.sweep --like cmp-0.5-s42 --out reports/comparison --title "..."   # a profile's, in their own folder
+
+Each run is collected once, under the experiment that produced it. An experiment in the workspace
+starts from the outputs the workspace holds (the commit's, or the previous experiment's) and reruns
+only what its params and targets change, so it also shows benchmark metrics it did not produce.
+Such an entry is identical, latencies included, to the entry of the earlier experiment (or commit)
+that did produce it: :func:`produced_only` keeps each entry in the earliest record that holds it,
+and the point takes that record's pruning seed and setup. Across chunks (see below) a new point that
+repeats a kept point's measurements is that kept run.
 
 Each experiment (and the workspace) contributes one point per (task, strategy, fine-tuning seed):
 test MCC and loss from its benchmark metrics, the batch-1/batch-32 speed-up measured against the
@@ -44,7 +53,7 @@ from mcap.report import ROW_LABELS, mean_std, row_order
 
 BENCHMARK_PREFIX = "reports/benchmark/"
 RANKING = Path("reports/ranking/ranking.csv")
-POINTS = Path("reports/sweep_points.csv")
+POINTS = Path("reports/sweep_points.csv")  # under --out DIR: DIR/sweep_points.csv
 POINT_KEY = ["ratio", "pruning_seed", "task", "strategy", "seed"]
 # The ranking stage scores mcap's δ of the workspace's prune.ratio at every ratio, while each sweep point's mcap
 # model was pruned with δ trained for its own ratio: those points do not correspond.
@@ -59,12 +68,33 @@ def experiment_records(shown: object) -> Iterator[dict]:
     if isinstance(shown, dict):
         data = shown.get("data")
         if isinstance(data, dict) and "params" in data and "metrics" in data:
-            yield {"name": shown.get("name") or shown.get("rev"), "params": data["params"], "metrics": data["metrics"]}
+            yield {"name": shown.get("name") or shown.get("rev"), "timestamp": data.get("timestamp"),
+                   "params": data["params"], "metrics": data["metrics"]}
         for value in shown.values():
             yield from experiment_records(value)
     elif isinstance(shown, list):
         for value in shown:
             yield from experiment_records(value)
+
+
+def produced_only(records: list[dict]) -> list[dict]:
+    """The records (same order) holding only the benchmark entries they produced: an entry that an earlier record
+    (by timestamp; the workspace, which has none, is the latest) holds identically was inherited from it."""
+    def age(index: int) -> tuple[bool, str, int]:
+        stamp = records[index].get("timestamp")
+        return stamp is None, stamp or "", index
+
+    seen, produced = set(), [dict(record) for record in records]
+    for index in sorted(range(len(records)), key=age):
+        own = {}
+        for path, entry in records[index]["metrics"].items():
+            fingerprint = (path, json.dumps(entry, sort_keys=True))
+            if path.startswith(BENCHMARK_PREFIX) and fingerprint in seen:
+                continue
+            seen.add(fingerprint)
+            own[path] = entry
+        produced[index]["metrics"] = own
+    return produced
 
 
 def _params(record: dict) -> dict:
@@ -103,9 +133,9 @@ def same_setup(records: list[dict], like: str | None = None) -> tuple[list[dict]
 def points(records: list[dict]) -> list[dict]:
     """One row per (ratio, pruning seed, task, strategy, fine-tuning seed) with the numbers the sweep plots.
 
-    The same run can appear in several experiments (the workspace and its baseline, a seed that two
-    experiments share, or a stage an experiment did not rerun); it is counted once. Metrics written
-    before ``prune_ratio`` was recorded are skipped: their ratio is unknown.
+    Give it :func:`produced_only`'s records, so that a stage an experiment did not rerun is not counted under that
+    experiment's pruning seed; a run that still appears twice (a seed two experiments share) is counted once.
+    Metrics written before ``prune_ratio`` was recorded are skipped: their ratio is unknown.
     """
     rows = {}
     for record in records:
@@ -132,14 +162,28 @@ def setup_digest(record: dict) -> str:
     return hashlib.sha256(json.dumps(setup(record), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _measured(frame: pd.DataFrame) -> pd.Series:
+    """Per point, its task, strategy, ratio and fine-tuning seed with its measurements at the points file's precision:
+    two points that agree on all of them are one run (timings never repeat to six digits)."""
+    measures = sorted(c for c in frame.columns if c == "mcc" or c == "loss" or c.startswith("speedup_"))
+    return frame.apply(lambda row: json.dumps([row["task"], row["strategy"], _number(row["ratio"]), int(row["seed"]),
+                                               *(_number(row[m]) for m in measures)]), axis=1)
+
+
+def _number(value: object) -> str | None:
+    return None if value is None or pd.isna(value) else f"{float(value):.6g}"
+
+
 def merged_points(kept: pd.DataFrame | None, new: list[dict]) -> pd.DataFrame:
-    """The kept points plus the new ones; a new point replaces a kept one with the same key."""
+    """The kept points plus the new ones; a new point replaces a kept one with the same key, and a new point that
+    repeats a kept point's measurements is that run, inherited from an earlier chunk's experiment: not added."""
     fresh = pd.DataFrame(new)
     if kept is None or kept.empty:
         return fresh
     if set(kept["setup"]) != set(fresh["setup"]):
-        raise SystemExit(f"error: {POINTS} holds points of setup {sorted(set(kept['setup']))}, the experiments have "
+        raise SystemExit(f"error: the points file holds points of setup {sorted(set(kept['setup']))}, the experiments have "
                          f"{sorted(set(fresh['setup']))}; delete it to start a new sweep")
+    fresh = fresh[~_measured(fresh).isin(set(_measured(kept)))]
     merged = pd.concat([kept, fresh], ignore_index=True)
     merged["ratio"] = merged["ratio"].astype(object).where(merged["ratio"].notna(), None)
     return merged.drop_duplicates(subset=POINT_KEY, keep="last", ignore_index=True)
@@ -247,11 +291,25 @@ def seeds_markdown(points_frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def sweep_markdown(summary: dict) -> str:
+SETUP_SHOWN = ("model.name_or_path", "data.max_train_examples", "data.max_eval_examples", "data.split", "train.epochs",
+               "train.learning_rates")
+
+
+def setup_markdown(record: dict) -> str:
+    """The shared setup's main params, as the experiments' params.yaml gives them."""
+    def value(dotted: str) -> object:
+        section = _params(record)
+        for name in dotted.split("."):
+            section = section.get(name, {}) if isinstance(section, dict) else {}
+        return section
+    return "Shared setup: " + ", ".join(f"`{dotted}` {value(dotted)}" for dotted in SETUP_SHOWN) + "."
+
+
+def sweep_markdown(summary: dict, title: str = "Pruning-ratio sweep") -> str:
     """Per task, one table per measure (MCC, loss, speed-up), a column per ratio, a row per strategy."""
     tasks = list(dict.fromkeys(task for task, _, _ in summary))
     ratios = sorted({ratio for _, _, ratio in summary if ratio is not None})
-    parts = ["# Pruning-ratio sweep", "",
+    parts = [f"# {title}", "",
              ("Collected from `dvc exp show --json` by `python -m mcap.sweep` (every run: `sweep_points.csv`); "
               "mean ± std over all runs of a cell, pruning/controller seeds and fine-tuning seeds together. "
              "Speed-up: unpruned / pruned forward time, timed interleaved in one process (batch 1 / batch 32); "
@@ -268,12 +326,46 @@ def sweep_markdown(summary: dict) -> str:
         if reference:
             parts += [(f"Unpruned reference (no ratio): MCC {_cell(reference, 'mcc', 3)}, "
                        f"loss {_cell(reference, 'loss', 3)}, {reference['mcc'][2]} run(s)."), ""]
-        for title, cell in measures:
-            parts += [f"### {task}: {title}", "", header]
+        for measure_title, cell in measures:
+            parts += [f"### {task}: {measure_title}", "", header]
             parts += [f"| {ROW_LABELS.get(strategy, strategy)} | "
                       + " | ".join(cell(summary.get((task, strategy, r), {})) for r in ratios) + " |" for strategy in strategies]
             parts.append("")
     return "\n".join(parts)
+
+
+def verdict(difference: float, spread: float) -> str:
+    """"above"/"below" only where the difference of means exceeds ``spread``, else "within noise"."""
+    if np.isnan(spread):
+        return "not judged (one run)"
+    if abs(difference) <= spread:
+        return "within noise"
+    return "above" if difference > 0 else "below"
+
+
+def comparison_markdown(summary: dict, subject: str = "mcap") -> str:
+    """Per task and ratio where ``subject`` ran: its mean test MCC against every other strategy's at that ratio and
+    the unpruned model's, each difference judged against the larger of the two cells' stds."""
+    lines = [f"## {subject} against the other strategies", "",
+             (f"Mean test MCC of {subject} minus the other's; 'above' or 'below' only where the difference exceeds the "
+              "larger of the two cells' std (over all their runs: pruning/controller and fine-tuning seeds), else "
+              "'within noise'."), "",
+             f"| Task | Ratio | Other | {subject} MCC | Other MCC | Difference | Larger std | Reading |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task, strategy, ratio in sorted((k for k in summary if k[1] == subject and k[2] is not None), key=str):
+        ours = summary[(task, strategy, ratio)]["mcc"]
+        others = [(s, summary[(task, s, ratio)]) for s in _pruned_strategies(summary, task)
+                  if s != subject and (task, s, ratio) in summary]
+        if (task, UNPRUNED, None) in summary:
+            others.append((UNPRUNED, summary[(task, UNPRUNED, None)]))
+        for other, values in others:
+            theirs = values["mcc"]
+            difference, spread = ours[0] - theirs[0], float(np.max([ours[1], theirs[1]]))  # NaN where either ran once
+            lines.append(f"| {task} | {ratio:g} | {other} | {_cell({'mcc': ours}, 'mcc', 3)} (n={ours[2]}) | "
+                         f"{_cell({'mcc': theirs}, 'mcc', 3)} (n={theirs[2]}) | {difference:+.3f} | "
+                         f"{'–' if np.isnan(spread) else f'{spread:.3f}'} | "
+                         f"{verdict(difference, spread)} |")
+    return "\n".join(lines)
 
 
 def plot_pareto(summary: dict, path: Path) -> None:
@@ -310,16 +402,15 @@ def plot_pareto(summary: dict, path: Path) -> None:
 
 
 def main() -> None:
-    """``python -m mcap.sweep [--like EXPERIMENT] [dvc exp show options]``; by default the experiments of HEAD
-    with the workspace's setup, with ``--like`` those with that experiment's setup (a profile's sweep)."""
+    """``python -m mcap.sweep [--like EXPERIMENT] [--out DIR] [--title TEXT] [dvc exp show options]``; by default
+    the experiments of HEAD with the workspace's setup, with ``--like`` those with that experiment's setup (a
+    profile's sweep), written to reports/ or DIR."""
     options = sys.argv[1:]
-    like = None
-    if "--like" in options:
-        at = options.index("--like")
-        like, options = options[at + 1], options[:at] + options[at + 2:]
+    like, out = _option(options, "--like"), Path(_option(options, "--out") or "reports")
+    title = _option(options, "--title") or "Pruning-ratio sweep"
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", *options], capture_output=True, text=True,
                                       check=True).stdout)
-    records, skipped = same_setup(list(experiment_records(shown)), like)
+    records, skipped = same_setup(produced_only(list(experiment_records(shown))), like)
     if skipped:
         print(f"left out (params other than {', '.join(VARIED)} differ from the workspace's): {', '.join(skipped)}",
               file=sys.stderr)
@@ -329,18 +420,35 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     for row in new:
         row.update(commit=commit, setup=setup_digest(records[0]))  # records[0] has the reference setup
-    frame = merged_points(pd.read_csv(POINTS) if POINTS.is_file() else None, new)
-    frame.to_csv(POINTS, index=False, float_format="%.6g")
+    out.mkdir(parents=True, exist_ok=True)
+    points_path = out / POINTS.name
+    frame = merged_points(pd.read_csv(points_path) if points_path.is_file() else None, new)
+    frame.to_csv(points_path, index=False, float_format="%.6g")
     rows = point_rows(frame)
     summary = aggregate(rows)
-    markdown = sweep_markdown(summary) + "\n" + provenance_markdown(frame) + "\n\n" + seeds_markdown(frame) + "\n"
+    markdown = (sweep_markdown(summary, title) + "\n" + setup_markdown(records[0]) + " " + provenance_markdown(frame)
+                + "\n\n" + seeds_markdown(frame) + "\n")
+    if any(strategy == "mcap" for _, strategy, _ in summary):
+        markdown += "\n" + comparison_markdown(summary) + "\n"
     if RANKING.is_file():
         markdown += "\n" + agreement_markdown(*ranking_agreement(summary, pd.read_csv(RANKING)))
-    Path("reports/sweep.md").write_text(markdown)
-    summary_frame(summary).to_csv("reports/sweep.csv", index=False, float_format="%.6g")
-    plot_pareto(summary, Path("reports/pareto.png"))
-    print(f"reports/sweep.md, reports/sweep.csv, reports/pareto.png: {len(rows)} points "
+    (out / "sweep.md").write_text(markdown)
+    summary_frame(summary).to_csv(out / "sweep.csv", index=False, float_format="%.6g")
+    plot_pareto(summary, out / "pareto.png")
+    print(f"{out}/sweep.md, sweep.csv, pareto.png, {points_path.name}: {len(rows)} points "
           f"({len(new)} from these experiments), ratios {sorted({r['ratio'] for r in rows} - {None})}")
+
+
+def _option(options: list[str], name: str) -> str | None:
+    """Remove ``name VALUE`` from ``options`` and return VALUE (None where absent)."""
+    if name not in options:
+        return None
+    at = options.index(name)
+    if at + 1 == len(options):
+        raise SystemExit(f"error: {name} needs a value")
+    value = options[at + 1]
+    del options[at:at + 2]
+    return value
 
 
 if __name__ == "__main__":
