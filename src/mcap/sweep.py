@@ -54,6 +54,7 @@ from mcap.report import ROW_LABELS, mean_std, row_order
 BENCHMARK_PREFIX = "reports/benchmark/"
 RANKING = Path("reports/ranking/ranking.csv")
 POINTS = Path("reports/sweep_points.csv")  # under --out DIR: DIR/sweep_points.csv
+SWEEP_TITLE = "Pruning-ratio sweep"  # the heading of sweep.md unless --title gives another
 POINT_KEY = ["ratio", "pruning_seed", "task", "strategy", "seed"]
 # The ranking stage scores mcap's δ of the workspace's prune.ratio at every ratio, while each sweep point's mcap
 # model was pruned with δ trained for its own ratio: those points do not correspond.
@@ -305,7 +306,7 @@ def setup_markdown(record: dict) -> str:
     return "Shared setup: " + ", ".join(f"`{dotted}` {value(dotted)}" for dotted in SETUP_SHOWN) + "."
 
 
-def sweep_markdown(summary: dict, title: str = "Pruning-ratio sweep") -> str:
+def sweep_markdown(summary: dict, title: str = SWEEP_TITLE) -> str:
     """Per task, one table per measure (MCC, loss, speed-up), a column per ratio, a row per strategy."""
     tasks = list(dict.fromkeys(task for task, _, _ in summary))
     ratios = sorted({ratio for _, _, ratio in summary if ratio is not None})
@@ -407,7 +408,7 @@ def main() -> None:
     profile's sweep), written to reports/ or DIR."""
     options = sys.argv[1:]
     like, out = _option(options, "--like"), Path(_option(options, "--out") or "reports")
-    title = _option(options, "--title") or "Pruning-ratio sweep"
+    title = _option(options, "--title") or SWEEP_TITLE
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", *options], capture_output=True, text=True,
                                       check=True).stdout)
     records, skipped = same_setup(produced_only(list(experiment_records(shown))), like)
