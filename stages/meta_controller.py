@@ -1,8 +1,11 @@
-"""Stage meta_controller: meta-train g(T, Φ) over mcap.train_tasks, once per seed of mcap.seeds; write δ for every task.
+"""Stage meta_controller (``--variant mcap``) or meta_controller_iterative (``--variant mcap_iterative``).
 
-The mcap strategy prunes with δ of the controller whose seed is the run's ``seed``, so varying
-``seed`` varies the controller without rerunning this stage; diagnostics.json measures how much
-δ depends on the controller's seed.
+Meta-train g(T, Φ) over mcap.train_tasks, once per seed of mcap.seeds, and write per task the
+head scores the strategy of the same name prunes with: δ (``mcap``), or the removal order of
+pruning in steps of mcap.iterative_step with g re-fitted on the surviving heads after each step
+(``mcap_iterative``). Each strategy prunes with the controller whose seed is the run's ``seed``,
+so varying ``seed`` varies the controller without rerunning this stage; diagnostics.json measures
+how much the scores depend on the controller's seed.
 """
 
 from pathlib import Path
@@ -11,7 +14,16 @@ from safetensors.torch import load_file, save_file
 
 from mcap.attention_maps import extract_maps
 from mcap.cli import run_stage
-from mcap.controller import ControllerSettings, build_pool, controller_diagnostics, head_importance, train_controller
+from mcap.controller import (
+    ControllerSettings,
+    build_pool,
+    controller_diagnostics,
+    head_importance,
+    iterative_diagnostics,
+    train_controller,
+    train_iterative,
+    unpruned_states,
+)
 from mcap.data import read_split
 from mcap.errors import McapError
 from mcap.modeling import load_pretrained
@@ -22,22 +34,30 @@ from mcap.probe import TaskProbe
 from mcap.pruning import check_ratio
 from mcap.ranking import head_scores
 from mcap.strategies import PruneContext
-from mcap.strategies.mcap import DELTA_DIR
+from mcap.strategies.mcap import MetaControllerHeads
+from mcap.strategies.mcap_iterative import IterativeMetaControllerHeads
 from mcap.tracking import log_history
 
-REPORT_DIR = Path("reports/mcap/controller")
-REFERENCE_STRATEGY = "head_gradient"  # the diagnostics compare δ with its scores
+VARIANTS = {strategy.name: strategy for strategy in (MetaControllerHeads, IterativeMetaControllerHeads)}
+REFERENCE_STRATEGY = "head_gradient"  # the diagnostics compare the scores with its scores
 
 
-def controller_settings(params, seed: int) -> ControllerSettings:
+def controller_settings(params, seed: int, passes_key: str) -> ControllerSettings:
     return ControllerSettings(
-        k=get(params, "mcap.k", int), passes=get(params, "mcap.passes", int), update_every=get(params, "mcap.update_every", int),
+        k=get(params, "mcap.k", int), passes=get(params, passes_key, int), update_every=get(params, "mcap.update_every", int),
         learning_rate=get(params, "mcap.lr", float), conditional_learning_rate=get(params, "mcap.conditional_lr", float),
         task_weight=get(params, "mcap.task_weight", (int, float)),
         cnn_weight=get(params, "mcap.cnn_weight", (int, float)), noise_start=get(params, "mcap.noise_start", (int, float)),
         noise_end=get(params, "mcap.noise_end", (int, float)), cnn_instances=get(params, "mcap.cnn_instances", int),
         ratio=check_ratio(get(params, "prune.ratio")), seed=seed,
     )
+
+
+def iterative_step(params) -> float:
+    step = get(params, "mcap.iterative_step", (int, float))
+    if isinstance(step, bool) or not 0 < step < 1:
+        raise McapError(f"params.yaml: 'mcap.iterative_step' must be a number in (0, 1), got {step!r}")
+    return float(step)
 
 
 def prune_context(params, model, tokenizer, task: str, train, seed: int) -> PruneContext:
@@ -47,6 +67,9 @@ def prune_context(params, model, tokenizer, task: str, train, seed: int) -> Prun
 
 
 def main(params, args):
+    if args.variant not in VARIANTS:
+        raise McapError(f"stages/meta_controller.py: --variant must be one of {', '.join(VARIANTS)}, got {args.variant!r}")
+    strategy, iterative = VARIANTS[args.variant], args.variant == IterativeMetaControllerHeads.name
     tasks, train_tasks = all_tasks(params), get(params, "mcap.train_tasks", list)
     unknown = sorted(set(train_tasks) - set(tasks))
     if unknown or not train_tasks:
@@ -54,6 +77,7 @@ def main(params, args):
     seeds = get(params, "mcap.seeds", list)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) < len(seeds):
         raise McapError(f"params.yaml: 'mcap.seeds' must be a non-empty list of distinct integers, got {seeds!r}")
+    step = iterative_step(params) if iterative else None
     seed = seeds[0]  # the classifier head's initialisation for head_gradient's probe, and the diagnostics' focus
     pool_size, length = optional_count(params, "mcap.pool_examples"), get(params, "mcap.map_length", int)
     model, tokenizer = load_pretrained(get(params, "model.name_or_path", str), seed)
@@ -63,25 +87,33 @@ def main(params, args):
     train = {task: read_split(Path("data/processed") / task, "train").head(pool_size) for task in tasks}
     pools = {task: build_pool(model, cnn, extract_maps(model, tokenizer, list(frame["sentence"]), length, 32),
                               frame["label"].to_numpy()) for task, frame in train.items()}
-    probes = {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in train_tasks}
     # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps.
     reference = {task: head_scores(REFERENCE_STRATEGY, prune_context(params, model, tokenizer, task, train[task], seed), seed).numpy()
                  for task in train_tasks}
-    histories, deltas = {}, {}
-    with atomic_dir(Path("models/meta_controller")) as staging:
+    if not iterative:  # mcap's probes: fitted once, on the unpruned model (train_iterative refits its own per step)
+        probes = {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in train_tasks}
+    histories, scores = {}, {}
+    with atomic_dir(strategy.controller_dir) as staging:
         for controller_seed in seeds:
-            controller, histories[controller_seed] = train_controller(model, cnn, pools, probes, train_tasks,
-                                                                      controller_settings(params, controller_seed))
-            deltas[controller_seed] = {task: head_importance(controller, pools[task]).numpy() for task in tasks}
+            if iterative:
+                settings = controller_settings(params, controller_seed, "mcap.iterative_passes")
+                controller, histories[controller_seed], by_task = train_iterative(model, cnn, pools, train_tasks, settings, step)
+            else:
+                settings = controller_settings(params, controller_seed, "mcap.passes")
+                states = unpruned_states(pools, probes, settings.task_weight)
+                controller, histories[controller_seed] = train_controller(model, cnn, pools, states, train_tasks, settings)
+                by_task = {task: head_importance(controller, pools[task]) for task in tasks}
+            scores[controller_seed] = {task: by_task[task].numpy() for task in tasks}
             save_file(controller.state_dict(), str(staging / f"controller-seed-{controller_seed}.safetensors"))
     for task in tasks:
-        write_json(DELTA_DIR / f"{task}.json", {
+        write_json(strategy.delta_dir / f"{task}.json", {
             "task": task, "meta_trained_on": train_tasks, "seen_in_meta_training": task in train_tasks,
-            "delta_by_seed": {str(s): deltas[s][task].tolist() for s in seeds},
+            "delta_by_seed": {str(s): scores[s][task].tolist() for s in seeds},
         })
-    write_json(REPORT_DIR / "diagnostics.json", controller_diagnostics(histories, deltas, seed, train_tasks, reference))
-    log_history(REPORT_DIR, histories[seed])
+    diagnose = iterative_diagnostics if iterative else controller_diagnostics
+    write_json(strategy.report_dir / "diagnostics.json", diagnose(histories, scores, seed, train_tasks, reference))
+    log_history(strategy.report_dir, histories[seed])
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, "variant")

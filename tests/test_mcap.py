@@ -1,5 +1,7 @@
 """MCAP: the RDD/KL objective, the exact-budget masks, what the controller learns, the pattern CNN."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -15,10 +17,14 @@ from mcap.controller import (
     episode_schedule,
     exact_budget_mask,
     head_importance,
+    iterative_diagnostics,
     rdd_kl,
     relative_distance_distribution,
     sentence_representations,
+    step_ratios,
     train_controller,
+    train_iterative,
+    unpruned_states,
 )
 from mcap.heads import attention_blocks, head_size, masked_heads
 from mcap.patterns import PATTERNS, CnnTraining, PatternCNN, fit_pattern_cnn, synthetic_maps
@@ -47,6 +53,13 @@ def make_pools(model, tokenizer, tasks=(("a", 1), ("b", 2), ("unseen", 3)), coun
 
 def fitted_probes(pools):
     return {task: TaskProbe.fit(pool.representations.numpy(), pool.labels.numpy()) for task, pool in pools.items()}
+
+
+def unpruned(pools, task_weight=1.0):
+    return unpruned_states(pools, fitted_probes(pools), task_weight)
+
+
+ALL_HEADS = torch.ones(3, 5, dtype=torch.bool)
 
 
 @pytest.fixture
@@ -78,9 +91,9 @@ def test_kl_is_zero_without_masking_and_positive_with_a_masked_head(tiny_model, 
 def test_gradients_reach_the_controller_parameters(tiny_model, pools):
     model, _ = tiny_model
     task_pools, cnn = pools
-    probes = fitted_probes(task_pools)
-    controller, _ = train_controller(model, cnn, task_pools, probes, ["a"], settings())  # the output layer starts at 0
-    losses = episode_losses(model, cnn, controller, task_pools["a"], probes["a"], np.arange(12), settings(), 1.0,
+    states = unpruned(task_pools)
+    controller, _ = train_controller(model, cnn, task_pools, states, ["a"], settings())  # the output layer starts at 0
+    losses = episode_losses(model, cnn, controller, task_pools["a"], states["a"], np.arange(12), settings(), 1.0,
                             torch.Generator().manual_seed(0))
     losses["total"].backward()
     grads = {name: p.grad for name, p in controller.named_parameters()}
@@ -93,7 +106,7 @@ def test_every_mask_keeps_exactly_the_budget_and_passes_the_gradient_to_the_logi
     logits = torch.randn(3, 5, requires_grad=True)
     generator = torch.Generator().manual_seed(0)
     for keep in (1, 7, 15):
-        mask = exact_budget_mask(logits, keep, 1.0, generator)
+        mask = exact_budget_mask(logits, keep, 1.0, generator, ALL_HEADS)
         assert set(mask.detach().unique().tolist()) <= {0.0, 1.0} and mask.detach().sum() == keep
     upstream = torch.randn(3, 5)
     (mask * upstream).sum().backward()
@@ -102,16 +115,37 @@ def test_every_mask_keeps_exactly_the_budget_and_passes_the_gradient_to_the_logi
 
 def test_without_noise_the_mask_keeps_the_largest_logits():
     logits = torch.tensor([[0.3, -1.0, 2.0], [0.1, 5.0, -0.2]])
-    mask = exact_budget_mask(logits, 3, 0.0, torch.Generator().manual_seed(0))
+    mask = exact_budget_mask(logits, 3, 0.0, torch.Generator().manual_seed(0), torch.ones(2, 3, dtype=torch.bool))
     assert mask.tolist() == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+
+
+def test_a_removed_head_is_never_kept_and_gets_no_gradient():
+    logits = torch.randn(3, 5, requires_grad=True)
+    surviving = ALL_HEADS.clone()
+    surviving[0, :3] = False
+    surviving[2, 4] = False
+    logits.data[~surviving] = 100.0  # the largest logits: without the exclusion they would always be kept
+    generator = torch.Generator().manual_seed(0)
+    for keep in (1, 6, 11):  # 11 = every surviving head
+        mask = exact_budget_mask(logits, keep, 1.0, generator, surviving)
+        assert mask.detach().sum() == keep and mask.detach()[~surviving].abs().sum() == 0
+    (mask * torch.randn(3, 5)).sum().backward()
+    assert logits.grad[~surviving].abs().sum() == 0 and logits.grad[surviving].abs().sum() > 0
+
+
+def test_iterative_steps_end_at_the_ratio():
+    assert step_ratios(0.7, 0.1) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert step_ratios(0.25, 0.1) == [0.1, 0.2, 0.25]
+    assert step_ratios(0.3, 0.1) == [0.1, 0.2, 0.3]  # no step 0.30000000000000004 beside 0.3
+    assert step_ratios(0.05, 0.1) == [0.05]
 
 
 def test_unpruned_episodes_have_zero_kl_and_zero_task_loss(tiny_model, pools):
     model, _ = tiny_model
     task_pools, cnn = pools
-    probes = fitted_probes(task_pools)
-    controller, _ = train_controller(model, cnn, task_pools, probes, ["a"], settings())
-    losses = episode_losses(model, cnn, controller, task_pools["a"], probes["a"], np.arange(12), settings(ratio=0.0), 1.0,
+    states = unpruned(task_pools)
+    controller, _ = train_controller(model, cnn, task_pools, states, ["a"], settings())
+    losses = episode_losses(model, cnn, controller, task_pools["a"], states["a"], np.arange(12), settings(ratio=0.0), 1.0,
                             torch.Generator().manual_seed(0))
     assert losses["kl"].item() == pytest.approx(0.0, abs=1e-6) and losses["task"].item() == pytest.approx(0.0, abs=1e-6)
 
@@ -138,8 +172,8 @@ def test_the_probe_module_reproduces_the_fitted_classifier():
 def test_same_seed_gives_the_same_importance(tiny_model, pools):
     model, _ = tiny_model
     task_pools, cnn = pools
-    probes = fitted_probes(task_pools)
-    deltas = [head_importance(train_controller(model, cnn, task_pools, probes, ["a", "b"], settings())[0], task_pools["unseen"])
+    states = unpruned(task_pools)
+    deltas = [head_importance(train_controller(model, cnn, task_pools, states, ["a", "b"], settings())[0], task_pools["unseen"])
               for _ in range(2)]
     assert torch.equal(deltas[0], deltas[1])
 
@@ -168,7 +202,7 @@ def test_a_planted_head_ranks_in_the_top_decile_and_a_no_op_head_in_the_bottom_d
     _, tokenizer = tiny_model
     model = planted_model(tokenizer)
     task_pools, cnn = make_pools(model, tokenizer, tasks=(("a", 1), ("b", 2)), count=48)
-    controller, history = train_controller(model, cnn, task_pools, fitted_probes(task_pools), ["a", "b"],
+    controller, history = train_controller(model, cnn, task_pools, unpruned(task_pools, task_weight), ["a", "b"],
                                            settings(ratio=0.25, passes=6, task_weight=task_weight, cnn_weight=0.0))
     dominant, no_op = 1 * 10 + 3, 0 * 10 + 6
     for task in ("a", "b"):
@@ -177,6 +211,37 @@ def test_a_planted_head_ranks_in_the_top_decile_and_a_no_op_head_in_the_bottom_d
         if task_weight == 0:
             assert no_op in order[-2:], order
     assert np.mean([h["total"] for h in history[-5:]]) < 0.8 * np.mean([h["total"] for h in history[:5]])
+
+
+def test_iterative_pruning_removes_by_steps_keeps_the_planted_head_and_drops_the_no_op_first(tiny_model):
+    """Label-free, so that the no-op's removal costs the least any head's can (see the test above)."""
+    _, tokenizer = tiny_model
+    model = planted_model(tokenizer)
+    task_pools, cnn = make_pools(model, tokenizer, tasks=(("a", 1), ("b", 2), ("unseen", 3)), count=48)
+    run = settings(ratio=0.5, passes=3, task_weight=0.0, cnn_weight=0.0)
+    _, history, scores = train_iterative(model, cnn, task_pools, ["a", "b"], run, step=0.25)
+    dominant, no_op = 1 * 10 + 3, 0 * 10 + 6
+    assert sorted({record["ratio"] for record in history}) == [0.25, 0.5]
+    for task in ("a", "b", "unseen"):
+        flat = scores[task].flatten()
+        assert ((flat < 1).sum(), ((flat >= 1) & (flat < 2)).sum(), (flat >= 2).sum()) == (5, 5, 10)  # 5 heads a step
+        assert dominant in torch.argsort(flat, descending=True)[:2].tolist()
+    for task in ("a", "b"):
+        assert scores[task].flatten()[no_op] < 1  # removed in the first step
+    _, _, first_step = train_iterative(model, cnn, task_pools, ["a", "b"], replace(run, ratio=0.25), step=0.25)
+    for task in task_pools:  # a shorter run is the longer run's first steps
+        assert torch.equal(torch.argsort(first_step[task].flatten())[:5].sort().values,
+                           torch.argsort(scores[task].flatten())[:5].sort().values)
+
+
+def test_iterative_diagnostics_report_the_objective_per_step():
+    history = [{"total": 1.0, "ratio": 0.1}] * 10 + [{"total": 0.5, "ratio": 0.1}] * 10 + [{"total": 2.0, "ratio": 0.2}] * 20
+    order = np.arange(8.0).reshape(2, 4)
+    report = iterative_diagnostics({0: history, 1: history}, {0: {"a": order}, 1: {"a": -order}}, 0, ["a"], {"a": order})
+    assert [(step["ratio"], step["objective_end_over_start"]) for step in report["steps"]] == [(0.1, 0.5), (0.2, 1.0)]
+    assert report["objective_end_over_start_max"] == 1.0
+    assert report["gradient_spearman"]["a"] == pytest.approx(1.0) and report["seed_spearman_min"] == pytest.approx(-1.0)
+    assert "delta_std" not in report  # the step offsets would set it
 
 
 def test_diagnostics_tell_a_learned_ranking_from_a_tie_break():

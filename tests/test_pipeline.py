@@ -85,7 +85,7 @@ def all_pairs(params: dict) -> list[tuple[str, str]]:
 def test_repro_reports_quality_latency_and_flops_for_every_task_and_strategy(pipeline_repo):
     repo, params = pipeline_repo
     metrics = metrics_by_file(repo)
-    assert len(all_pairs(params)) == 9 + 3
+    assert len(all_pairs(params)) == 10 + 3
     for task, strategy in all_pairs(params):
         benchmark = metrics[f"reports/benchmark/{task}-{strategy}/seed-42.json"]
         assert set(benchmark["test"]) == {"mcc", "accuracy", "loss"}
@@ -100,7 +100,7 @@ def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipe
     metrics = metrics_by_file(repo)
     for task in params["tasks"]:
         unpruned = metrics[f"reports/benchmark/{task}-none/seed-42.json"]
-        for strategy in ("head_sep", "head_entropy", "head_random", "head_gradient", "mcap"):
+        for strategy in ("head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative"):
             pruned = metrics[f"reports/benchmark/{task}-{strategy}/seed-42.json"]
             assert pruned["heads"] == 8 - 1  # floor(0.2 x 8)
             assert pruned["flops"]["mean_length"]["dense"] < unpruned["flops"]["mean_length"]["dense"]
@@ -120,8 +120,9 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
     table = (repo / "reports" / "table1.md").read_text()
     for task in params["tasks"]:
         rows = table_rows(table, task)
-        assert len(rows) == len(params["prune"]["strategies"]) == 9
+        assert len(rows) == len(params["prune"]["strategies"]) == 10
         assert any(row.startswith("| 7. MCAP |") for row in rows)
+        assert any(row.startswith("| 7b. MCAP, iterative (not in paper) |") for row in rows)
     transfer_rows = table_rows(table, "subj — transfer")
     assert [row.split(" |")[0] for row in transfer_rows] == ["| 6. Random head pruning", "| 6b. HeadImp: gradient (Michel et al.; not in paper)", "| 7. MCAP"]
     assert "The paper's Table I (their numbers" in table
@@ -139,13 +140,19 @@ def test_mcap_stages_write_delta_for_every_task_and_cnn_metrics(pipeline_repo):
     assert set(diagnostics["seed_spearman"]["sst2"]) == {"42~43"} and set(diagnostics["task_spearman"]) == {"sst2~subj"}
     assert set(diagnostics["gradient_spearman"]) == {"sst2"} and diagnostics["objective_start"] > 0
     assert 0 <= metrics_by_file(repo)["reports/mcap/cnn/metrics.json"]["heldout_accuracy"] <= 1
+    for task in ("sst2", "subj"):  # mcap_iterative: 0.2 of 8 heads in steps of 0.1 = a step removing 0, then one removing 1
+        scores = json.loads((repo / "reports" / "mcap_iterative" / "delta" / f"{task}.json").read_text())["delta_by_seed"]
+        assert set(scores) == {"42", "43"}
+        assert sorted(int(score) for row in scores["42"] for score in row) == [1] + [2] * 7
+    iterative = json.loads((repo / "reports" / "mcap_iterative" / "controller" / "diagnostics.json").read_text())
+    assert [step["ratio"] for step in iterative["steps"]] == [0.1, 0.2] and set(iterative["task_spearman"]) == {"sst2~subj"}
     assert (repo / "reports" / "mcap" / "attention" / "subj.png").is_file()
 
 
 def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeline_repo):
     repo, params = pipeline_repo
     lime = (repo / "reports" / "explain" / "lime_table.md").read_text()
-    assert len(table_rows(lime, "sst2")) == 9
+    assert len(table_rows(lime, "sst2")) == 10
     assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
     metrics = metrics_by_file(repo)
     for strategy in params["prune"]["strategies"]:
@@ -159,7 +166,7 @@ def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeli
 def test_the_ranking_stage_scores_every_head_strategy_per_ratio_and_seed(pipeline_repo):
     repo, params = pipeline_repo
     points = pd.read_csv(repo / "reports" / "ranking" / "ranking.csv")
-    head_strategies = {"head_sep", "head_entropy", "head_random", "head_gradient", "mcap"}
+    head_strategies = {"head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative"}
     assert set(points["strategy"]) == head_strategies | {"none"}
     assert set(points[points["strategy"] == "head_random"]["seed"]) == set(params["ranking"]["seeds"])
     assert set(points[points["strategy"] != "none"]["ratio"]) == set(params["ranking"]["ratios"])

@@ -109,16 +109,31 @@ def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_outp
 
 def test_the_seed_comparison_is_checked_against_the_mcap_targets(tmp_path):
     rows = [("mcap", 0.5, 0.50, 0.02), ("head_random", 0.5, 0.40, 0.05), ("head_gradient", 0.5, 0.53, 0.03),
-            ("mcap", 0.7, 0.40, 0.04), ("head_random", 0.7, 0.37, 0.04), ("none", None, 0.6, 0.01)]
+            ("mcap", 0.7, 0.40, 0.04), ("head_random", 0.7, 0.37, 0.04), ("none", None, 0.6, 0.01),
+            ("mcap_iterative", 0.5, 0.52, 0.01)]
     path = tmp_path / "sweep.csv"
     pd.DataFrame([{"task": "sst2", "strategy": s, "ratio": r, "metric": "mcc", "mean": m, "std": sd, "n": 2}
                   for s, r, m, sd in rows] + [{"task": "sst2", "strategy": "mcap", "ratio": 0.5, "metric": "loss",
                                               "mean": 0.1, "std": 0.0, "n": 2}]).to_csv(path, index=False)
     lines = readme.comparison_targets_markdown(path).splitlines()
-    assert "| above `head_random` at 0.5 by more than the larger std (0.050) | 0.500 ± 0.020 | 0.400 ± 0.050 | +0.100 | yes |" in lines
-    assert "| above `head_random` at 0.7 by more than the larger std (0.040) | 0.400 ± 0.040 | 0.370 ± 0.040 | +0.030 | no |" in lines
-    assert "| within 0.02 of `head_gradient` at 0.5 | 0.500 ± 0.020 | 0.530 ± 0.030 | -0.030 | no |" in lines
+    assert "| mcap | above `head_random` at 0.5 by more than the larger std (0.050) | 0.500 ± 0.020 | 0.400 ± 0.050 | +0.100 | yes |" in lines
+    assert "| mcap | above `head_random` at 0.7 by more than the larger std (0.040) | 0.400 ± 0.040 | 0.370 ± 0.040 | +0.030 | no |" in lines
+    assert "| mcap | within 0.02 of `head_gradient` at 0.5 | 0.500 ± 0.020 | 0.530 ± 0.030 | -0.030 | no |" in lines
+    assert "| mcap_iterative | within 0.02 of `head_gradient` at 0.5 | 0.520 ± 0.010 | 0.530 ± 0.030 | -0.010 | yes |" in lines
+    assert len([line for line in lines if line.startswith("| mcap_iterative |")]) == 2  # no 0.7 point: no 0.7 row
     once = pd.read_csv(path)
     once.loc[(once["strategy"] == "head_random") & (once["ratio"] == 0.5), "std"] = float("nan")  # one run: no spread
     once.to_csv(path, index=False)
     assert readme.comparison_targets_markdown(path).splitlines()[6].endswith("| +0.100 | no |")
+
+
+def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path):
+    from mcap.controller import iterative_diagnostics
+    history = [{"total": 1.0, "ratio": 0.1}] * 10 + [{"total": 0.5, "ratio": 0.1}] * 10 + [{"total": 2.0, "ratio": 0.2}] * 20
+    order = {seed: {"a": [[1.1, 2.5], [1.2, 2.9]], "b": [[1.3, 2.4], [1.1, 2.8]]} for seed in (42, 43)}
+    path = tmp_path / "diagnostics.json"
+    path.write_text(json.dumps(iterative_diagnostics({42: history, 43: history}, order, 42, ["a", "b"], {"a": order[42]["a"]})))
+    lines = readme.iterative_controller_markdown(path).splitlines()
+    assert "| 0.1 | 1.0000 → 0.5000 | 0.50× |" in lines and "| 0.2 | 2.0000 → 2.0000 | 1.00× |" in lines
+    assert "* Smallest Spearman of the removal order between controller seeds 42, 43: 1.00." in lines
+    assert any(line.startswith("* Between tasks: a vs b 0.80. With `head_gradient`'s scores: a 1.00.") for line in lines)

@@ -52,8 +52,10 @@ def test_the_pruning_seed_never_reaches_the_split():
 
 def test_the_pruning_seed_never_reaches_the_controller_or_anything_it_reads():
     """A run with another ``seed`` picks another of the trained controllers (mcap.seeds) without retraining them."""
-    for stage in {"meta_controller"} | upstream_stages(STAGES, "meta_controller"):
-        assert "seed" not in stage_params(STAGES[stage]), stage
+    for controller in ("meta_controller", "meta_controller_iterative"):
+        for stage in {controller} | upstream_stages(STAGES, controller):
+            assert "seed" not in stage_params(STAGES[stage]), stage
+        assert controller in upstream_stages(STAGES, "prune")
     assert "seed" in stage_params(STAGES["prune"])
 
 

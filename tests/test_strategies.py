@@ -176,15 +176,19 @@ def test_gradient_scores_are_normalised_per_layer(tiny_model):
     assert torch.allclose(scores.norm(dim=1), torch.ones(2), atol=1e-6)
 
 
-def test_mcap_prunes_with_the_controller_of_the_pruning_seed(tiny_model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, folder", [("mcap", "mcap"), ("mcap_iterative", "mcap_iterative")])
+def test_mcap_prunes_with_the_controller_of_the_pruning_seed(tiny_model, tmp_path, monkeypatch, name, folder):
     from mcap.strategies import get_strategy
 
     monkeypatch.chdir(tmp_path)
-    delta_dir = tmp_path / "reports" / "mcap" / "delta"
+    delta_dir = tmp_path / "reports" / folder / "delta"
     delta_dir.mkdir(parents=True)
     by_seed = {"1": [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]], "2": [[0.8, 0.7, 0.6, 0.5], [0.4, 0.3, 0.2, 0.1]]}
     (delta_dir / "toy.json").write_text(json.dumps({"delta_by_seed": by_seed}))
-    strategy = get_strategy("mcap")
+    other = "mcap_iterative" if name == "mcap" else "mcap"  # each reads its own stage's scores only
+    with pytest.raises(McapError, match=rf"reports/{other}/delta/toy.json: missing"):
+        get_strategy(other).score_heads(context(tiny_model, 0.5, seed=1))
+    strategy = get_strategy(name)
     for seed in ("1", "2"):
         assert torch.allclose(strategy.score_heads(context(tiny_model, 0.5, seed=int(seed))), torch.tensor(by_seed[seed]))
     with pytest.raises(McapError, match=r"'seed' 3 has no meta-controller; add it to 'mcap.seeds'"):

@@ -12,6 +12,7 @@ from mcap.sweep import (
     point_rows,
     points,
     produced_only,
+    provenance_markdown,
     ranking_agreement,
     same_setup,
     seeds_markdown,
@@ -154,9 +155,32 @@ def test_mcap_is_called_above_or_below_another_strategy_only_beyond_the_larger_s
                ("sst2", "head_gradient", 0.5): {"mcc": (0.52, 0.03, 2)},  # 0.02 apart, std 0.03: within noise
                ("sst2", "head_entropy", 0.5): {"mcc": (0.45, float("nan"), 1)},
                ("sst2", "head_random", 0.7): {"mcc": (0.30, 0.01, 10)}}   # no mcap at 0.7: no row
-    rows = {line.split(" | ")[2]: line for line in comparison_markdown(summary).splitlines() if line.startswith("| sst2")}
+    rows = {line.split(" | ")[2]: line for line in comparison_markdown(summary, "mcap").splitlines() if line.startswith("| sst2")}
     assert set(rows) == {"head_random", "head_gradient", "head_entropy", "none"}
     assert rows["head_random"].endswith("| +0.100 | 0.050 | above |")
     assert rows["head_gradient"].endswith("| -0.020 | 0.030 | within noise |")
     assert rows["head_entropy"].endswith("not judged (one run) |")
     assert rows["none"].endswith("| -0.100 | 0.020 | below |")
+
+
+def test_a_strategys_own_params_stay_out_of_the_shared_setup_but_must_agree_within_a_sweep():
+    def iterative(name: str, seed: int, step: float) -> dict:
+        record = experiment(name, 0.5, seed, 0.5)
+        record["data"]["params"]["params.yaml"]["data"]["mcap"] = {"k": 60, "iterative_step": step, "iterative_passes": 1}
+        record["data"]["metrics"] = {f"reports/benchmark/sst2-mcap_iterative/seed-{seed}.json": benchmark(0.5, 1.2, 1.2, 0.5)}
+        return record
+
+    older = experiment("before", 0.5, 1, 0.4)
+    older["data"]["params"]["params.yaml"]["data"]["mcap"] = {"k": 60}  # before the strategy and its params existed
+    before = list(experiment_records([older]))
+    after = list(experiment_records([iterative("after", 2, 0.1)]))
+    assert setup_digest(before[0]) == setup_digest(after[0])
+    kept = merged_points(None, [{**row, "commit": "a", "setup": setup_digest(before[0])} for row in points(before)])
+    new = points(after)
+    assert new[0]["strategy_params"] == '{"mcap.iterative_step": 0.1, "mcap.iterative_passes": 1}'
+    merged = merged_points(kept, [{**row, "commit": "b", "setup": setup_digest(after[0])} for row in new])
+    assert aggregate(point_rows(merged))[("sst2", "mcap_iterative", 0.5)]["mcc"][2] == 1
+    assert provenance_markdown(merged).endswith("mcap_iterative's own params: `mcap.iterative_step` 0.1, `mcap.iterative_passes` 1.")
+    other_step = points(list(experiment_records([iterative("coarser", 3, 0.2)])))
+    with pytest.raises(SystemExit, match="own params"):
+        merged_points(merged, [{**row, "commit": "c", "setup": setup_digest(after[0])} for row in other_step])

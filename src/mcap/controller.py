@@ -18,13 +18,18 @@ where the probe is a linear classifier fitted once on the *unpruned* model's sen
 every ``update_every`` episodes; each pass shows every pooled training instance once. δ for a
 task, seen in meta-training or not, is g applied to that task's representation and head
 features: no training on it.
+
+``mcap_iterative`` (not in the paper, :func:`train_iterative`) prunes in steps instead: g continues
+training with each step's budget over the heads that survived the earlier steps, the probe is
+refitted on the survivors (the task term then measures the loss added by this step's removal),
+and the surviving heads with the lowest δ are removed before the next step.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -52,6 +57,19 @@ class ControllerSettings:
     cnn_instances: int  # instances of the episode whose masked maps the CNN term scores
     ratio: float  # prune.ratio: the budget
     seed: int
+
+
+@dataclass
+class PruningState:
+    """Per task, the model the controller prunes from: the heads that survive and the task probe fitted on them.
+
+    For ``mcap`` every head survives and the probe is the unpruned model's; ``mcap_iterative``
+    removes heads step by step and refits the probe on the survivors after each step.
+    """
+
+    surviving: torch.Tensor  # (layers, heads) bool
+    probe: TaskProbe | None  # None: no task term
+    representations: torch.Tensor  # (N, d) the surviving model's sentence vectors: the task term's baseline
 
 
 @dataclass
@@ -129,18 +147,22 @@ class MetaController(nn.Module):
         return logits - logits.mean()  # a shift of every logit changes no mask of an exact budget
 
 
-def exact_budget_mask(logits: torch.Tensor, keep: int, noise_scale: float, generator: torch.Generator) -> torch.Tensor:
-    """Hard 0/1 mask of the ``keep`` heads with the largest Gumbel-perturbed logits; straight-through gradient.
+def exact_budget_mask(logits: torch.Tensor, keep: int, noise_scale: float, generator: torch.Generator,
+                      surviving: torch.Tensor) -> torch.Tensor:
+    """Hard 0/1 mask of the ``keep`` surviving heads with the largest Gumbel-perturbed logits; straight-through gradient.
 
     Every sample keeps exactly the budget, so no penalty has to hold the kept fraction against the
-    other terms. The backward pass hands each logit the gradient of its head's mask value: the
-    first-order change of the loss when that head is switched on, for kept and removed heads alike.
+    other terms. The backward pass hands each surviving head's logit the gradient of its mask value:
+    the first-order change of the loss when that head is switched on, for kept and dropped heads
+    alike. ``surviving`` (layers, heads, bool) excludes heads already removed: never kept, no gradient.
     """
     uniform = torch.rand(logits.shape, generator=generator).clamp(1e-10, 1 - 1e-10)
     perturbed = logits.detach() + noise_scale * -torch.log(-torch.log(uniform))  # (layers, heads)
+    perturbed = perturbed.masked_fill(~surviving, float("-inf"))
     hard = torch.zeros(logits.numel())
     hard[perturbed.flatten().topk(keep).indices] = 1.0
-    return hard.view_as(logits) + (logits - logits.detach())  # exactly 0/1 forward, identity backward
+    straight_through = (logits - logits.detach()) * surviving  # 0 forward, identity backward (surviving heads)
+    return hard.view_as(logits) + straight_through
 
 
 def vertical_penalty(cnn: PatternCNN, layer_maps: dict[int, torch.Tensor], attention_mask: torch.Tensor,
@@ -164,22 +186,22 @@ def vertical_penalty(cnn: PatternCNN, layer_maps: dict[int, torch.Tensor], atten
 # --------------------------------------------------------------------------------------------
 
 
-def episode_losses(model: nn.Module, cnn: PatternCNN, controller: MetaController, pool: TaskPool, probe: TaskProbe | None,
+def episode_losses(model: nn.Module, cnn: PatternCNN, controller: MetaController, pool: TaskPool, state: PruningState,
                    indices: np.ndarray, settings: ControllerSettings, noise_scale: float,
                    generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The loss terms of one episode on ``indices`` of one task's pool (``probe`` None: no task term)."""
+    """The loss terms of one episode on ``indices`` of one task's pool, pruning from ``state``."""
     index = torch.as_tensor(indices)
     logits = controller(pool.representations[index].mean(dim=0), pool.head_features[index].mean(dim=0))
     mask = exact_budget_mask(logits, logits.numel() - removed_head_count(settings.ratio, logits.numel()),
-                             noise_scale, generator)
+                             noise_scale, generator, state.surviving)
     input_ids, attention_mask = pool.input_ids[index], pool.attention_mask[index]
     with masked_heads(model, mask), captured_attention(model) as layer_maps:
         pruned = sentence_representations(model, input_ids, attention_mask)  # (k, d)
     kl = rdd_kl(pool.representations[index], pruned)
     task = kl.new_zeros(())
-    if probe is not None:  # the increase over the unpruned model's loss: 0 without pruning, like the KL
+    if state.probe is not None:  # the increase over the surviving model's loss: 0 without pruning, like the KL
         labels = pool.labels[index]
-        task = F.cross_entropy(probe(pruned), labels) - F.cross_entropy(probe(pool.representations[index]), labels)
+        task = F.cross_entropy(state.probe(pruned), labels) - F.cross_entropy(state.probe(state.representations[index]), labels)
     scored = settings.cnn_instances  # the CNN term looks at the first few instances only (cost)
     vertical = vertical_penalty(cnn, {layer: maps[:scored] for layer, maps in layer_maps.items()},
                                 attention_mask[:scored], mask)
@@ -207,20 +229,21 @@ def noise_at(episode: int, episodes: int, settings: ControllerSettings) -> float
     return settings.noise_start + progress * (settings.noise_end - settings.noise_start)
 
 
-def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], probes: Mapping[str, TaskProbe],
-                     train_tasks: list[str], settings: ControllerSettings) -> tuple[MetaController, list[dict[str, float]]]:
-    """Meta-train g on episodes of ``train_tasks``; return it and one record per optimiser step.
-
-    ``probes`` holds each training task's probe for the task term (ignored when ``task_weight`` is 0).
-    """
+def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], states: Mapping[str, PruningState],
+                     train_tasks: list[str], settings: ControllerSettings,
+                     controller: MetaController | None = None) -> tuple[MetaController, list[dict[str, float]]]:
+    """Meta-train g on episodes of ``train_tasks``, each pruning from its task's ``states`` entry; return g and one
+    record per optimiser step. ``controller`` continues training an existing g (None: a new one)."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     model.eval().requires_grad_(False)  # the encoder is frozen: only Φ learns
     cnn.eval().requires_grad_(False)
-    first = pools[train_tasks[0]]
-    layers, heads, features = first.head_features.shape[1:]
-    controller = MetaController(first.representations.shape[1], features, layers, heads)
+    if controller is None:
+        first = pools[train_tasks[0]]
+        layers, heads, features = first.head_features.shape[1:]
+        controller = MetaController(first.representations.shape[1], features, layers, heads)
+    controller.train()
     conditional = [parameter for name, parameter in controller.named_parameters() if name != "head_logits"]
     optimizer = torch.optim.Adam([{"params": [controller.head_logits], "lr": settings.learning_rate},
                                   {"params": conditional, "lr": settings.conditional_learning_rate}])
@@ -228,8 +251,7 @@ def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, Task
     history, window = [], []
     for episode, (task, indices) in enumerate(tqdm(schedule, desc="meta-controller episodes")):
         noise = noise_at(episode, len(schedule), settings)
-        probe = probes[task] if settings.task_weight else None
-        losses = episode_losses(model, cnn, controller, pools[task], probe, indices, settings, noise, generator)
+        losses = episode_losses(model, cnn, controller, pools[task], states[task], indices, settings, noise, generator)
         (losses["total"] / settings.update_every).backward()
         window.append({"noise": noise, **{name: float(value.detach()) for name, value in losses.items()}})
         if (episode + 1) % settings.update_every == 0 or episode + 1 == len(schedule):
@@ -238,6 +260,71 @@ def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, Task
             history.append({name: float(np.mean([w[name] for w in window])) for name in window[0]})
             window = []
     return controller.eval(), history
+
+
+def unpruned_states(pools: Mapping[str, TaskPool], probes: Mapping[str, TaskProbe], task_weight: float) -> dict[str, PruningState]:
+    """``mcap``'s starting point for every task of ``probes``: all heads, the unpruned model's probe (none at task_weight 0)."""
+    return {task: PruningState(torch.ones(pools[task].head_features.shape[1:3], dtype=torch.bool),
+                               probe if task_weight else None, pools[task].representations)
+            for task, probe in probes.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# mcap_iterative: re-fit the controller on the surviving heads, a step of heads at a time
+# --------------------------------------------------------------------------------------------
+
+
+def step_ratios(ratio: float, step: float) -> list[float]:
+    """The budgets of the iterative steps: step, 2·step, … below ``ratio``, then ``ratio`` itself."""
+    count = int(np.ceil(round(ratio / step, 9)))
+    return [round(step * number, 9) for number in range(1, count)] + [ratio]
+
+
+@torch.no_grad()
+def surviving_state(model: nn.Module, pool: TaskPool, surviving: torch.Tensor, with_probe: bool,
+                    batch_size: int = 32) -> PruningState:
+    """The surviving model's sentence vectors on ``pool`` and, if ``with_probe``, a probe refitted on them."""
+    with masked_heads(model, surviving.float()):
+        vectors = torch.cat([sentence_representations(model, pool.input_ids[start:start + batch_size],
+                                                      pool.attention_mask[start:start + batch_size])
+                             for start in range(0, len(pool.input_ids), batch_size)])
+    probe = TaskProbe.fit(vectors.numpy(), pool.labels.numpy()) if with_probe else None
+    return PruningState(surviving, probe, vectors)
+
+
+def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], train_tasks: list[str],
+                    settings: ControllerSettings, step: float) -> tuple[MetaController, list[dict[str, float]], dict[str, torch.Tensor]]:
+    """Prune towards ``settings.ratio`` in steps of ``step``; return g, its history and each task's removal scores.
+
+    At each step g continues training (``settings.passes`` passes) with the budget of that step,
+    pruning from the heads that survived the earlier steps, with each training task's probe refitted
+    on the survivors. Then, for every task of ``pools`` (seen in meta-training or not), the surviving
+    heads with the lowest δ are removed up to the step's budget. A head's score is the step that
+    removed it plus its δ then (survivors: the number of steps plus their final δ), so the
+    ``floor(ratio × heads)`` lowest scores are exactly the heads removed, in removal order.
+    """
+    ratios = step_ratios(settings.ratio, step)
+    shape = next(iter(pools.values())).head_features.shape[1:3]
+    surviving = {task: torch.ones(shape, dtype=torch.bool) for task in pools}
+    scores = {task: torch.zeros(shape) for task in pools}
+    controller, history = None, []
+    for number, ratio in enumerate(ratios):
+        states = {task: surviving_state(model, pools[task], surviving[task], settings.task_weight != 0) for task in train_tasks}
+        # A seed per step, so that the steps do not replay one another's episode order and noise.
+        step_settings = replace(settings, ratio=ratio, seed=settings.seed + 10_000 * number)
+        controller, step_history = train_controller(model, cnn, pools, states, train_tasks, step_settings, controller)
+        history += [{**record, "ratio": ratio} for record in step_history]
+        for task, pool in pools.items():
+            delta = head_importance(controller, pool)  # (layers, heads)
+            removed = removed_head_count(ratio, delta.numel()) - int((~surviving[task]).sum())
+            candidates = delta.masked_fill(~surviving[task], float("inf")).flatten()
+            newly = torch.argsort(candidates, stable=True)[:removed]
+            scores[task].view(-1)[newly] = number + delta.flatten()[newly]
+            surviving[task].view(-1)[newly] = False
+    for task, pool in pools.items():
+        final = len(ratios) + head_importance(controller, pool)
+        scores[task] = torch.where(surviving[task], final, scores[task])
+    return controller, history, scores
 
 
 @torch.no_grad()
@@ -313,3 +400,27 @@ def controller_diagnostics(histories: Mapping[int, list[dict[str, float]]], delt
         "per_seed": {str(s): {**objective_change(histories[s]), **{task: spread(deltas[s][task]) for task in train_tasks}}
                      for s in sorted(histories)},
     }
+
+
+def iterative_diagnostics(histories: Mapping[int, list[dict[str, float]]], scores: Mapping[int, Mapping[str, np.ndarray]],
+                          seed: int, train_tasks: list[str], reference: Mapping[str, np.ndarray]) -> dict:
+    """:func:`controller_diagnostics` for ``mcap_iterative``'s removal scores, with the objective per step.
+
+    The budget grows from step to step, so one start/end over all steps would compare different
+    budgets, and the scores' spread is set by the step offsets: both are left out. The Spearman
+    agreements compare removal orders.
+    """
+    report = controller_diagnostics(histories, scores, seed, train_tasks, reference)
+    for key in ("objective_start", "objective_end", "objective_end_over_start", "delta_std", "std_over_median_gap",
+                "median_gap", "per_seed"):
+        report.pop(key)
+
+    def steps(history: list[dict[str, float]]) -> list[dict[str, float]]:
+        ratios = list(dict.fromkeys(record["ratio"] for record in history))
+        return [{"ratio": ratio, **objective_change([h for h in history if h["ratio"] == ratio])} for ratio in ratios]
+
+    report["steps"] = steps(histories[seed])
+    report["objective_end_over_start_max"] = max(
+        step["objective_end_over_start"] for history in histories.values() for step in steps(history))
+    report["per_seed_steps"] = {str(s): steps(histories[s]) for s in sorted(histories)}
+    return report

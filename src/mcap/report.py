@@ -19,6 +19,7 @@ ROW_LABELS = {
     "head_random": "6. Random head pruning",
     "head_gradient": "6b. HeadImp: gradient (Michel et al.; not in paper)",
     "mcap": "7. MCAP",
+    "mcap_iterative": "7b. MCAP, iterative (not in paper)",
     "none": "8. BERT fine-tuning (unpruned)",
 }
 

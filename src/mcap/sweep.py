@@ -58,10 +58,14 @@ SWEEP_TITLE = "Pruning-ratio sweep"  # the heading of sweep.md unless --title gi
 POINT_KEY = ["ratio", "pruning_seed", "task", "strategy", "seed"]
 # The ranking stage scores mcap's δ of the workspace's prune.ratio at every ratio, while each sweep point's mcap
 # model was pruned with δ trained for its own ratio: those points do not correspond.
-RATIO_DEPENDENT_RANKINGS = {"mcap"}
+RATIO_DEPENDENT_RANKINGS = {"mcap", "mcap_iterative"}
+LEARNED = ("mcap", "mcap_iterative")  # the strategies compared with every other one (comparison_markdown)
 UNPRUNED = "none"  # the strategy whose model has no pruning ratio
 # What a sweep's experiments may vary; every other param (data, training, model...) is their shared setup.
 VARIED = ("seed", "prune.ratio", "prune.strategies", "seeds", "tasks", "transfer", "explain")
+# Params that one strategy alone reads stay out of the shared setup, so that adding such a strategy keeps the other
+# strategies' points comparable; they are recorded with that strategy's points instead (one value per sweep).
+STRATEGY_PARAMS = {"mcap_iterative": ("mcap.iterative_step", "mcap.iterative_passes")}
 
 
 def experiment_records(shown: object) -> Iterator[dict]:
@@ -104,9 +108,9 @@ def _params(record: dict) -> dict:
 
 
 def setup(record: dict) -> dict:
-    """The experiment's params minus the :data:`VARIED` ones."""
+    """The experiment's params minus the :data:`VARIED` and :data:`STRATEGY_PARAMS` ones."""
     params = copy.deepcopy(_params(record))
-    for dotted in VARIED:
+    for dotted in VARIED + sum(STRATEGY_PARAMS.values(), ()):
         *parents, name = dotted.split(".")
         section = params
         for parent in parents:
@@ -154,8 +158,17 @@ def points(records: list[dict]) -> list[dict]:
                    "mcc": metrics["test"]["mcc"], "loss": metrics["test"]["loss"]}
             row.update({f"speedup_{batch}": timing["median"] for batch, timing in metrics.get("speedup", {}).items()})
             row.update({f"mac_estimate_{batch}": estimate["speedup"] for batch, estimate in metrics["mac_estimate"].items()})
+            if strategy in STRATEGY_PARAMS:
+                row["strategy_params"] = json.dumps({key: _param(record, key) for key in STRATEGY_PARAMS[strategy]})
             rows.setdefault(tuple(row[key] for key in POINT_KEY), row)
     return list(rows.values())
+
+
+def _param(record: dict, dotted: str) -> object:
+    section = _params(record)
+    for name in dotted.split("."):
+        section = section.get(name, {}) if isinstance(section, dict) else {}
+    return section
 
 
 def setup_digest(record: dict) -> str:
@@ -187,6 +200,9 @@ def merged_points(kept: pd.DataFrame | None, new: list[dict]) -> pd.DataFrame:
     fresh = fresh[~_measured(fresh).isin(set(_measured(kept)))]
     merged = pd.concat([kept, fresh], ignore_index=True)
     merged["ratio"] = merged["ratio"].astype(object).where(merged["ratio"].notna(), None)
+    if "strategy_params" in merged and (merged.groupby("strategy")["strategy_params"].nunique() > 1).any():
+        raise SystemExit("error: a strategy's own params (STRATEGY_PARAMS) differ between the points file and the "
+                         "experiments; collect them into another --out folder")
     return merged.drop_duplicates(subset=POINT_KEY, keep="last", ignore_index=True)
 
 
@@ -205,7 +221,7 @@ def aggregate(rows: list[dict]) -> dict[tuple[str, str, float], dict[str, tuple[
         grouped[(row["task"], row["strategy"], row["ratio"])].append(row)
     summary = {}
     for key, group in grouped.items():
-        measures = [m for m in group[0] if m not in (*POINT_KEY, "commit", "setup")]
+        measures = [m for m in group[0] if m not in (*POINT_KEY, "commit", "setup", "strategy_params")]
         summary[key] = {m: (*mean_std([r[m] for r in group if m in r and not pd.isna(r[m])]), len(group))
                         for m in measures}
     return summary
@@ -244,8 +260,9 @@ def _spearman(first: pd.Series, second: pd.Series) -> float:
 def agreement_markdown(frame: pd.DataFrame, correlations: dict[str, tuple[float, int]]) -> str:
     lines = ["## Pre-fine-tuning probe score vs fine-tuned MCC", "",
              ("The `ranking` stage's probe score of each head strategy's ranking (mean over pruning seeds) against the "
-              "fine-tuned test MCC of the same strategy and ratio (mean over runs). mcap is left out: the stage scores "
-              "the workspace's δ at every ratio, while each mcap point here was pruned with δ trained for its ratio."), ""]
+              "fine-tuned test MCC of the same strategy and ratio (mean over runs). mcap and mcap_iterative are left out: "
+              "the stage scores the workspace's controller at every ratio, while each of their points here was pruned "
+              "by a controller trained for its ratio."), ""]
     lines += [f"* {task}: Spearman {rho:.2f} over {n} points." if not np.isnan(rho) else
               f"* {task}: not defined over {n} points: one side is the same at every point." for task, (rho, n) in
               correlations.items()]
@@ -277,7 +294,10 @@ def _pruned_strategies(summary: dict, task: str | None = None) -> list[str]:
 def provenance_markdown(points_frame: pd.DataFrame) -> str:
     """Which commit's code produced how many of the points."""
     counts = points_frame.groupby("commit", sort=False).size()
-    return "Points by code commit: " + ", ".join(f"`{commit}` ({n} runs)" for commit, n in counts.items()) + "."
+    own = points_frame.dropna(subset=["strategy_params"]) if "strategy_params" in points_frame else points_frame.iloc[:0]
+    return ("Points by code commit: " + ", ".join(f"`{commit}` ({n} runs)" for commit, n in counts.items()) + "."
+            + "".join(f" {strategy}'s own params: " + ", ".join(f"`{key}` {value}" for key, value in json.loads(values).items()) + "."
+                      for strategy, values in own.groupby("strategy")["strategy_params"].first().items()))
 
 
 def seeds_markdown(points_frame: pd.DataFrame) -> str:
@@ -298,12 +318,7 @@ SETUP_SHOWN = ("model.name_or_path", "data.max_train_examples", "data.max_eval_e
 
 def setup_markdown(record: dict) -> str:
     """The shared setup's main params, as the experiments' params.yaml gives them."""
-    def value(dotted: str) -> object:
-        section = _params(record)
-        for name in dotted.split("."):
-            section = section.get(name, {}) if isinstance(section, dict) else {}
-        return section
-    return "Shared setup: " + ", ".join(f"`{dotted}` {value(dotted)}" for dotted in SETUP_SHOWN) + "."
+    return "Shared setup: " + ", ".join(f"`{dotted}` {_param(record, dotted)}" for dotted in SETUP_SHOWN) + "."
 
 
 def sweep_markdown(summary: dict, title: str = SWEEP_TITLE) -> str:
@@ -344,7 +359,7 @@ def verdict(difference: float, spread: float) -> str:
     return "above" if difference > 0 else "below"
 
 
-def comparison_markdown(summary: dict, subject: str = "mcap") -> str:
+def comparison_markdown(summary: dict, subject: str) -> str:
     """Per task and ratio where ``subject`` ran: its mean test MCC against every other strategy's at that ratio and
     the unpruned model's, each difference judged against the larger of the two cells' stds."""
     lines = [f"## {subject} against the other strategies", "",
@@ -385,7 +400,7 @@ def plot_pareto(summary: dict, path: Path) -> None:
                 values = [summary[(task, strategy, r)] for r in ratios]
                 mcc_ax.errorbar(ratios, [v["mcc"][0] for v in values], yerr=[v["mcc"][1] for v in values], marker="o",
                                 label=strategy, capsize=2, color=colours[strategy])
-                if strategy.startswith("head") or strategy == "mcap":
+                if strategy.startswith("head") or strategy in LEARNED:
                     speed_ax.plot(ratios, [v.get("speedup_batch_32", (np.nan,))[0] for v in values], marker="o",
                                   label=strategy, color=colours[strategy])
             reference = summary.get((task, UNPRUNED, None))
@@ -429,8 +444,9 @@ def main() -> None:
     summary = aggregate(rows)
     markdown = (sweep_markdown(summary, title) + "\n" + setup_markdown(records[0]) + " " + provenance_markdown(frame)
                 + "\n\n" + seeds_markdown(frame) + "\n")
-    if any(strategy == "mcap" for _, strategy, _ in summary):
-        markdown += "\n" + comparison_markdown(summary) + "\n"
+    for subject in LEARNED:
+        if any(strategy == subject for _, strategy, _ in summary):
+            markdown += "\n" + comparison_markdown(summary, subject) + "\n"
     if RANKING.is_file():
         markdown += "\n" + agreement_markdown(*ranking_agreement(summary, pd.read_csv(RANKING)))
     (out / "sweep.md").write_text(markdown)
