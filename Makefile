@@ -18,13 +18,13 @@ $(VENV)/.installed: pyproject.toml
 
 repro: setup
 	dvc repro
-	$(PYTHON) -m mcap.readme
+	$(PYTHON) tools/render.py results   # docs/results.md; README.md's headline only by `make readme`
 
 test: setup
 	$(PYTHON) -m pytest -q
 
 readme: setup
-	$(PYTHON) -m mcap.readme
+	$(PYTHON) tools/render.py readme
 
 lint: setup
-	$(VENV)/bin/ruff check src stages tests benchmarks
+	$(VENV)/bin/ruff check src stages tests benchmarks tools

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mcap.benchmark import device_name
-from mcap.data import read_split
-from mcap.training import pick_device
+from mcap.evaluate import device_name
+from mcap.modeling import pick_device
+from mcap.splits import read_split
 
 REPORTS = Path("reports")
 SECTIONS = ["trainer_throughput", "latency", "stage_times", "stage_overhead"]

@@ -2,7 +2,7 @@
 
 For each pruning ratio, the pre-trained model is pruned with a head strategy (physically: smaller
 Q/K/V/output matrices) and timed against the unpruned model, alternating the two in one process on
-the same real test batches (see ``mcap.benchmark.paired_speedup``). The estimate counts MACs at the
+the same real test batches (see ``mcap.evaluate.paired_speedup``). The estimate counts MACs at the
 padded shapes of the batches actually timed, since batch-32 inputs are padded to their longest
 sentence. It is no bound: softmax, scaling and masking shrink with the heads too and are not MACs.
 The strategy scores heads on the task's train split. Weights are not fine-tuned: forward time
@@ -18,14 +18,14 @@ import argparse
 import copy
 
 import torch
-from common import machine, task_sentences, write_section
 
-from mcap.benchmark import mac_estimate, paired_speedup, timed_shapes
-from mcap.modeling import load_pretrained
+from common import machine, task_sentences, write_section
+from mcap.evaluate import mac_estimate, paired_speedup, timed_shapes
+from mcap.modeling import load_pretrained, pick_device
 from mcap.params import get, load_params
 from mcap.pruning import prune_model
 from mcap.strategies import PruneContext
-from mcap.training import batch_loader, encode, pick_device
+from mcap.training import batch_loader, encode
 
 
 def measure(args: argparse.Namespace) -> list[dict]:

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 import torch
-from common import machine, task_sentences, write_section
 
+from common import machine, task_sentences, write_section
 from mcap.modeling import load_pretrained
 from mcap.seeding import seed_everything
 from mcap.training import TrainSettings, adamw, encode, make_accelerator, make_loader, train_epochs

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from mcap.attention_maps import extract_maps, plot_map_grid, save_maps
 from mcap.cli import run_stage
-from mcap.data import read_split
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir
 from mcap.params import all_tasks, get
+from mcap.splits import read_split
 
 
 def main(params, args):

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from mcap.cli import run_stage
-from mcap.data import read_split
 from mcap.explain import (
     PAPER_TEXTS,
     ExplainSettings,
@@ -15,6 +14,7 @@ from mcap.explain import (
 from mcap.modeling import load_model
 from mcap.outputs import atomic_dir, write_json
 from mcap.params import get
+from mcap.splits import read_split
 
 MODELS_DIR = Path("reports/explain/models")
 

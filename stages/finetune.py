@@ -3,11 +3,11 @@
 from pathlib import Path
 
 from mcap.cli import run_stage
-from mcap.data import read_split
 from mcap.distributed import relaunch_under_accelerate
 from mcap.modeling import load_model, save_model
 from mcap.outputs import atomic_dir
 from mcap.params import get, positive_numbers
+from mcap.splits import read_split
 from mcap.tracking import log_history
 from mcap.training import TrainSettings, finetune_grid
 

@@ -24,22 +24,22 @@ from mcap.controller import (
     train_iterative,
     unpruned_states,
 )
-from mcap.data import read_split
 from mcap.errors import McapError
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
-from mcap.params import all_tasks, get, optional_count
+from mcap.params import all_tasks, check_ratio, get, optional_count
 from mcap.patterns import PatternCNN
 from mcap.probe import TaskProbe
-from mcap.pruning import check_ratio
-from mcap.ranking import head_scores
+from mcap.splits import read_split
 from mcap.strategies import PruneContext
-from mcap.strategies.mcap import MetaControllerHeads
-from mcap.strategies.mcap_iterative import IterativeMetaControllerHeads
+from mcap.strategies.base import learned_scores_dir
+from mcap.strategies.head_gradient import GradientHeads  # the diagnostics compare the scores with its scores
 from mcap.tracking import log_history
 
-VARIANTS = {strategy.name: strategy for strategy in (MetaControllerHeads, IterativeMetaControllerHeads)}
-REFERENCE_STRATEGY = "head_gradient"  # the diagnostics compare the scores with its scores
+ITERATIVE = "mcap_iterative"
+# Per variant (the strategy that prunes with its scores): where its controllers and its diagnostics go.
+VARIANTS = {"mcap": (Path("models/meta_controller"), Path("reports/mcap/controller")),
+            ITERATIVE: (Path("models/meta_controller_iterative"), Path("reports/mcap_iterative/controller"))}
 
 
 def controller_settings(params, seed: int, passes_key: str) -> ControllerSettings:
@@ -69,7 +69,7 @@ def prune_context(params, model, tokenizer, task: str, train, seed: int) -> Prun
 def main(params, args):
     if args.variant not in VARIANTS:
         raise McapError(f"stages/meta_controller.py: --variant must be one of {', '.join(VARIANTS)}, got {args.variant!r}")
-    strategy, iterative = VARIANTS[args.variant], args.variant == IterativeMetaControllerHeads.name
+    (controller_dir, report_dir), iterative = VARIANTS[args.variant], args.variant == ITERATIVE
     tasks, train_tasks = all_tasks(params), get(params, "mcap.train_tasks", list)
     unknown = sorted(set(train_tasks) - set(tasks))
     if unknown or not train_tasks:
@@ -88,12 +88,12 @@ def main(params, args):
     pools = {task: build_pool(model, cnn, extract_maps(model, tokenizer, list(frame["sentence"]), length, 32),
                               frame["label"].to_numpy()) for task, frame in train.items()}
     # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps.
-    reference = {task: head_scores(REFERENCE_STRATEGY, prune_context(params, model, tokenizer, task, train[task], seed), seed).numpy()
+    reference = {task: GradientHeads().seeded_scores(prune_context(params, model, tokenizer, task, train[task], seed)).numpy()
                  for task in train_tasks}
     if not iterative:  # mcap's probes: fitted once, on the unpruned model (train_iterative refits its own per step)
         probes = {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in train_tasks}
     histories, scores = {}, {}
-    with atomic_dir(strategy.controller_dir) as staging:
+    with atomic_dir(controller_dir) as staging:
         for controller_seed in seeds:
             if iterative:
                 settings = controller_settings(params, controller_seed, "mcap.iterative_passes")
@@ -106,13 +106,13 @@ def main(params, args):
             scores[controller_seed] = {task: by_task[task].numpy() for task in tasks}
             save_file(controller.state_dict(), str(staging / f"controller-seed-{controller_seed}.safetensors"))
     for task in tasks:
-        write_json(strategy.delta_dir / f"{task}.json", {
+        write_json(learned_scores_dir(args.variant) / f"{task}.json", {
             "task": task, "meta_trained_on": train_tasks, "seen_in_meta_training": task in train_tasks,
             "delta_by_seed": {str(s): scores[s][task].tolist() for s in seeds},
         })
     diagnose = iterative_diagnostics if iterative else controller_diagnostics
-    write_json(strategy.report_dir / "diagnostics.json", diagnose(histories, scores, seed, train_tasks, reference))
-    log_history(strategy.report_dir, histories[seed])
+    write_json(report_dir / "diagnostics.json", diagnose(histories, scores, seed, train_tasks, reference))
+    log_history(report_dir, histories[seed])
 
 
 if __name__ == "__main__":

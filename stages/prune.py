@@ -1,19 +1,29 @@
-"""Stage prune@<task>-<strategy>: prune the pre-trained model before fine-tuning."""
+"""Stage prune@<task>-<strategy> (prune.strategies) or prune_mcap@<task>-<strategy> (``--learned``: mcap.strategies,
+the strategies that prune with a meta-controller's scores): prune the pre-trained model before fine-tuning."""
 
 from pathlib import Path
 
 from mcap.cli import run_stage
-from mcap.data import read_split
+from mcap.errors import McapError
 from mcap.modeling import load_pretrained, save_model
 from mcap.outputs import atomic_dir, write_json
-from mcap.params import get
-from mcap.pruning import check_ratio, plot_head_map, prune_model
+from mcap.params import check_ratio, get
+from mcap.pruning import plot_head_map, prune_model
+from mcap.splits import read_split
 from mcap.strategies import PruneContext, get_strategy
+from mcap.strategies.base import LearnedHeadStrategy
 
 
 def main(params, args):
     pair = f"{args.task}-{args.strategy}"
-    get_strategy(args.strategy)  # fail on an unknown name before loading anything
+    learned = isinstance(get_strategy(args.strategy), LearnedHeadStrategy)  # fails on an unknown name first
+    # Only the prune_mcap stages depend on the learned scores: a learned strategy elsewhere would read them unseen.
+    if learned and not args.learned:
+        raise McapError(f"params.yaml: strategy {args.strategy!r} prunes with a meta-controller's scores: list it in "
+                        "'mcap.strategies', not in 'prune.strategies' or 'transfer.strategies'")
+    if args.learned and not learned:
+        raise McapError(f"params.yaml: 'mcap.strategies' lists {args.strategy!r}, which learns no scores upstream: "
+                        "list it in 'prune.strategies'")
     seed = get(params, "seed", int)
     model, tokenizer = load_pretrained(get(params, "model.name_or_path", str), seed)
     context = PruneContext(
@@ -31,4 +41,4 @@ def main(params, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "task", "strategy")
+    run_stage(main, "task", "strategy", flags=("learned",))

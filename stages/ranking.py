@@ -5,23 +5,22 @@ from pathlib import Path
 import pandas as pd
 
 from mcap.cli import run_stage
-from mcap.data import read_split
 from mcap.errors import McapError
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir
-from mcap.params import get
-from mcap.pruning import check_ratio
+from mcap.params import all_strategies, check_ratio, get
 from mcap.ranking import plot_ranking, rank_points
+from mcap.splits import read_split
 from mcap.strategies import PruneContext, get_strategy
 
 OUT_DIR = Path("reports/ranking")
 
 
 def main(params, args):
-    strategies = get(params, "prune.strategies", list)
+    strategies = all_strategies(params)
     for name in strategies:
         get_strategy(name)  # fail on an unknown name before loading anything
-    ratios = [check_ratio(ratio) for ratio in get(params, "ranking.ratios", list)]
+    ratios = [check_ratio(ratio, "ranking.ratios") for ratio in get(params, "ranking.ratios", list)]
     seeds = get(params, "ranking.seeds", list)
     if not seeds or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
         raise McapError(f"params.yaml: 'ranking.seeds' must be a non-empty list of integers, got {seeds!r}")

@@ -1,31 +1,34 @@
-"""Stage report: reports/table1.{md,csv} and reports/speedups.json from every benchmark."""
+"""Stage report: reports/table1.{md,csv} and reports/speedups.json from every evaluation."""
 
 import json
 from pathlib import Path
 
 from mcap.cli import run_stage
 from mcap.outputs import write_json
-from mcap.params import get
-from mcap.report import build_table, load_benchmarks, render_report, speedup_summary
+from mcap.params import all_strategies, get
+from mcap.report import build_table, load_evaluations, read_labels, render_report, speedup_summary
 
 REPORTS = Path("reports")
 
 
 def main(params, args):
     tasks, transfer_tasks = get(params, "tasks", list), get(params, "transfer.tasks", list)
-    groups = [(tasks, get(params, "prune.strategies", list)), (transfer_tasks, get(params, "transfer.strategies", list))]
+    learned = get(params, "mcap.strategies", list)
+    groups = [(tasks, all_strategies(params)), (transfer_tasks, get(params, "transfer.strategies", list) + learned)]
     seeds = get(params, "seeds", list)
-    benchmarks = load_benchmarks(REPORTS / "benchmark", groups, seeds)
-    table = build_table(benchmarks)
-    devices = sorted({run.get("device_name", run["device"]) for runs in benchmarks.values() for run in runs})
+    evaluations = load_evaluations(REPORTS / "evaluate", groups, seeds)
+    labels = {strategy: label for group_tasks, strategies in groups for task in group_tasks
+              for strategy, label in read_labels(REPORTS / "prune", task, strategies).items()}
+    table = build_table(evaluations, labels)
+    devices = sorted({run.get("device_name", run["device"]) for runs in evaluations.values() for run in runs})
     cnn_metrics = json.loads((REPORTS / "mcap" / "cnn" / "metrics.json").read_text())
     setup = (
         f"Model `{get(params, 'model.name_or_path', str)}`, pruning ratio {get(params, 'prune.ratio')}, "
         f"{get(params, 'train.epochs', int)} epoch(s), lr grid {get(params, 'train.learning_rates', list)}, "
         f"train/eval caps {get(params, 'data.max_train_examples')}/{get(params, 'data.max_eval_examples')} "
         f"(null = full data), fine-tuning seeds {seeds} (quality is mean ± std where more than one ran), "
-        f"measured on {', '.join(devices)} with {get(params, 'benchmark.threads', int)} threads. "
-        f"Latency: forward pass on real test sentences (batch sizes {get(params, 'benchmark.batch_sizes', list)}), "
+        f"measured on {', '.join(devices)} with {get(params, 'evaluate.threads', int)} threads. "
+        f"Latency: forward pass on real test sentences (batch sizes {get(params, 'evaluate.batch_sizes', list)}), "
         "median ± IQR. "
         "Speed-up: median per-repetition time ratio of the unpruned architecture to this model, the two timed "
         "alternately in one process (the unpruned row measures the noise floor, ideally 1.00). "

@@ -3,10 +3,11 @@
 from pathlib import Path
 
 from mcap.cli import run_stage
-from mcap.data import load_raw, resolve_tasks, split_task, task_specs, validation_leakage, write_splits
+from mcap.data import load_raw, resolve_tasks, split_task, task_specs, validation_leakage
 from mcap.errors import McapError
 from mcap.outputs import atomic_dir, write_json
 from mcap.params import all_tasks, get, optional_count
+from mcap.splits import write_splits
 
 OUT_DIR = Path("data/processed")
 LEAKAGE = Path("reports/split/leakage.json")

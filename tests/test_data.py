@@ -12,14 +12,13 @@ from conftest import write_tiny_glue
 from mcap.data import (
     contained_fraction,
     phrase_roots,
-    read_split,
     read_tsv,
     split_task,
     stratified_subset,
     task_specs,
-    write_splits,
 )
 from mcap.errors import McapError
+from mcap.splits import read_split, write_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -130,8 +130,8 @@ def fake_record(weights: list[float], rationale: list[int], comprehensiveness: l
 
 
 def test_reports_compare_models_with_the_unpruned_one():
-    explanations = {"head_random": fake_record([0.0, -0.4, 0.1], [1, 0], [0.5, 0.6], [0.1, 0.1]),
-                    "none": fake_record([0.05, -0.5, -0.2], [1, 2], [0.3, 0.3], [0.2, 0.2])}
+    explanations = {"head_random": {**fake_record([0.0, -0.4, 0.1], [1, 0], [0.5, 0.6], [0.1, 0.1]), "label": "6. Random head pruning"},
+                    "none": {**fake_record([0.05, -0.5, -0.2], [1, 2], [0.3, 0.3], [0.2, 0.2]), "label": "8. Unpruned"}}
     table = lime_table(explanations)
     assert "| Model | PP | hate | lol | I |" in table
     assert "| 6. Random head pruning | 0.90 | (−) 0.40 | (+) 0.10 | (−) 0.00 |" in table

@@ -41,7 +41,7 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
                           max_eval_examples=64)
     params["train"].update(epochs=1, learning_rates=[1e-3], max_seq_len=32)
     params["prune"].update(importance_examples=16, gradient_probe_steps=3, imp_retrain_steps=2)
-    params["benchmark"].update(warmup=1, repetitions=3, flops_seq_len=32)
+    params["evaluate"].update(warmup=1, repetitions=3, flops_seq_len=32)
     params["ranking"].update(ratios=[0.25, 0.5], seeds=[42, 43], train_examples=32)
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
                              faithfulness_shap_max_evals=20, texts=["", "good film"])
@@ -78,16 +78,17 @@ def metrics_by_file(repo: Path) -> dict[str, dict]:
 
 
 def all_pairs(params: dict) -> list[tuple[str, str]]:
-    return [(t, s) for t in params["tasks"] for s in params["prune"]["strategies"]] + [
-        (t, s) for t in params["transfer"]["tasks"] for s in params["transfer"]["strategies"]]
+    learned = params["mcap"]["strategies"]
+    return [(t, s) for t in params["tasks"] for s in params["prune"]["strategies"] + learned] + [
+        (t, s) for t in params["transfer"]["tasks"] for s in params["transfer"]["strategies"] + learned]
 
 
 def test_repro_reports_quality_latency_and_flops_for_every_task_and_strategy(pipeline_repo):
     repo, params = pipeline_repo
     metrics = metrics_by_file(repo)
-    assert len(all_pairs(params)) == 10 + 3
+    assert len(all_pairs(params)) == 10 + 4
     for task, strategy in all_pairs(params):
-        benchmark = metrics[f"reports/benchmark/{task}-{strategy}/seed-42.json"]
+        benchmark = metrics[f"reports/evaluate/{task}-{strategy}/seed-42.json"]
         assert set(benchmark["test"]) == {"mcc", "accuracy", "loss"}
         assert benchmark["latency_ms"]["batch_1"]["median"] > 0
         assert benchmark["speedup"]["batch_32"]["median"] > 0
@@ -99,13 +100,13 @@ def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipe
     repo, params = pipeline_repo
     metrics = metrics_by_file(repo)
     for task in params["tasks"]:
-        unpruned = metrics[f"reports/benchmark/{task}-none/seed-42.json"]
+        unpruned = metrics[f"reports/evaluate/{task}-none/seed-42.json"]
         for strategy in ("head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative"):
-            pruned = metrics[f"reports/benchmark/{task}-{strategy}/seed-42.json"]
+            pruned = metrics[f"reports/evaluate/{task}-{strategy}/seed-42.json"]
             assert pruned["heads"] == 8 - 1  # floor(0.2 x 8)
             assert pruned["flops"]["mean_length"]["dense"] < unpruned["flops"]["mean_length"]["dense"]
         for strategy in ("imp", "l1_unstructured", "random_unstructured"):
-            pruned = metrics[f"reports/benchmark/{task}-{strategy}/seed-42.json"]
+            pruned = metrics[f"reports/evaluate/{task}-{strategy}/seed-42.json"]
             assert pruned["flops"]["length_32"]["nonzero"] < pruned["flops"]["length_32"]["dense"]
 
 
@@ -120,11 +121,13 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
     table = (repo / "reports" / "table1.md").read_text()
     for task in params["tasks"]:
         rows = table_rows(table, task)
-        assert len(rows) == len(params["prune"]["strategies"]) == 10
+        assert len(rows) == len(params["prune"]["strategies"] + params["mcap"]["strategies"]) == 10
         assert any(row.startswith("| 7. MCAP |") for row in rows)
         assert any(row.startswith("| 7b. MCAP, iterative (not in paper) |") for row in rows)
     transfer_rows = table_rows(table, "subj — transfer")
-    assert [row.split(" |")[0] for row in transfer_rows] == ["| 6. Random head pruning", "| 6b. HeadImp: gradient (Michel et al.; not in paper)", "| 7. MCAP"]
+    assert [row.split(" |")[0] for row in transfer_rows] == [
+        "| 6. Random head pruning", "| 6b. HeadImp: gradient (Michel et al.; not in paper)", "| 7. MCAP",
+        "| 7b. MCAP, iterative (not in paper)"]
     assert "The paper's Table I (their numbers" in table
     assert (repo / "reports" / "prune" / "sst2-head_sep" / "heads.png").stat().st_size > 0
 
@@ -155,7 +158,7 @@ def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeli
     assert len(table_rows(lime, "sst2")) == 10
     assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
     metrics = metrics_by_file(repo)
-    for strategy in params["prune"]["strategies"]:
+    for strategy in params["prune"]["strategies"] + params["mcap"]["strategies"]:
         model_metrics = metrics[f"reports/explain/models/sst2-{strategy}/metrics.json"]
         assert {"comprehensiveness", "sufficiency"} <= set(model_metrics["shap"])
         assert (repo / "reports" / "explain" / "models" / f"sst2-{strategy}" / "png" / "shap_T2.png").is_file()
@@ -176,10 +179,10 @@ def test_the_ranking_stage_scores_every_head_strategy_per_ratio_and_seed(pipelin
 def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_spread(pipeline_repo):
     repo, _params = pipeline_repo
     # A subset of strategies keeps this fast; what matters is which stages the ratio reaches.
-    output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none,mcap]",
-                  "-S", "transfer.strategies=[mcap]", "-S", "seeds=[42,7]"], repo)
-    for stage in ("meta_controller", "prune@sst2-mcap", "prune_transfer@subj-mcap", "finetune@sst2-mcap-7",
-                  "benchmark_transfer@subj-mcap-7", "report", "explain_report"):
+    output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none]",
+                  "-S", "mcap.strategies=[mcap]", "-S", "transfer.strategies=[]", "-S", "seeds=[42,7]"], repo)
+    for stage in ("meta_controller", "prune_mcap@sst2-mcap", "prune_transfer_mcap@subj-mcap", "finetune_mcap@sst2-mcap-7",
+                  "evaluate_transfer_mcap@subj-mcap-7", "report", "explain_report"):
         assert f"Running stage '{stage}'" in output
     # The unpruned model does not depend on the ratio: its pruning reruns but writes the same
     # model, so its fine-tuning is not repeated.
@@ -189,3 +192,15 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
                     if row.startswith("| 7. MCAP |"))
     assert mcap_row.count(" ± ") >= 2 + 3  # latencies, then MCC, loss and accuracy over the two seeds
 
+
+
+def test_a_strategy_in_the_wrong_list_is_named_before_anything_runs(pipeline_repo):
+    """A learned strategy in prune.strategies would read scores its stage does not depend on."""
+    repo, _params = pipeline_repo
+    result = subprocess.run([sys.executable, "stages/prune.py", "--task", "sst2", "--strategy", "mcap"], cwd=repo,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "strategy 'mcap' prunes with a meta-controller's scores: list it in 'mcap.strategies'" in result.stderr
+    result = subprocess.run([sys.executable, "stages/prune.py", "--task", "sst2", "--strategy", "head_random", "--learned"],
+                            cwd=repo, capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "list it in 'prune.strategies'" in result.stderr

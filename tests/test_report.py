@@ -6,8 +6,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mcap import readme
-from mcap.report import build_table, load_benchmarks, markdown_table, render_report, row_order, speedup_summary
+import render
+from mcap.report import (
+    build_table,
+    load_evaluations,
+    markdown_table,
+    read_labels,
+    render_report,
+    row_order,
+    speedup_summary,
+)
+from mcap.strategies import get_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,14 +33,29 @@ def fake_benchmark(latency_ms: float, heads: int, estimate: float, speedup: floa
     }
 
 
-def test_rows_follow_the_papers_order_with_unknown_strategies_last():
-    assert row_order(["none", "my_new", "head_sep", "imp"]) == ["imp", "head_sep", "none", "my_new"]
+def labels(*strategies: str) -> dict[str, str]:
+    return {strategy: get_strategy(strategy).label for strategy in strategies}
+
+
+def test_rows_follow_the_numbers_of_their_labels_with_unnumbered_ones_last():
+    given = {"none": "8. BERT fine-tuning", "my_new": "Mine", "head_gradient": "6b. Gradient", "mine_too": "Also mine",
+             "head_random": "6. Random", "imp": "1. IMP", "far": "12. Far"}
+    assert row_order(given) == ["imp", "head_random", "head_gradient", "none", "far", "my_new", "mine_too"]
+    assert row_order(labels("none", "mcap_iterative", "head_sep", "mcap", "imp")) == [
+        "imp", "head_sep", "mcap", "mcap_iterative", "none"]
+
+
+def test_labels_are_read_from_what_the_prune_stage_recorded(tmp_path):
+    for strategy, label in (("head_random", "6. Random head pruning"), ("my_new", "9. Mine")):
+        (tmp_path / f"sst2-{strategy}").mkdir()
+        (tmp_path / f"sst2-{strategy}" / "heads.json").write_text(json.dumps({"label": label}))
+    assert read_labels(tmp_path, "sst2", ["my_new", "head_random"]) == {"my_new": "9. Mine", "head_random": "6. Random head pruning"}
 
 
 def test_speedups_come_from_the_interleaved_measurement_and_are_compared_with_each_batch_sizes_estimate():
     benchmarks = {("sst2", "none"): [fake_benchmark(10.0, 72, 1.0)],
                   ("sst2", "head_random"): [fake_benchmark(8.0, 58, 1.1, speedup=1.25)]}
-    table = build_table(benchmarks)
+    table = build_table(benchmarks, labels("none", "head_random"))
     row = table.set_index("strategy").loc["head_random"]
     assert row["speedup_batch_1"] == pytest.approx(1.25)
     assert row["mac_estimate_batch_1"] == pytest.approx(1.1) and row["mac_estimate_batch_32"] == pytest.approx(1.155)
@@ -47,7 +71,7 @@ def test_quality_is_mean_and_std_over_seeds(tmp_path):
         path = tmp_path / "sst2-mcap" / f"seed-{seed}.json"
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(fake_benchmark(8.0, 58, 1.1, speedup=1.0 + seed / 10, mcc=mcc)))
-    table = build_table(load_benchmarks(tmp_path, [(["sst2"], ["mcap"])], seeds=[1, 2]))
+    table = build_table(load_evaluations(tmp_path, [(["sst2"], ["mcap"])], seeds=[1, 2]), labels("mcap"))
     row = table.iloc[0]
     assert (row["seeds"], row["mcc"], row["mcc_std"]) == (2, pytest.approx(0.5), pytest.approx(0.1414, abs=1e-4))
     assert row["speedup_batch_1"] == pytest.approx(1.15)
@@ -55,7 +79,8 @@ def test_quality_is_mean_and_std_over_seeds(tmp_path):
 
 
 def test_report_places_the_papers_table_below_ours():
-    table = build_table({("cola", "none"): [fake_benchmark(10.0, 72, 1.0)], ("subj", "mcap"): [fake_benchmark(9.0, 58, 1.1)]})
+    table = build_table({("cola", "none"): [fake_benchmark(10.0, 72, 1.0)], ("subj", "mcap"): [fake_benchmark(9.0, 58, 1.1)]},
+                        labels("none", "mcap"))
     text = render_report(table, ["cola"], "setup line", ["subj"], ["sst2", "cola"])
     assert text.index("## cola") < text.index("## subj — transfer") < text.index("The paper's Table I")
     assert "| 7. MCAP (theirs) | 124 |" in text
@@ -63,31 +88,44 @@ def test_report_places_the_papers_table_below_ours():
 
 
 def test_readme_render_replaces_only_the_marked_block():
-    original = f"intro\n{readme.START}\nold numbers\n{readme.END}\noutro\n"
-    assert readme.render(original, "new numbers") == f"intro\n{readme.START}\nnew numbers\n{readme.END}\noutro\n"
+    original = f"intro\n{render.START}\nold numbers\n{render.END}\noutro\n"
+    assert render.render(original, "new numbers") == f"intro\n{render.START}\nnew numbers\n{render.END}\noutro\n"
     with pytest.raises(ValueError, match="lacks the markers"):
-        readme.render("no markers", "x")
+        render.render("no markers", "x")
 
 
 def test_relative_links_are_rebased_on_the_report_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "a.md").write_text("# A\n![plot](figures/x.png) [web](https://example.org)\n")
-    block = readme.generated_block([Path("reports/a.md")])
-    assert block == "## A\n![plot](reports/figures/x.png) [web](https://example.org)"
+    assert render.generated_block([Path("reports/a.md")], Path("README.md")) == (
+        "## A\n![plot](reports/figures/x.png) [web](https://example.org)")
+    assert render.generated_block([Path("reports/a.md")], Path("docs/results.md")) == (
+        "## A\n![plot](../reports/figures/x.png) [web](https://example.org)")
 
 
-def test_committed_readme_shows_exactly_the_committed_reports(monkeypatch):
+def block_between(text: str, start: str, end: str) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def test_committed_docs_show_exactly_the_committed_reports(monkeypatch):
+    """docs/results.md (``make repro`` renders it) and the README's headline (``python tools/render.py readme``)."""
     monkeypatch.chdir(ROOT)
-    text = Path("README.md").read_text()
-    block = text.split(readme.START, 1)[1].split(readme.END, 1)[0].strip()
-    assert block == readme.generated_block(readme.sources()).strip()
+    results = block_between(render.RESULTS.read_text(), render.START, render.END)
+    assert results == render.generated_block(render.sources()).strip()
+    headline = block_between(render.README.read_text(), render.HEADLINE_START, render.HEADLINE_END)
+    assert headline == render.headline_markdown(*render.HEADLINE_SOURCES).strip()
+
+
+def test_the_readme_stays_short():
+    """What and why, the two commands, the pipeline, one headline table, how to add a strategy, links."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
 
 
 def test_the_split_leakage_is_rendered_from_the_split_stages_metrics(tmp_path):
     path = tmp_path / "leakage.json"
     path.write_text(json.dumps({"sst2": {"validation_inside_train": {"grouped": 0.0651, "random": 0.8849}}}))
-    assert "| sst2 | 0.065 | 0.885 |" in readme.leakage_markdown(path)
+    assert "| sst2 | 0.065 | 0.885 |" in render.leakage_markdown(path)
 
 
 def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_output(tmp_path):
@@ -100,7 +138,7 @@ def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_outp
                                                       {"a": [[0.0, 1.0], [0.4, 0.5]]})))
     variant = tmp_path / "label-free.json"
     variant.write_text(json.dumps(controller_diagnostics({42: history[::-1], 43: history}, deltas, 42, ["a", "b"], {})))
-    table = readme.controller_markdown(path, {"label-free": variant, "missing": tmp_path / "none.json"})
+    table = render.controller_markdown(path, {"label-free": variant, "missing": tmp_path / "none.json"})
     assert "| Measure | this run | label-free | Target |" in table and "missing" not in table
     assert "| 2.0000 → 0.5000 (0.25×) | 0.5000 → 2.0000 (4.00×) | ≤ 0.80× |" in table
     assert "controller seeds 42, 43 (per training task) | 1.00 | 1.00 |" in table
@@ -115,7 +153,7 @@ def test_the_seed_comparison_is_checked_against_the_mcap_targets(tmp_path):
     pd.DataFrame([{"task": "sst2", "strategy": s, "ratio": r, "metric": "mcc", "mean": m, "std": sd, "n": 2}
                   for s, r, m, sd in rows] + [{"task": "sst2", "strategy": "mcap", "ratio": 0.5, "metric": "loss",
                                               "mean": 0.1, "std": 0.0, "n": 2}]).to_csv(path, index=False)
-    lines = readme.comparison_targets_markdown(path).splitlines()
+    lines = render.comparison_targets_markdown(path).splitlines()
     assert "| mcap | above `head_random` at 0.5 by more than the larger std (0.050) | 0.500 ± 0.020 | 0.400 ± 0.050 | +0.100 | yes |" in lines
     assert "| mcap | above `head_random` at 0.7 by more than the larger std (0.040) | 0.400 ± 0.040 | 0.370 ± 0.040 | +0.030 | no |" in lines
     assert "| mcap | within 0.02 of `head_gradient` at 0.5 | 0.500 ± 0.020 | 0.530 ± 0.030 | -0.030 | no |" in lines
@@ -124,7 +162,7 @@ def test_the_seed_comparison_is_checked_against_the_mcap_targets(tmp_path):
     once = pd.read_csv(path)
     once.loc[(once["strategy"] == "head_random") & (once["ratio"] == 0.5), "std"] = float("nan")  # one run: no spread
     once.to_csv(path, index=False)
-    assert readme.comparison_targets_markdown(path).splitlines()[6].endswith("| +0.100 | no |")
+    assert render.comparison_targets_markdown(path).splitlines()[6].endswith("| +0.100 | no |")
 
 
 def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path):
@@ -133,7 +171,29 @@ def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path):
     order = {seed: {"a": [[1.1, 2.5], [1.2, 2.9]], "b": [[1.3, 2.4], [1.1, 2.8]]} for seed in (42, 43)}
     path = tmp_path / "diagnostics.json"
     path.write_text(json.dumps(iterative_diagnostics({42: history, 43: history}, order, 42, ["a", "b"], {"a": order[42]["a"]})))
-    lines = readme.iterative_controller_markdown(path).splitlines()
+    lines = render.iterative_controller_markdown(path).splitlines()
     assert "| 0.1 | 1.0000 → 0.5000 | 0.50× |" in lines and "| 0.2 | 2.0000 → 2.0000 | 1.00× |" in lines
     assert "* Smallest Spearman of the removal order between controller seeds 42, 43: 1.00." in lines
     assert any(line.startswith("* Between tasks: a vs b 0.80. With `head_gradient`'s scores: a 1.00.") for line in lines)
+
+
+def test_the_headline_shows_both_ratios_per_strategy_with_its_seeds_and_hardware(tmp_path):
+    comparison, points = tmp_path / "sweep.csv", tmp_path / "points.csv"
+    pd.DataFrame([
+        ("sst2", "none", None, "mcc", 0.55, 0.01, 2), ("sst2", "mcap", 0.2, "mcc", 0.5, 0.05, 6),
+        ("sst2", "mcap", 0.2, "speedup_batch_32", 1.07, 0.01, 6), ("sst2", "mcap", 0.5, "mcc", 0.45, 0.04, 6),
+        ("sst2", "mcap", 0.5, "speedup_batch_32", 1.22, 0.02, 6), ("sst2", "head_random", 0.5, "mcc", 0.35, 0.12, 10),
+        ("subj", "mcap", 0.5, "mcc", 0.7, 0.01, 6),
+    ], columns=["task", "strategy", "ratio", "metric", "mean", "std", "n"]).to_csv(comparison, index=False)
+    rows = [(r, p, f, "sst2", s) for s, r, pruning in (("mcap", 0.5, (42, 43, 44)), ("head_random", 0.5, (42, 43)),
+                                                     ("none", None, (42,))) for p in pruning for f in (42, 43)]
+    frame = pd.DataFrame(rows, columns=["ratio", "pruning_seed", "seed", "task", "strategy"])
+    frame.assign(device=["CPU Test"] * (len(rows) - 2) + [None] * 2, threads=2).to_csv(points, index=False)
+    lines = render.headline_markdown(comparison, points).splitlines()
+    assert lines[0] == ("| Strategy | MCC @ 0.2 | speed-up @ 0.2 | MCC @ 0.5 | speed-up @ 0.5 "
+                        "| Seeds (pruning or controller × fine-tuning) |")
+    assert lines[2] == "| 6. Random head pruning | – | – | 0.350 ± 0.120 | – | 2 × 2 |"  # in Table I's order
+    assert lines[3] == "| 7. MCAP | 0.500 ± 0.050 | 1.07× | 0.450 ± 0.040 | 1.22× | 3 × 2 |"
+    assert lines[4] == "| 8. BERT fine-tuning (unpruned) | 0.550 ± 0.010 | reference | 0.550 ± 0.010 | reference | 1 × 2 |"
+    assert "in one process, on CPU Test with 2 threads; on 2-core CPU machines whose device 2 of the points do not" in lines[-1]
+    assert len(lines) == 7  # no subj row

@@ -4,9 +4,9 @@ import subprocess
 
 import pytest
 
-from mcap import readme
+import render
 from mcap.errors import McapError
-from mcap.snapshot import snapshot_run
+from snapshot import snapshot_run
 
 TABLE = "# Table I — our measurements\n\n## sst2\n\n| Pruning technique | MCC |\n|---|---|\n| 7. MCAP | 0.4242 |\n"
 
@@ -19,7 +19,7 @@ def git(repo, *arguments):
 def repo(tmp_path, monkeypatch):
     """A git repository whose branch exp/big holds a finished run; the working directory is its root."""
     files = {"params.yaml": "seed: 42\n", "dvc.lock": "schema: '2.0'\n", "reports/table1.md": TABLE,
-             "reports/benchmark/sst2-mcap/seed-42.json": '{"test": {"mcc": 0.4242}}\n',
+             "reports/evaluate/sst2-mcap/seed-42.json": '{"test": {"mcc": 0.4242}}\n',
              "reports/explain/models/sst2-mcap/T1_lime.html": "<html>large</html>\n"}
     git(tmp_path, "init", "-q", "-b", "main")
     for path, text in files.items():
@@ -36,7 +36,7 @@ def test_a_kept_run_has_its_params_lock_and_reports_and_a_titled_summary_naming_
     folder = snapshot_run("exp/big", "big", "Table I — big profile")
     assert (folder / "params.yaml").read_text() == "seed: 42\n"
     assert (folder / "dvc.lock").read_text() == "schema: '2.0'\n"
-    assert (folder / "benchmark/sst2-mcap/seed-42.json").read_text() == '{"test": {"mcc": 0.4242}}\n'
+    assert (folder / "evaluate/sst2-mcap/seed-42.json").read_text() == '{"test": {"mcc": 0.4242}}\n'
     assert not (folder / "explain").exists()  # the explanations' HTML stays on the branch
     summary = (folder / "summary.md").read_text()
     commit = git(repo, "rev-parse", "exp/big").strip()
@@ -44,8 +44,8 @@ def test_a_kept_run_has_its_params_lock_and_reports_and_a_titled_summary_naming_
     assert f"`{commit[:10]}` (`exp/big`)" in summary
     assert summary.endswith("## Table I — our measurements\n\n### sst2\n\n| Pruning technique | MCC |\n|---|---|\n"
                             "| 7. MCAP | 0.4242 |\n")  # headings demoted, the table as it was
-    block = readme.generated_block(readme.sources())
-    assert block.startswith("## Table I — big profile")  # kept runs come first in README.md
+    block = render.generated_block(render.sources())
+    assert block.startswith("## Table I — big profile")  # kept runs come first in docs/results.md
     assert "### Table I — our measurements" in block and "0.4242" in block
 
 

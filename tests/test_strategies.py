@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +10,9 @@ import torch
 from conftest import make_sentences
 from mcap.errors import McapError
 from mcap.heads import count_heads, removed_head_count
-from mcap.pruning import check_ratio, prune_model
-from mcap.strategies import PruneContext, known_strategies
+from mcap.params import check_ratio
+from mcap.pruning import prune_model
+from mcap.strategies import PruneContext, get_strategy, known_strategies
 from mcap.strategies.base import encoder_weight_sparsity, lowest_heads
 from mcap.strategies.head_entropy import attention_entropy
 from mcap.strategies.head_sep import attention_to_sep
@@ -29,6 +31,12 @@ def context(tiny_model, ratio: float, seed: int = 0) -> PruneContext:
 
 def test_the_paper_baselines_and_ours_are_registered():
     assert set(HEAD_STRATEGIES + UNSTRUCTURED + ["none"]) <= set(known_strategies())
+
+
+@pytest.mark.parametrize("name", known_strategies())
+def test_each_strategy_module_defines_the_strategy_of_its_name_with_a_label(name):
+    strategy = get_strategy(name)
+    assert strategy.name == name and strategy.label.strip()
 
 
 @pytest.mark.parametrize("name", HEAD_STRATEGIES)
@@ -178,8 +186,6 @@ def test_gradient_scores_are_normalised_per_layer(tiny_model):
 
 @pytest.mark.parametrize("name, folder", [("mcap", "mcap"), ("mcap_iterative", "mcap_iterative")])
 def test_mcap_prunes_with_the_controller_of_the_pruning_seed(tiny_model, tmp_path, monkeypatch, name, folder):
-    from mcap.strategies import get_strategy
-
     monkeypatch.chdir(tmp_path)
     delta_dir = tmp_path / "reports" / folder / "delta"
     delta_dir.mkdir(parents=True)
@@ -193,3 +199,15 @@ def test_mcap_prunes_with_the_controller_of_the_pruning_seed(tiny_model, tmp_pat
         assert torch.allclose(strategy.score_heads(context(tiny_model, 0.5, seed=int(seed))), torch.tensor(by_seed[seed]))
     with pytest.raises(McapError, match=r"'seed' 3 has no meta-controller; add it to 'mcap.seeds'"):
         strategy.score_heads(context(tiny_model, 0.5, seed=3))
+
+
+def test_the_readme_example_strategy_prunes_the_lowest_scored_heads(tiny_model):
+    """The README's "Adding a pruning strategy" example is code that runs, not a sketch."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    source = readme.split("# src/mcap/strategies/head_norm.py\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 -- the README is this repository's own text
+    strategy = namespace["HeadNorm"]()
+    outcome = strategy.apply(context(tiny_model, ratio=0.5))
+    assert outcome.head_scores.shape == (2, 4) and sum(map(len, outcome.removed_heads.values())) == 4
+    assert strategy.label.startswith("6c. ")

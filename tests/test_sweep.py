@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcap.sweep import (
+from sweep import (
     aggregate,
     comparison_markdown,
     experiment_records,
@@ -35,8 +35,8 @@ def experiment(name: str, ratio: float, seed: int, mcc: float, ratio_in_metrics:
     produced_at = ratio if ratio_in_metrics is None else ratio_in_metrics
     return {"name": name, "data": {
         "params": {"params.yaml": {"data": {"seed": 42, "prune": {"ratio": ratio}}}},
-        "metrics": {f"reports/benchmark/sst2-none/seed-{seed}.json": benchmark(0.8, 1.0, 1.0, None),
-                    f"reports/benchmark/sst2-head_random/seed-{seed}.json": benchmark(mcc, 1.25, 1.1, produced_at),
+        "metrics": {f"reports/evaluate/sst2-none/seed-{seed}.json": benchmark(0.8, 1.0, 1.0, None),
+                    f"reports/evaluate/sst2-head_random/seed-{seed}.json": benchmark(mcc, 1.25, 1.1, produced_at),
                     f"reports/finetune/sst2-none/seed-{seed}/metrics.json": {"data": {"step": 0}}}}}
 
 
@@ -44,8 +44,8 @@ def test_experiments_are_found_at_any_nesting_and_averaged_over_seeds_counting_e
     shown = [{"rev": "workspace", **experiment("workspace", 0.2, 1, 0.6)},
              {"rev": "main", **experiment("main", 0.2, 1, 0.6)},  # the workspace's baseline: the same run
              {"rev": "old", "data": {"params": {"params.yaml": {"data": {"seed": 42, "prune": {"ratio": 0.2}}}},
-                                     "metrics": {"reports/benchmark/sst2-mcap/seed-1.json": {"data": {"test": {}}},
-                                                 "reports/benchmark/sst2-none.json": {"data": {"test": {}}}}}},
+                                     "metrics": {"reports/evaluate/sst2-mcap/seed-1.json": {"data": {"test": {}}},
+                                                 "reports/evaluate/sst2-none.json": {"data": {"test": {}}}}}},
              {"experiments": [{"revs": [experiment("a", 0.2, 2, 0.7), experiment("b", 0.5, 1, 0.4)]}]}]
     records = list(experiment_records(shown))
     assert len(records) == 5  # the "old" commit's metrics (no prune_ratio, no seed folder) are skipped below
@@ -127,7 +127,7 @@ def test_an_entry_an_experiment_inherited_is_counted_once_under_the_seed_and_set
     def record(name, timestamp, seed, metrics):
         data = {"seed": seed, "prune": {"ratio": 0.5}, "data": {"max_eval_examples": 300 if name == "main" else 1821}}
         return {"name": name, "data": {"timestamp": timestamp, "params": {"params.yaml": {"data": data}}, "metrics": {
-            f"reports/benchmark/sst2-{strategy}/seed-1.json": entry for strategy, entry in metrics.items()}}}
+            f"reports/evaluate/sst2-{strategy}/seed-1.json": entry for strategy, entry in metrics.items()}}}
 
     shown = [record("workspace", None, 43, {"head_entropy": entropy_at_0_5, "head_random": benchmark(0.3, 1.2, 1.2, 0.5)}),
              record("main", "2026-01-01T00:00:00", 42, {"head_entropy": entropy_at_0_2, "head_random": benchmark(0.4, 1.1, 1.1, 0.2)}),
@@ -167,7 +167,7 @@ def test_a_strategys_own_params_stay_out_of_the_shared_setup_but_must_agree_with
     def iterative(name: str, seed: int, step: float) -> dict:
         record = experiment(name, 0.5, seed, 0.5)
         record["data"]["params"]["params.yaml"]["data"]["mcap"] = {"k": 60, "iterative_step": step, "iterative_passes": 1}
-        record["data"]["metrics"] = {f"reports/benchmark/sst2-mcap_iterative/seed-{seed}.json": benchmark(0.5, 1.2, 1.2, 0.5)}
+        record["data"]["metrics"] = {f"reports/evaluate/sst2-mcap_iterative/seed-{seed}.json": benchmark(0.5, 1.2, 1.2, 0.5)}
         return record
 
     older = experiment("before", 0.5, 1, 0.4)

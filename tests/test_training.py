@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from conftest import make_sentences
-from mcap.data import write_splits
 from mcap.modeling import load_model, save_model
+from mcap.splits import write_splits
 from mcap.training import KEEP_MASK, TrainSettings, finetune_grid, zeroed_linears, zeros_kept
 
 ROOT = Path(__file__).resolve().parents[1]

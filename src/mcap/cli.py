@@ -14,14 +14,17 @@ from mcap.params import load_params
 log = logging.getLogger("mcap")
 
 
-def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], *arguments: str) -> None:
-    """Parse ``--name value`` arguments, load params.yaml and run ``main(params, args)``.
+def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], *arguments: str,
+              flags: tuple[str, ...] = ()) -> None:
+    """Parse ``--name value`` arguments (and ``--flag`` switches), load params.yaml and run ``main(params, args)``.
 
     A :class:`McapError` becomes one ``error: ...`` line on stderr and exit status 2.
     """
     parser = argparse.ArgumentParser()
     for name in arguments:
         parser.add_argument(f"--{name}", required=True)
+    for flag in flags:
+        parser.add_argument(f"--{flag}", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "filelock"):

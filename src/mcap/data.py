@@ -14,7 +14,6 @@ that every phrase goes where its root goes. For tasks of whole sentences the roo
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from mcap.errors import McapError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
 SPLIT_METHODS = ("grouped", "random")
 COLUMNS = ["sentence", "label"]
 
@@ -257,24 +255,3 @@ def validation_leakage(train: pd.DataFrame, validation_fraction: float, seed: in
         train_part, validation_part = validation_split(train, validation_fraction, seed, method)
         leakage[method] = contained_fraction(list(validation_part["sentence"]), list(train_part["sentence"]))
     return leakage
-
-
-def write_splits(splits: Mapping[str, pd.DataFrame], out_dir: Path) -> dict[str, dict[str, int]]:
-    """Write ``<split>.tsv`` files and ``stats.json``; return the stats (rows and label counts)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stats = {}
-    for name, frame in splits.items():
-        frame.to_csv(out_dir / f"{name}.tsv", sep="\t", index=False)
-        counts = frame["label"].value_counts().sort_index()
-        stats[name] = {"rows": len(frame), **{f"label_{label}": int(n) for label, n in counts.items()}}
-    (out_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-    return stats
-
-
-def read_split(task_dir: Path, split: str) -> pd.DataFrame:
-    """Read a processed split written by :func:`write_splits`."""
-    path = Path(task_dir) / f"{split}.tsv"
-    if not path.is_file():
-        raise McapError(f"{path}: missing; run the split stage first (dvc repro split)")
-    # na_filter=False: sentences such as "null" or "NA" must stay strings
-    return pd.read_csv(path, sep="\t", na_filter=False, dtype={"sentence": str, "label": int})

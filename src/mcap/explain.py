@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from mcap.figures import saved_figure
-from mcap.training import pick_device
+from mcap.modeling import pick_device
 
 CLASS_NAMES = ["negative", "positive"]
 PAPER_TEXTS = {  # the paper's Table II

@@ -9,13 +9,15 @@ import numpy as np
 
 from mcap.explain import MEASURES, METHODS, jaccard
 from mcap.figures import saved_figure
-from mcap.report import ROW_LABELS, row_order
+from mcap.report import row_order
 
 UNPRUNED = "none"
 
 
-def load_explanations(models_dir: Path, task: str, strategies: list[str]) -> dict[str, dict]:
-    return {s: json.loads((models_dir / f"{task}-{s}" / "explanations.json").read_text()) for s in row_order(strategies)}
+def load_explanations(models_dir: Path, task: str, labels: dict[str, str]) -> dict[str, dict]:
+    """Each strategy's explanations (``labels``: {strategy: Table I label}), in the order of Table I's rows, with its label."""
+    return {s: {**json.loads((models_dir / f"{task}-{s}" / "explanations.json").read_text()), "label": labels[s]}
+            for s in row_order(labels)}
 
 
 def _signed(weight: float) -> str:
@@ -34,11 +36,11 @@ def lime_table(explanations: dict[str, dict], text_name: str = "T2", columns: in
     positions = sorted(range(len(words)), key=lambda p: -abs(weights[p]))[:columns]
     lines = [f"Text {text_name}: “{reference['text']}”", "",
              "| Model | PP | " + " | ".join(words[p] for p in positions) + " |", "|" + "---|" * (len(positions) + 2)]
-    for strategy, record in explanations.items():
+    for record in explanations.values():
         lime = record["texts"][text_name]["lime"]
         probability = max(lime["probability_positive"], 1 - lime["probability_positive"])
         cells = [_signed(lime["weights"][p]) for p in positions]
-        lines.append(f"| {ROW_LABELS.get(strategy, strategy)} | {probability:.2f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {record['label']} | {probability:.2f} | " + " | ".join(cells) + " |")
     lines += ["", ("PP: probability of the predicted class. (−) pushes towards negative, (+) towards positive "
               "(LIME weights for P(positive), one per word position).")]
     return "\n".join(lines)
@@ -84,7 +86,7 @@ def faithfulness_summary(explanations: dict[str, dict], seed: int, resamples: in
     return summary
 
 
-def faithfulness_table(summary: dict[str, dict[str, float]], top_k: int, sentences: int) -> str:
+def faithfulness_table(summary: dict[str, dict[str, float]], labels: dict[str, str], top_k: int, sentences: int) -> str:
     measures = [("comprehensiveness", "comprehensiveness ↑"), ("sufficiency", "sufficiency ↓"),
                 ("faithfulness", "comp. − suff. ↑")]
     header = [f"{method.upper()} {label}" for method in METHODS for _, label in measures]
@@ -97,7 +99,7 @@ def faithfulness_table(summary: dict[str, dict[str, float]], top_k: int, sentenc
         cells = [_interval(values, f"{method}_{measure}") for method in METHODS for measure, _ in measures]
         cells += [f"{values[key]:.3f}" if key in values else "–" for key in
                   (f"{method}_jaccard_vs_unpruned" for method in METHODS)]
-        lines.append(f"| {ROW_LABELS.get(strategy, strategy)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {labels[strategy]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -140,13 +142,14 @@ def _most_faithful_sentence(best: dict[str, str | None]) -> str:
             "so a separated model is the most faithful of these models, not a property of its strategy.")
 
 
-def write_reports(models_dir: Path, out_dir: Path, tasks: list[str], strategies: list[str], top_k: int, seed: int) -> dict:
-    """Write lime_table.md, faithfulness.md and one faithfulness figure per task; return the per-task summaries."""
+def write_reports(models_dir: Path, out_dir: Path, labels: dict[str, dict[str, str]], top_k: int, seed: int) -> dict:
+    """Write lime_table.md, faithfulness.md and one faithfulness figure per task of ``labels`` ({task: {strategy:
+    Table I label}}); return the per-task summaries."""
     lime_parts = ["# LIME explanations of T2 (the paper's Table III)", ""]
     faithfulness_parts = ["# Faithfulness of LIME and SHAP explanations", ""]
     summaries = {}
-    for task in tasks:
-        explanations = load_explanations(models_dir, task, strategies)
+    for task, task_labels in labels.items():
+        explanations = load_explanations(models_dir, task, task_labels)
         summary = faithfulness_summary(explanations, seed)
         best = {method: most_faithful(summary, method) for method in METHODS}
         summaries[task] = {**summary, "most_faithful": best}
@@ -159,7 +162,7 @@ def write_reports(models_dir: Path, out_dir: Path, tasks: list[str], strategies:
         figure = Path("figures") / f"faithfulness_{task}.png"
         plot_faithfulness(summary, task, out_dir / figure)
         faithfulness_parts += [
-            f"## {task}", "", faithfulness_table(summary, top_k, sentences), "",
+            f"## {task}", "", faithfulness_table(summary, task_labels, top_k, sentences), "",
             _most_faithful_sentence(best), "",
             f"![faithfulness]({figure.as_posix()})", "",
         ]

@@ -28,6 +28,11 @@ PRUNING_FILE = "pruning.json"
 NUM_LABELS = 2  # every task here is single-sentence binary classification
 
 
+def pick_device() -> torch.device:
+    """Where a model runs outside training (which accelerate places): the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """Map ``model.name_or_path`` to something ``from_pretrained`` accepts.
 
@@ -105,7 +110,7 @@ def load_model(model_dir: Path) -> tuple[nn.Module, object, dict]:
 def unpruned_twin(model: nn.Module) -> nn.Module:
     """The unpruned architecture of ``model`` (every head), randomly initialised, on its device.
 
-    The latency reference of the benchmark: forward time depends on tensor shapes, not on weight
+    The latency reference of the evaluate stage: forward time depends on tensor shapes, not on weight
     values, so the twin times like the original model without needing its checkpoint.
     """
     from transformers import AutoModelForSequenceClassification

@@ -54,6 +54,13 @@ def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
+def check_ratio(ratio: Any, key: str = "prune.ratio") -> float:
+    """A fraction of heads or weights to remove: a number in [0, 1)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise McapError(f"params.yaml: '{key}' must be a number in [0, 1), got {ratio!r}")
+    return float(ratio)
+
+
 def optional_count(params: dict[str, Any], key: str) -> int | None:
     """A positive integer or null (meaning "all")."""
     value = get(params, key, (int, type(None)))
@@ -68,6 +75,11 @@ def positive_numbers(params: dict[str, Any], key: str) -> list[float]:
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
         raise McapError(f"params.yaml: '{key}' must be a non-empty list of positive numbers, got {values!r}")
     return [float(v) for v in values]
+
+
+def all_strategies(params: dict[str, Any]) -> list[str]:
+    """``prune.strategies`` followed by ``mcap.strategies`` (the learned ones, pruned in stages of their own)."""
+    return get(params, "prune.strategies", list) + get(params, "mcap.strategies", list)
 
 
 def all_tasks(params: dict[str, Any]) -> list[str]:

@@ -7,17 +7,10 @@ from typing import Any
 
 import torch
 
-from mcap.errors import McapError
 from mcap.figures import saved_figure
 from mcap.heads import head_layout, head_size
 from mcap.seeding import seed_everything
 from mcap.strategies import PruneContext, get_strategy
-
-
-def check_ratio(ratio: Any) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-        raise McapError(f"params.yaml: 'prune.ratio' must be a number in [0, 1), got {ratio!r}")
-    return float(ratio)
 
 
 def prune_model(strategy_name: str, context: PruneContext) -> dict[str, Any]:
@@ -31,6 +24,7 @@ def prune_model(strategy_name: str, context: PruneContext) -> dict[str, Any]:
     kept = sum(len(heads) for heads in layout)
     return {
         "strategy": strategy_name,
+        "label": strategy.label,
         "kind": outcome.kind,
         "task": context.task,
         # None for the unpruned model, so that its outputs (and fine-tuning) do not change with the ratio

@@ -87,8 +87,7 @@ def probe_data(context: PruneContext, validation: pd.DataFrame, train_examples: 
 def head_scores(strategy: str, context: PruneContext, seed: int) -> torch.Tensor:
     """(layers, heads) scores of ``strategy`` on the unpruned ``context.model`` with pruning seed ``seed``."""
     context.seed = seed
-    torch.manual_seed(seed)
-    return get_strategy(strategy).score_heads(context).detach().float().cpu()
+    return get_strategy(strategy).seeded_scores(context)
 
 
 def rank_points(context: PruneContext, validation: pd.DataFrame, strategies: list[str], ratios: list[float],

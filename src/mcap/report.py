@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-# Rows in the paper's order; head_gradient (ours, not in the paper) sits with the head criteria.
-ROW_LABELS = {
-    "imp": "1. Iterative magnitude pruning",
-    "l1_unstructured": "2. L1 unstructured pruning",
-    "random_unstructured": "3. Random magnitude pruning",
-    "head_sep": "4. HeadImp: avg attention to [SEP]",
-    "head_entropy": "5. HeadImp: attention entropy",
-    "head_random": "6. Random head pruning",
-    "head_gradient": "6b. HeadImp: gradient (Michel et al.; not in paper)",
-    "mcap": "7. MCAP",
-    "mcap_iterative": "7b. MCAP, iterative (not in paper)",
-    "none": "8. BERT fine-tuning (unpruned)",
-}
 
 # The paper's Table I (Rajapaksha & Crespi 2024, BERT-base, full data, their GPU), for comparison only.
 PAPER_TABLE_I = [
@@ -36,16 +24,29 @@ PAPER_TABLE_I = [
 ]
 
 
-def row_order(strategies: list[str]) -> list[str]:
-    """Known strategies in the paper's order, then any others in the order given."""
-    return [s for s in ROW_LABELS if s in strategies] + [s for s in strategies if s not in ROW_LABELS]
+def read_labels(prune_dir: Path, task: str, strategies: list[str]) -> dict[str, str]:
+    """Each strategy's Table I label, as its prune stage recorded it in ``<prune_dir>/<task>-<strategy>/heads.json``."""
+    return {strategy: json.loads((prune_dir / f"{task}-{strategy}" / "heads.json").read_text())["label"]
+            for strategy in strategies}
 
 
-def load_benchmarks(benchmark_dir: Path, groups: list[tuple[list[str], list[str]]],
+def row_key(label: str) -> tuple[float, str]:
+    """A label's row number ("6b. …" -> (6, "b")): the paper's numbering, so that its rows keep its order and a
+    row of ours sits beside the row it extends. Unnumbered labels sort last."""
+    match = re.match(r"(\d+)([a-z]?)\. ", label)
+    return (int(match[1]), match[2]) if match else (math.inf, "")
+
+
+def row_order(labels: dict[str, str]) -> list[str]:
+    """The strategies of ``labels`` ({strategy: label}) by row number; unnumbered ones last, in the order given."""
+    return sorted(labels, key=lambda strategy: row_key(labels[strategy]))
+
+
+def load_evaluations(evaluate_dir: Path, groups: list[tuple[list[str], list[str]]],
                     seeds: list[int]) -> dict[tuple[str, str], list[dict]]:
-    """Benchmark metrics of every (task, strategy) of each (tasks, strategies) group, one per fine-tuning seed."""
+    """The evaluate stage's metrics of every (task, strategy) of each (tasks, strategies) group, one per fine-tuning seed."""
     return {
-        (task, strategy): [json.loads((benchmark_dir / f"{task}-{strategy}" / f"seed-{seed}.json").read_text())
+        (task, strategy): [json.loads((evaluate_dir / f"{task}-{strategy}" / f"seed-{seed}.json").read_text())
                            for seed in seeds]
         for tasks, strategies in groups for task in tasks for strategy in strategies
     }
@@ -60,20 +61,20 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else float("nan")
 
 
-def build_table(benchmarks: dict[tuple[str, str], list[dict]]) -> pd.DataFrame:
-    """One row per (task, strategy) in the paper's order: quality as mean and std over seeds, cost
+def build_table(evaluations: dict[tuple[str, str], list[dict]], labels: dict[str, str]) -> pd.DataFrame:
+    """One row per (task, strategy) in the order of the strategies' ``labels``: quality as mean and std over seeds, cost
     from the first seed (the architecture is the same for every seed), latency and the measured
-    speed-up over the unpruned twin (timed interleaved in the benchmark) averaged over seeds."""
-    tasks = list(dict.fromkeys(task for task, _ in benchmarks))
+    speed-up over the unpruned twin (timed interleaved by the evaluate stage) averaged over seeds."""
+    tasks = list(dict.fromkeys(task for task, _ in evaluations))
     rows = []
     for task in tasks:
-        for strategy in row_order([s for t, s in benchmarks if t == task]):
-            runs = benchmarks[(task, strategy)]
+        for strategy in row_order({s: labels[s] for t, s in evaluations if t == task}):
+            runs = evaluations[(task, strategy)]
             first = runs[0]
             row: dict[str, Any] = {
                 "task": task,
                 "strategy": strategy,
-                "label": ROW_LABELS.get(strategy, strategy),
+                "label": labels[strategy],
                 "seeds": len(runs),
                 "heads": first["heads"],
                 "nonzero_params_M": first["nonzero_parameters"] / 1e6,

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import accuracy_score, matthews_corrcoef
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -36,10 +35,6 @@ class TrainSettings:
     max_seq_len: int
     weight_decay: float
     warmup_ratio: float
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def make_accelerator():
@@ -109,6 +104,9 @@ def predict_logits(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Cross-entropy loss, accuracy and Matthews correlation of 2-class logits."""
+    # Imported here: sklearn takes ~0.6 s to import, and most stages that import this module never evaluate.
+    from sklearn.metrics import accuracy_score, matthews_corrcoef
+
     loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels).long()).item()
     predictions = logits.argmax(axis=1)
     return {

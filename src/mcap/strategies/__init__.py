@@ -1,15 +1,10 @@
-"""Pruning strategies, one module each, registered by name.
+"""Pruning strategies, one module each, found by name.
 
-Every module in this package is imported here, so a new strategy is one new file (a class with
-``@register``) plus its name in ``prune.strategies`` of params.yaml.
+A strategy is one module here named after it (a class with ``@register``), plus its name in
+``prune.strategies`` of params.yaml. Modules are imported on first use, so a stage runs (and
+depends on) only the strategy modules it uses.
 """
 
-import importlib
-import pkgutil
-
 from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, get_strategy, known_strategies
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["PruneContext", "PruneOutcome", "Strategy", "get_strategy", "known_strategies"]

@@ -9,10 +9,13 @@ scores (global ranking, paper Eq. 1) physically. Unstructured strategies zero th
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -70,6 +73,9 @@ class PruneOutcome:
 class Strategy(ABC):
     name: ClassVar[str]
     kind: ClassVar[str]
+    # Its Table I row, numbered as the paper numbers its rows ("6b. …" sits after "6. …"); the prune stage
+    # records it with the model, so the reports label rows without importing any strategy.
+    label: ClassVar[str]
 
     @abstractmethod
     def apply(self, context: PruneContext) -> PruneOutcome:
@@ -86,12 +92,17 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def known_strategies() -> list[str]:
-    return sorted(_REGISTRY)
+    """The strategy modules of this package: a module's name is its strategy's name."""
+    return sorted(path.stem for path in Path(__file__).parent.glob("*.py") if path.stem not in ("__init__", "base"))
 
 
 def get_strategy(name: str) -> Strategy:
-    if name not in _REGISTRY:
+    """The strategy ``name``, importing its module on first use."""
+    if name not in known_strategies():
         raise McapError(f"params.yaml: unknown pruning strategy {name!r}; known: {', '.join(known_strategies())}")
+    importlib.import_module(f"{__package__}.{name}")
+    if name not in _REGISTRY:
+        raise McapError(f"{__package__}.{name}: defines no strategy named {name!r} (a class with @register and name = {name!r})")
     return _REGISTRY[name]()
 
 
@@ -117,6 +128,12 @@ class HeadStrategy(Strategy):
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         """(layers, heads) importance scores of the unpruned model; higher = keep."""
 
+    def seeded_scores(self, context: PruneContext) -> torch.Tensor:
+        """(layers, heads) scores on CPU, with torch's RNG seeded by ``context.seed`` first (for the strategies that
+        draw from it), so that scoring outside the prune stage (ranking, controller diagnostics) gives the same."""
+        torch.manual_seed(context.seed)
+        return self.score_heads(context).detach().float().cpu()
+
     def apply(self, context: PruneContext) -> PruneOutcome:
         scores = self.score_heads(context).detach().float().cpu()
         layers, heads = scores.shape
@@ -132,6 +149,28 @@ class HeadStrategy(Strategy):
         log.info("%s removed %d of %d heads; kept per layer: %s", self.name, count, layers * heads,
                  [len(kept) for kept in head_layout(context.model)])
         return outcome
+
+
+def learned_scores_dir(strategy: str) -> Path:
+    """Where the stage that learns ``strategy``'s head scores writes them, one ``<task>.json`` per task."""
+    return Path("reports") / strategy / "delta"
+
+
+class LearnedHeadStrategy(HeadStrategy):
+    """Scores written by a stage upstream of pruning (the meta-controllers), per task and per seed: the prune
+    stage takes the scores of the controller whose seed is the run's ``seed``."""
+
+    stage: ClassVar[str]  # the stage that writes the scores
+
+    def score_heads(self, context: PruneContext) -> torch.Tensor:
+        path = learned_scores_dir(self.name) / f"{context.task}.json"
+        if not path.is_file():
+            raise McapError(f"{path}: missing; the {self.stage} stage writes scores for every task in 'tasks' and 'transfer.tasks'")
+        by_seed = json.loads(path.read_text())["delta_by_seed"]
+        if str(context.seed) not in by_seed:
+            raise McapError(f"params.yaml: 'seed' {context.seed} has no meta-controller; add it to 'mcap.seeds' "
+                            f"(controllers trained: {', '.join(by_seed)})")
+        return torch.tensor(by_seed[str(context.seed)])
 
 
 def mean_attention_statistic(

@@ -42,6 +42,7 @@ def gradient_importance(context: PruneContext) -> torch.Tensor:
 @register
 class GradientHeads(HeadStrategy):
     name = "head_gradient"
+    label = "6b. HeadImp: gradient (Michel et al.; not in paper)"
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         initial = copy.deepcopy(context.model.state_dict())

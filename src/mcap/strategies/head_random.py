@@ -9,6 +9,7 @@ from mcap.strategies.base import HeadStrategy, PruneContext, register
 @register
 class RandomHeads(HeadStrategy):
     name = "head_random"
+    label = "6. Random head pruning"
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         layout = head_layout(context.model)

@@ -2,7 +2,7 @@
 
 As the paper states, the heads paying the *least* attention to [SEP] are removed. Clark et al.
 2019 read heavy [SEP] attention as a no-op, which would argue for the opposite order; we follow
-the paper, and the strategy table of README.md says so.
+the paper, and the strategy table of docs/pipeline.md says so.
 """
 
 import torch
@@ -20,6 +20,7 @@ def attention_to_sep(probs: torch.Tensor, batch: dict[str, torch.Tensor]) -> tor
 @register
 class SepAttentionHeads(HeadStrategy):
     name = "head_sep"
+    label = "4. HeadImp: avg attention to [SEP]"
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         return mean_attention_statistic(context, attention_to_sep)

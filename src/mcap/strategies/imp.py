@@ -20,6 +20,7 @@ from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, encoder_w
 @register
 class IterativeMagnitude(Strategy):
     name = "imp"
+    label = "1. Iterative magnitude pruning"
     kind = "unstructured"
 
     def apply(self, context: PruneContext) -> PruneOutcome:

@@ -8,4 +8,5 @@ from mcap.strategies.base import UnstructuredStrategy, register
 @register
 class L1Unstructured(UnstructuredStrategy):
     name = "l1_unstructured"
+    label = "2. L1 unstructured pruning"
     method = prune.L1Unstructured

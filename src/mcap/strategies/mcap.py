@@ -5,30 +5,11 @@ trained with the pruning seed ``seed``. That controller may never have trained o
 is the paper's transfer claim.
 """
 
-import json
-from pathlib import Path
-from typing import ClassVar
-
-import torch
-
-from mcap.errors import McapError
-from mcap.strategies.base import HeadStrategy, PruneContext, register
+from mcap.strategies.base import LearnedHeadStrategy, register
 
 
 @register
-class MetaControllerHeads(HeadStrategy):
+class MetaControllerHeads(LearnedHeadStrategy):
     name = "mcap"
-    stage: ClassVar[str] = "meta_controller"  # the stage that writes the scores
-    delta_dir: ClassVar[Path] = Path("reports/mcap/delta")
-    controller_dir: ClassVar[Path] = Path("models/meta_controller")
-    report_dir: ClassVar[Path] = Path("reports/mcap/controller")
-
-    def score_heads(self, context: PruneContext) -> torch.Tensor:
-        path = self.delta_dir / f"{context.task}.json"
-        if not path.is_file():
-            raise McapError(f"{path}: missing; the {self.stage} stage writes scores for every task in 'tasks' and 'transfer.tasks'")
-        by_seed = json.loads(path.read_text())["delta_by_seed"]
-        if str(context.seed) not in by_seed:
-            raise McapError(f"params.yaml: 'seed' {context.seed} has no meta-controller; add it to 'mcap.seeds' "
-                            f"(controllers trained: {', '.join(by_seed)})")
-        return torch.tensor(by_seed[str(context.seed)])
+    label = "7. MCAP"
+    stage = "meta_controller"

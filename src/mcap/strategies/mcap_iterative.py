@@ -6,16 +6,11 @@ controller (and the task probe) on the heads that survive; its scores order the 
 so the lowest ``floor(ratio × heads)`` are the heads it removed.
 """
 
-from pathlib import Path
-
-from mcap.strategies.base import register
-from mcap.strategies.mcap import MetaControllerHeads
+from mcap.strategies.base import LearnedHeadStrategy, register
 
 
 @register
-class IterativeMetaControllerHeads(MetaControllerHeads):
+class IterativeMetaControllerHeads(LearnedHeadStrategy):
     name = "mcap_iterative"
+    label = "7b. MCAP, iterative (not in paper)"
     stage = "meta_controller_iterative"
-    delta_dir = Path("reports/mcap_iterative/delta")
-    controller_dir = Path("models/meta_controller_iterative")
-    report_dir = Path("reports/mcap_iterative/controller")

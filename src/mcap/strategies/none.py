@@ -6,6 +6,7 @@ from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, register
 @register
 class NoPruning(Strategy):
     name = "none"
+    label = "8. BERT fine-tuning (unpruned)"
     kind = "none"
 
     def apply(self, context: PruneContext) -> PruneOutcome:

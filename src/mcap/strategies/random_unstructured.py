@@ -8,4 +8,5 @@ from mcap.strategies.base import UnstructuredStrategy, register
 @register
 class RandomUnstructured(UnstructuredStrategy):
     name = "random_unstructured"
+    label = "3. Random magnitude pruning"
     method = prune.RandomUnstructured
