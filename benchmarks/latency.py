@@ -22,7 +22,7 @@ import torch
 from common import machine, task_sentences, write_section
 from mcap.evaluate import mac_estimate, paired_speedup, timed_shapes
 from mcap.modeling import load_pretrained, pick_device
-from mcap.params import get, load_params
+from mcap.params import Params
 from mcap.pruning import prune_model
 from mcap.strategies import PruneContext
 from mcap.training import batch_loader, encode
@@ -34,13 +34,13 @@ def measure(args: argparse.Namespace) -> list[dict]:
     model, tokenizer = load_pretrained(args.model, args.seed)
     model = model.eval().to(device)
     train, test = task_sentences(args.task, "train"), task_sentences(args.task, "test")
-    options = get(load_params(), "prune", dict)  # the strategy's settings, as the pipeline runs it
+    settings = Params.load().prune  # the strategy's settings, as the pipeline runs it
     examples = encode(tokenizer, test, args.max_seq_len)
     rows = []
     for ratio in args.ratios:
         pruned = copy.deepcopy(model).cpu()
         record = prune_model(args.strategy, PruneContext(pruned, tokenizer, args.task, train, ratio, args.seed,
-                                                         options, args.max_seq_len, 32))
+                                                         settings, args.max_seq_len, 32))
         pruned = pruned.eval().to(device)
         for batch_size in args.batch_sizes:
             batches = [{k: v.to(device) for k, v in batch.items()} for batch in batch_loader(tokenizer, examples, batch_size)]

@@ -30,9 +30,9 @@ IMPORT_STAGE = f"{TORCH_TRANSFORMERS}; import runpy; stage = runpy.run_path({STA
 LOAD_AND_SAVE = IMPORT_STAGE + """
 import tempfile
 from pathlib import Path
-from mcap.params import get, load_params
-params = load_params()
-model, tokenizer = stage['load_pretrained'](get(params, 'model.name_or_path', str), get(params, 'seed', int))
+from mcap.params import Params
+params = Params.load()
+model, tokenizer = stage['load_pretrained'](params.model.name_or_path, params.seed)
 with tempfile.TemporaryDirectory() as folder:
     stage['save_model'](model, tokenizer, Path(folder), {'strategy': 'none'})
 """
@@ -48,15 +48,15 @@ import json, time
 from pathlib import Path
 from mcap.explain import PAPER_TEXTS, TextClassifier, explain_shap
 from mcap.modeling import load_model
-from mcap.params import get, load_params
-params = load_params()
-model, tokenizer, _ = load_model(Path('models/finetuned/sst2-none') / f"seed-{get(params, 'seeds', list)[0]}")
-classifier = TextClassifier(model, tokenizer, get(params, 'train.max_seq_len', int))
+from mcap.params import Params
+params = Params.load()
+model, tokenizer, _ = load_model(Path('models/finetuned/sst2-none') / f"seed-{params.seeds[0]}")
+classifier = TextClassifier(model, tokenizer, params.train.max_seq_len)
 classifier.logits([PAPER_TEXTS['T1']])  # warm the model up first: only SHAP's first call should differ
 seconds = []
 for _ in range(2):
     start = time.perf_counter()
-    explain_shap(classifier, PAPER_TEXTS['T1'], get(params, 'explain.shap_max_evals', int))
+    explain_shap(classifier, PAPER_TEXTS['T1'], params.explain.shap_max_evals)
     seconds.append(time.perf_counter() - start)
 print(json.dumps(seconds))
 """

@@ -5,7 +5,6 @@ from pathlib import Path
 from mcap.cli import run_stage
 from mcap.explain import (
     PAPER_TEXTS,
-    ExplainSettings,
     TextClassifier,
     explain_texts,
     measure_faithfulness,
@@ -13,7 +12,6 @@ from mcap.explain import (
 )
 from mcap.modeling import load_model
 from mcap.outputs import atomic_dir, write_json
-from mcap.params import get
 from mcap.splits import read_split
 
 MODELS_DIR = Path("reports/explain/models")
@@ -22,18 +20,14 @@ MODELS_DIR = Path("reports/explain/models")
 def main(params, args):
     pair = f"{args.task}-{args.strategy}"
     model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair / f"seed-{args.seed}")
-    classifier = TextClassifier(model, tokenizer, get(params, "train.max_seq_len", int))
-    settings = ExplainSettings(
-        lime_samples=get(params, "explain.lime_samples", int), shap_max_evals=get(params, "explain.shap_max_evals", int),
-        faithfulness_lime_samples=get(params, "explain.faithfulness_lime_samples", int),
-        faithfulness_shap_max_evals=get(params, "explain.faithfulness_shap_max_evals", int),
-        top_k=get(params, "explain.top_k", int), seed=get(params, "seed", int))
-    texts = {**PAPER_TEXTS, **{f"U{i}": str(t) for i, t in enumerate(get(params, "explain.texts", list), start=1)}}
+    classifier = TextClassifier(model, tokenizer, params.train.max_seq_len)
+    settings = params.explain
+    texts = {**PAPER_TEXTS, **{f"U{i}": text for i, text in enumerate(settings.texts, start=1)}}
     test = read_split(Path("data/processed") / args.task, "test")
-    sentences = list(test["sentence"].head(get(params, "explain.faithfulness_examples", int)))
+    sentences = list(test["sentence"].head(settings.faithfulness_examples))
     with atomic_dir(MODELS_DIR / pair) as staging:
-        records = explain_texts(classifier, texts, settings, pair, staging / "html", staging / "png")
-        rows = measure_faithfulness(classifier, sentences, settings)
+        records = explain_texts(classifier, texts, settings, params.seed, pair, staging / "html", staging / "png")
+        rows = measure_faithfulness(classifier, sentences, settings, params.seed)
         write_json(staging / "explanations.json", {"texts": records, "faithfulness": rows})
         skipped = {name: record["skipped"] for name, record in records.items() if "skipped" in record}
         write_json(staging / "metrics.json", {**summarise_faithfulness(rows), "faithfulness_sentences": len(rows),

@@ -6,27 +6,20 @@ from mcap.cli import run_stage
 from mcap.distributed import relaunch_under_accelerate
 from mcap.modeling import load_model, save_model
 from mcap.outputs import atomic_dir
-from mcap.params import get, positive_numbers
 from mcap.splits import read_split
 from mcap.tracking import log_history
-from mcap.training import TrainSettings, finetune_grid
+from mcap.training import finetune_grid
 
 
 def main(params, args):
-    if relaunch_under_accelerate(get(params, "train.num_processes", int, 1), get(params, "train.batch_size", int)):
+    if relaunch_under_accelerate(params.train.num_processes, params.train.batch_size):
         return
     pair, run = f"{args.task}-{args.strategy}", f"seed-{args.seed}"
     pruned_dir, task_dir = Path("models/pruned") / pair, Path("data/processed") / args.task
     _model, tokenizer, pruning = load_model(pruned_dir)
-    settings = TrainSettings(
-        epochs=get(params, "train.epochs", int), batch_size=get(params, "train.batch_size", int),
-        max_seq_len=get(params, "train.max_seq_len", int), weight_decay=get(params, "train.weight_decay", float),
-        warmup_ratio=get(params, "train.warmup_ratio", float),
-    )
     result = finetune_grid(
         lambda: load_model(pruned_dir)[0], read_split(task_dir, "train"), read_split(task_dir, "validation"),
-        tokenizer, settings, positive_numbers(params, "train.learning_rates"), int(args.seed),
-        get(params, "train.select_metric", str), keep_zeros=pruning.get("kind") == "unstructured",
+        tokenizer, params.train, int(args.seed), keep_zeros=pruning.get("kind") == "unstructured",
     )
     if not result.is_main_process:
         return

@@ -27,7 +27,6 @@ from mcap.controller import (
 from mcap.errors import McapError
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
-from mcap.params import all_tasks, check_ratio, get, optional_count
 from mcap.patterns import PatternCNN
 from mcap.probe import TaskProbe
 from mcap.splits import read_split
@@ -42,50 +41,23 @@ VARIANTS = {"mcap": (Path("models/meta_controller"), Path("reports/mcap/controll
             ITERATIVE: (Path("models/meta_controller_iterative"), Path("reports/mcap_iterative/controller"))}
 
 
-def controller_settings(params, seed: int, passes_key: str) -> ControllerSettings:
-    return ControllerSettings(
-        k=get(params, "mcap.k", int), passes=get(params, passes_key, int), update_every=get(params, "mcap.update_every", int),
-        learning_rate=get(params, "mcap.lr", float), conditional_learning_rate=get(params, "mcap.conditional_lr", float),
-        task_weight=get(params, "mcap.task_weight", (int, float)),
-        cnn_weight=get(params, "mcap.cnn_weight", (int, float)), noise_start=get(params, "mcap.noise_start", (int, float)),
-        noise_end=get(params, "mcap.noise_end", (int, float)), cnn_instances=get(params, "mcap.cnn_instances", int),
-        ratio=check_ratio(get(params, "prune.ratio")), seed=seed,
-    )
-
-
-def iterative_step(params) -> float:
-    step = get(params, "mcap.iterative_step", (int, float))
-    if isinstance(step, bool) or not 0 < step < 1:
-        raise McapError(f"params.yaml: 'mcap.iterative_step' must be a number in (0, 1), got {step!r}")
-    return float(step)
-
-
 def prune_context(params, model, tokenizer, task: str, train, seed: int) -> PruneContext:
-    return PruneContext(model=model, tokenizer=tokenizer, task=task, train=train, ratio=check_ratio(get(params, "prune.ratio")),
-                        seed=seed, options=get(params, "prune", dict), max_seq_len=get(params, "train.max_seq_len", int),
-                        batch_size=get(params, "train.batch_size", int))
+    return PruneContext(model=model, tokenizer=tokenizer, task=task, train=train, ratio=params.prune.ratio, seed=seed,
+                        settings=params.prune, max_seq_len=params.train.max_seq_len, batch_size=params.train.batch_size)
 
 
 def main(params, args):
     if args.variant not in VARIANTS:
         raise McapError(f"stages/meta_controller.py: --variant must be one of {', '.join(VARIANTS)}, got {args.variant!r}")
     (controller_dir, report_dir), iterative = VARIANTS[args.variant], args.variant == ITERATIVE
-    tasks, train_tasks = all_tasks(params), get(params, "mcap.train_tasks", list)
-    unknown = sorted(set(train_tasks) - set(tasks))
-    if unknown or not train_tasks:
-        raise McapError(f"params.yaml: 'mcap.train_tasks' must be a non-empty subset of 'tasks' {tasks}, got {train_tasks}")
-    seeds = get(params, "mcap.seeds", list)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) < len(seeds):
-        raise McapError(f"params.yaml: 'mcap.seeds' must be a non-empty list of distinct integers, got {seeds!r}")
-    step = iterative_step(params) if iterative else None
-    seed = seeds[0]  # the classifier head's initialisation for head_gradient's probe, and the diagnostics' focus
-    pool_size, length = optional_count(params, "mcap.pool_examples"), get(params, "mcap.map_length", int)
-    model, tokenizer = load_pretrained(get(params, "model.name_or_path", str), seed)
+    mcap, tasks, train_tasks = params.mcap, params.all_tasks(), params.mcap_train_tasks()
+    seed = mcap.seeds[0]  # the classifier head's initialisation for head_gradient's probe, and the diagnostics' focus
+    model, tokenizer = load_pretrained(params.model.name_or_path, seed)
     cnn = PatternCNN()
     cnn.load_state_dict(load_file("models/pattern_cnn/model.safetensors"))
     cnn.eval()
-    train = {task: read_split(Path("data/processed") / task, "train").head(pool_size) for task in tasks}
-    pools = {task: build_pool(model, cnn, extract_maps(model, tokenizer, list(frame["sentence"]), length, 32),
+    train = {task: read_split(Path("data/processed") / task, "train").head(mcap.pool_examples) for task in tasks}
+    pools = {task: build_pool(model, cnn, extract_maps(model, tokenizer, list(frame["sentence"]), mcap.map_length, 32),
                               frame["label"].to_numpy()) for task, frame in train.items()}
     # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps.
     reference = {task: GradientHeads().seeded_scores(prune_context(params, model, tokenizer, task, train[task], seed)).numpy()
@@ -94,12 +66,12 @@ def main(params, args):
         probes = {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in train_tasks}
     histories, scores = {}, {}
     with atomic_dir(controller_dir) as staging:
-        for controller_seed in seeds:
+        for controller_seed in mcap.seeds:
+            settings = ControllerSettings.of(mcap, params.prune.ratio, controller_seed, iterative)
             if iterative:
-                settings = controller_settings(params, controller_seed, "mcap.iterative_passes")
-                controller, histories[controller_seed], by_task = train_iterative(model, cnn, pools, train_tasks, settings, step)
+                controller, histories[controller_seed], by_task = train_iterative(model, cnn, pools, train_tasks, settings,
+                                                                                  mcap.iterative_step)
             else:
-                settings = controller_settings(params, controller_seed, "mcap.passes")
                 states = unpruned_states(pools, probes, settings.task_weight)
                 controller, histories[controller_seed] = train_controller(model, cnn, pools, states, train_tasks, settings)
                 by_task = {task: head_importance(controller, pools[task]) for task in tasks}
@@ -108,7 +80,7 @@ def main(params, args):
     for task in tasks:
         write_json(learned_scores_dir(args.variant) / f"{task}.json", {
             "task": task, "meta_trained_on": train_tasks, "seen_in_meta_training": task in train_tasks,
-            "delta_by_seed": {str(s): scores[s][task].tolist() for s in seeds},
+            "delta_by_seed": {str(s): scores[s][task].tolist() for s in mcap.seeds},
         })
     diagnose = iterative_diagnostics if iterative else controller_diagnostics
     write_json(report_dir / "diagnostics.json", diagnose(histories, scores, seed, train_tasks, reference))

@@ -8,7 +8,6 @@ from safetensors.torch import save_file
 from mcap.attention_maps import load_maps
 from mcap.cli import run_stage
 from mcap.outputs import atomic_dir, write_json
-from mcap.params import all_tasks, get
 from mcap.patterns import (
     PATTERNS,
     CnnTraining,
@@ -23,20 +22,19 @@ REPORT_DIR = Path("reports/mcap/cnn")
 
 
 def main(params, args):
-    size, seed = get(params, "mcap.map_length", int), get(params, "mcap.cnn_seed", int)
-    images = get(params, "mcap.cnn_images", (str, type(None)))
+    mcap = params.mcap
+    size, seed, images = mcap.map_length, mcap.cnn_seed, mcap.cnn_images
     if images:
         maps, labels, source = *load_labelled_maps(Path(images), size), images
     else:
-        maps, labels = synthetic_maps(get(params, "mcap.cnn_maps", int), size, seed)
+        maps, labels = synthetic_maps(mcap.cnn_maps, size, seed)
         source = "synthetic (mcap.patterns.synthetic_maps)"
-    settings = CnnTraining(epochs=get(params, "mcap.cnn_epochs", int), batch_size=64,
-                           learning_rate=get(params, "mcap.cnn_lr", float), seed=seed)
+    settings = CnnTraining(epochs=mcap.cnn_epochs, batch_size=64, learning_rate=mcap.cnn_lr, seed=seed)
     model, report = fit_pattern_cnn(maps, labels, settings)
     with atomic_dir(Path("models/pattern_cnn")) as staging:
         save_file(model.state_dict(), str(staging / "model.safetensors"))
     patterns = {task: head_patterns(model, load_maps(Path("data/attention") / f"{task}.npz")["maps"])
-                for task in all_tasks(params)}
+                for task in params.all_tasks()}
     plot_pattern_distribution(patterns, REPORT_DIR / "head_patterns.png")
     with open(REPORT_DIR / "confusion.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["actual", "predicted"])

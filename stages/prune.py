@@ -7,7 +7,6 @@ from mcap.cli import run_stage
 from mcap.errors import McapError
 from mcap.modeling import load_pretrained, save_model
 from mcap.outputs import atomic_dir, write_json
-from mcap.params import check_ratio, get
 from mcap.pruning import plot_head_map, prune_model
 from mcap.splits import read_split
 from mcap.strategies import PruneContext, get_strategy
@@ -24,13 +23,13 @@ def main(params, args):
     if args.learned and not learned:
         raise McapError(f"params.yaml: 'mcap.strategies' lists {args.strategy!r}, which learns no scores upstream: "
                         "list it in 'prune.strategies'")
-    seed = get(params, "seed", int)
-    model, tokenizer = load_pretrained(get(params, "model.name_or_path", str), seed)
+    seed = params.seed
+    model, tokenizer = load_pretrained(params.model.name_or_path, seed)
     context = PruneContext(
         model=model, tokenizer=tokenizer, task=args.task,
         train=read_split(Path("data/processed") / args.task, "train"),
-        ratio=check_ratio(get(params, "prune.ratio")), seed=seed, options=get(params, "prune", dict),
-        max_seq_len=get(params, "train.max_seq_len", int), batch_size=get(params, "train.batch_size", int),
+        ratio=params.prune.ratio, seed=seed, settings=params.prune, max_seq_len=params.train.max_seq_len,
+        batch_size=params.train.batch_size,
     )
     record = prune_model(args.strategy, context)
     with atomic_dir(Path("models/pruned") / pair) as staging:

@@ -5,17 +5,14 @@ from pathlib import Path
 
 from mcap.cli import run_stage
 from mcap.outputs import write_json
-from mcap.params import all_strategies, get
 from mcap.report import build_table, load_evaluations, read_labels, render_report, speedup_summary
 
 REPORTS = Path("reports")
 
 
 def main(params, args):
-    tasks, transfer_tasks = get(params, "tasks", list), get(params, "transfer.tasks", list)
-    learned = get(params, "mcap.strategies", list)
-    groups = [(tasks, all_strategies(params)), (transfer_tasks, get(params, "transfer.strategies", list) + learned)]
-    seeds = get(params, "seeds", list)
+    tasks, transfer_tasks, seeds = params.tasks, params.transfer.tasks, params.seeds
+    groups = [(tasks, params.all_strategies()), (transfer_tasks, params.transfer.strategies + params.mcap.strategies)]
     evaluations = load_evaluations(REPORTS / "evaluate", groups, seeds)
     labels = {strategy: label for group_tasks, strategies in groups for task in group_tasks
               for strategy, label in read_labels(REPORTS / "prune", task, strategies).items()}
@@ -23,12 +20,12 @@ def main(params, args):
     devices = sorted({run.get("device_name", run["device"]) for runs in evaluations.values() for run in runs})
     cnn_metrics = json.loads((REPORTS / "mcap" / "cnn" / "metrics.json").read_text())
     setup = (
-        f"Model `{get(params, 'model.name_or_path', str)}`, pruning ratio {get(params, 'prune.ratio')}, "
-        f"{get(params, 'train.epochs', int)} epoch(s), lr grid {get(params, 'train.learning_rates', list)}, "
-        f"train/eval caps {get(params, 'data.max_train_examples')}/{get(params, 'data.max_eval_examples')} "
+        f"Model `{params.model.name_or_path}`, pruning ratio {params.prune.ratio}, "
+        f"{params.train.epochs} epoch(s), lr grid {params.train.learning_rates}, "
+        f"train/eval caps {params.data.max_train_examples}/{params.data.max_eval_examples} "
         f"(null = full data), fine-tuning seeds {seeds} (quality is mean ± std where more than one ran), "
-        f"measured on {', '.join(devices)} with {get(params, 'evaluate.threads', int)} threads. "
-        f"Latency: forward pass on real test sentences (batch sizes {get(params, 'evaluate.batch_sizes', list)}), "
+        f"measured on {', '.join(devices)} with {params.evaluate.threads} threads. "
+        f"Latency: forward pass on real test sentences (batch sizes {params.evaluate.batch_sizes}), "
         "median ± IQR. "
         "Speed-up: median per-repetition time ratio of the unpruned architecture to this model, the two timed "
         "alternately in one process (the unpruned row measures the noise floor, ideally 1.00). "
@@ -38,7 +35,7 @@ def main(params, args):
         "not MACs)."
     )
     (REPORTS / "table1.md").write_text(
-        render_report(table, tasks, setup, transfer_tasks, get(params, "mcap.train_tasks", list), cnn_metrics))
+        render_report(table, tasks, setup, transfer_tasks, params.mcap.train_tasks, cnn_metrics))
     table.to_csv(REPORTS / "table1.csv", index=False, float_format="%.6g")
     write_json(REPORTS / "speedups.json", speedup_summary(table))
 

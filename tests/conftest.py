@@ -10,11 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
+from mcap.params import PruneSettings
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 POSITIVE = ["good", "great", "lovely", "fine", "superb", "charming", "moving", "brilliant"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "tedious", "messy", "weak"]
+PRUNE_SETTINGS = PruneSettings(ratio=0.5, strategies=[], importance_examples=16, gradient_probe_steps=3,
+                               gradient_probe_lr=1e-3, imp_rounds=2, imp_retrain_steps=2, imp_learning_rate=3e-5,
+                               imp_rewind=True)
 FILLER = ["the", "film", "was", "a", "story", "and", "plot", "acting", "really", "quite", "very", "it", "is"]
 
 

@@ -9,7 +9,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from conftest import make_sentences
 from mcap import evaluate
 from mcap.evaluate import (
-    EvaluateSettings,
     count_flops,
     encoder_macs,
     evaluate_model,
@@ -21,6 +20,7 @@ from mcap.evaluate import (
 )
 from mcap.heads import eager_attention, head_layout, prune_heads
 from mcap.modeling import unpruned_twin
+from mcap.params import EvaluateSettings
 from mcap.training import classification_metrics
 
 
@@ -118,8 +118,8 @@ def test_classification_metrics_on_known_logits():
 
 def test_evaluate_model_reports_every_metric(tiny_model):
     model, tokenizer = tiny_model
-    settings = EvaluateSettings(batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16, max_seq_len=32)
-    metrics = evaluate_model(model, tokenizer, make_sentences(12, seed=9), settings, reference=unpruned_twin(model))
+    settings = EvaluateSettings(threads=1, batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16)
+    metrics = evaluate_model(model, tokenizer, make_sentences(12, seed=9), settings, 32, reference=unpruned_twin(model))
     assert set(metrics["test"]) == {"loss", "accuracy", "mcc"}
     assert set(metrics["latency_ms"]) == set(metrics["speedup"]) == {"batch_1", "batch_4"}
     assert metrics["flops"]["length_16"]["dense"] == metrics["flops"]["length_16"]["nonzero"] > 0
@@ -131,8 +131,8 @@ def test_the_evaluation_estimates_speed_up_at_the_padded_shapes_it_timed(tiny_mo
     model, tokenizer = tiny_model
     prune_heads(model, {0: [0, 1, 2]})
     test = make_sentences(12, seed=9)
-    settings = EvaluateSettings(batch_sizes=[4], warmup=1, repetitions=3, flops_seq_len=16, max_seq_len=32)
-    metrics = evaluate_model(model, tokenizer, test, settings, reference=unpruned_twin(model))
+    settings = EvaluateSettings(threads=1, batch_sizes=[4], warmup=1, repetitions=3, flops_seq_len=16)
+    metrics = evaluate_model(model, tokenizer, test, settings, 32, reference=unpruned_twin(model))
     batches = list(evaluate.batch_loader(tokenizer, evaluate.encode(tokenizer, test, 32), 4))
     assert metrics["mac_estimate"]["batch_4"] == mac_estimate(model, timed_shapes(batches, 1, 3))
     assert metrics["device_name"].startswith("CPU ")  # names the hardware in the report (tests run on CPU)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from mcap.explain import (
-    ExplainSettings,
     Explanation,
     TextClassifier,
     explain_lime,
@@ -20,6 +19,7 @@ from mcap.explain import (
     words_from_tokens,
 )
 from mcap.explain_report import faithfulness_summary, lime_table, most_faithful
+from mcap.params import ExplainSettings
 
 
 class KeywordClassifier:
@@ -110,9 +110,10 @@ def test_shap_explains_the_log_odds_of_the_positive_class(tiny_model):
 
 
 def test_unusable_texts_are_skipped_and_recorded(classifier, tmp_path):
-    settings = ExplainSettings(lime_samples=50, shap_max_evals=20, faithfulness_lime_samples=50,
-                               faithfulness_shap_max_evals=20, top_k=2, seed=0)
-    records = explain_texts(classifier, {"empty": "   ", "ok": "the film was good"}, settings, "toy", tmp_path / "html", tmp_path / "png")
+    settings = ExplainSettings(tasks=["toy"], lime_samples=50, shap_max_evals=20, top_k=2, faithfulness_examples=2,
+                               faithfulness_lime_samples=50, faithfulness_shap_max_evals=20)
+    records = explain_texts(classifier, {"empty": "   ", "ok": "the film was good"}, settings, 0, "toy", tmp_path / "html",
+                            tmp_path / "png")
     assert records["empty"] == {"text": "   ", "skipped": "empty text"}
     assert set(records["ok"]) == {"text", "lime", "shap"}
     assert (tmp_path / "png" / "shap_ok.png").stat().st_size > 0 and (tmp_path / "html" / "lime_ok.html").is_file()

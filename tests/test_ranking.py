@@ -3,20 +3,18 @@
 import numpy as np
 import torch
 
-from conftest import make_sentences
+from conftest import PRUNE_SETTINGS, make_sentences
 from mcap.controller import sentence_representations
 from mcap.heads import prune_heads
 from mcap.ranking import keep_mask, probe_mcc, rank_points, sentence_vectors
 from mcap.strategies import PruneContext
 from mcap.training import make_loader
 
-OPTIONS = {"importance_examples": 16, "gradient_probe_steps": 2, "gradient_probe_lr": 1e-3}
-
 
 def context(tiny_model) -> PruneContext:
     model, tokenizer = tiny_model
     return PruneContext(model=model, tokenizer=tokenizer, task="toy", train=make_sentences(48, seed=1), ratio=0.0,
-                        seed=0, options=OPTIONS, max_seq_len=32, batch_size=16)
+                        seed=0, settings=PRUNE_SETTINGS, max_seq_len=32, batch_size=16)
 
 
 def test_the_keep_mask_drops_the_lowest_scored_heads_globally():

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_sentences
+from conftest import PRUNE_SETTINGS, make_sentences
 from mcap.errors import McapError
 from mcap.heads import count_heads, removed_head_count
-from mcap.params import check_ratio
 from mcap.pruning import prune_model
 from mcap.strategies import PruneContext, get_strategy, known_strategies
 from mcap.strategies.base import encoder_weight_sparsity, lowest_heads
@@ -19,14 +18,12 @@ from mcap.strategies.head_sep import attention_to_sep
 
 HEAD_STRATEGIES = ["head_sep", "head_entropy", "head_random", "head_gradient"]
 UNSTRUCTURED = ["imp", "l1_unstructured", "random_unstructured"]
-OPTIONS = {"importance_examples": 16, "gradient_probe_steps": 3, "gradient_probe_lr": 1e-3, "imp_rounds": 2,
-           "imp_retrain_steps": 2, "imp_learning_rate": 3e-5, "imp_rewind": True}
 
 
 def context(tiny_model, ratio: float, seed: int = 0) -> PruneContext:
     model, tokenizer = tiny_model
     return PruneContext(model=model, tokenizer=tokenizer, task="toy", train=make_sentences(32, seed=1), ratio=ratio,
-                        seed=seed, options=OPTIONS, max_seq_len=32, batch_size=8)
+                        seed=seed, settings=PRUNE_SETTINGS, max_seq_len=32, batch_size=8)
 
 
 def test_the_paper_baselines_and_ours_are_registered():
@@ -97,23 +94,6 @@ def test_ratio_that_removes_no_head_is_a_recorded_no_op(tiny_model, caplog):
 def test_unknown_strategy_lists_the_known_ones(tiny_model):
     with pytest.raises(McapError, match="unknown pruning strategy 'magic'; known: .*head_entropy"):
         prune_model("magic", context(tiny_model, ratio=0.2))
-
-
-def test_a_missing_or_mistyped_prune_option_is_named(tiny_model):
-    missing = context(tiny_model, ratio=0.5)
-    missing.options = {key: value for key, value in OPTIONS.items() if key != "gradient_probe_steps"}
-    with pytest.raises(McapError, match="missing key 'prune.gradient_probe_steps'"):
-        prune_model("head_gradient", missing)
-    mistyped = context(tiny_model, ratio=0.5)
-    mistyped.options = {**OPTIONS, "imp_rounds": "two"}
-    with pytest.raises(McapError, match="'prune.imp_rounds' must be int, got 'two'"):
-        prune_model("imp", mistyped)
-
-
-@pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5, "half", True])
-def test_ratio_outside_unit_interval_is_rejected(ratio):
-    with pytest.raises(McapError, match=r"'prune.ratio' must be a number in \[0, 1\)"):
-        check_ratio(ratio)
 
 
 def test_removed_head_count_never_exceeds_the_ratio():

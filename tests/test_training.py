@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,13 @@ import yaml
 
 from conftest import make_sentences
 from mcap.modeling import load_model, save_model
+from mcap.params import TrainSettings
 from mcap.splits import write_splits
-from mcap.training import KEEP_MASK, TrainSettings, finetune_grid, zeroed_linears, zeros_kept
+from mcap.training import KEEP_MASK, finetune_grid, zeroed_linears, zeros_kept
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = TrainSettings(epochs=6, batch_size=16, max_seq_len=32, weight_decay=0.01, warmup_ratio=0.1)
+SETTINGS = TrainSettings(epochs=6, learning_rates=[1e-3], batch_size=16, max_seq_len=32, weight_decay=0.01,
+                         warmup_ratio=0.1, select_metric="accuracy")
 
 
 @pytest.fixture
@@ -30,7 +33,7 @@ def saved_tiny(tiny_model, tmp_path):
 def run(saved, learning_rates=(3e-3,), keep_zeros=False):
     model_dir, tokenizer = saved
     return finetune_grid(lambda: load_model(model_dir)[0], make_sentences(128, 1), make_sentences(32, 2), tokenizer,
-                         SETTINGS, list(learning_rates), seed=11, select_metric="accuracy", keep_zeros=keep_zeros)
+                         replace(SETTINGS, learning_rates=list(learning_rates)), seed=11, keep_zeros=keep_zeros)
 
 
 def test_fine_tuning_learns_a_learnable_task(saved_tiny):

@@ -6,15 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from mcap.errors import McapError
-from mcap.params import load_params
+from mcap.params import Params
 
 log = logging.getLogger("mcap")
 
 
-def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], *arguments: str,
+def run_stage(main: Callable[[Params, argparse.Namespace], None], *arguments: str,
               flags: tuple[str, ...] = ()) -> None:
     """Parse ``--name value`` arguments (and ``--flag`` switches), load params.yaml and run ``main(params, args)``.
 
@@ -33,7 +32,7 @@ def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], *argum
 
     transformers_logging.set_verbosity_error()  # its load report flags the new classifier head, which is expected
     try:
-        main(load_params(), args)
+        main(Params.load(), args)
     except McapError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from mcap.heads import captured_attention, masked_heads, removed_head_count
+from mcap.params import McapSettings
 from mcap.patterns import VERTICAL, PatternCNN
 from mcap.probe import TaskProbe
 
@@ -57,6 +58,15 @@ class ControllerSettings:
     cnn_instances: int  # instances of the episode whose masked maps the CNN term scores
     ratio: float  # prune.ratio: the budget
     seed: int
+
+    @classmethod
+    def of(cls, mcap: McapSettings, ratio: float, seed: int, iterative: bool) -> ControllerSettings:
+        """The settings of one controller run: ``mcap.*``, the budget and the controller seed (``mcap_iterative``
+        trains ``mcap.iterative_passes`` passes per step instead of ``mcap.passes``)."""
+        return cls(k=mcap.k, passes=mcap.iterative_passes if iterative else mcap.passes, update_every=mcap.update_every,
+                   learning_rate=mcap.lr, conditional_learning_rate=mcap.conditional_lr, task_weight=mcap.task_weight,
+                   cnn_weight=mcap.cnn_weight, noise_start=mcap.noise_start, noise_end=mcap.noise_end,
+                   cnn_instances=mcap.cnn_instances, ratio=ratio, seed=seed)
 
 
 @dataclass

@@ -24,10 +24,10 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mcap.errors import McapError
+from mcap.params import SPLIT_METHODS
 
 log = logging.getLogger(__name__)
 
-SPLIT_METHODS = ("grouped", "random")
 COLUMNS = ["sentence", "label"]
 
 

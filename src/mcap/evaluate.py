@@ -19,7 +19,6 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +29,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mcap.heads import eager_attention, head_layout
 from mcap.modeling import count_parameters, encoder_linears
+from mcap.params import EvaluateSettings
 from mcap.training import batch_loader, classification_metrics, encode, predict_logits
-
-
-@dataclass(frozen=True)
-class EvaluateSettings:
-    batch_sizes: Sequence[int]
-    warmup: int
-    repetitions: int
-    flops_seq_len: int
-    max_seq_len: int
 
 
 def count_flops(model: nn.Module, seq_len: int) -> int:
@@ -139,8 +130,8 @@ def paired_speedup(model: nn.Module, reference: nn.Module, batches: Sequence[dic
     return spread(model_times), spread(reference_times / model_times)
 
 
-def evaluate_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: EvaluateSettings,
-                    reference: nn.Module | None = None) -> dict:
+def evaluate_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: EvaluateSettings, max_seq_len: int,
+                   reference: nn.Module | None = None) -> dict:
     """Every number the evaluate stage measures on one model as a metrics dictionary.
 
     With ``reference`` (the unpruned architecture) the latency is measured interleaved with it and
@@ -148,7 +139,7 @@ def evaluate_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: Ev
     """
     device = next(model.parameters()).device
     model.eval()
-    examples = encode(tokenizer, test, settings.max_seq_len)
+    examples = encode(tokenizer, test, max_seq_len)
     metrics = {"test": classification_metrics(*predict_logits(model, batch_loader(tokenizer, examples, 64)))}
 
     mean_length = max(1, round(float(np.mean([len(example["input_ids"]) for example in examples]))))

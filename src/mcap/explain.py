@@ -28,6 +28,7 @@ from torch import nn
 
 from mcap.figures import saved_figure
 from mcap.modeling import pick_device
+from mcap.params import ExplainSettings
 
 CLASS_NAMES = ["negative", "positive"]
 PAPER_TEXTS = {  # the paper's Table II
@@ -186,18 +187,8 @@ METHODS = ("lime", "shap")
 MEASURES = ("comprehensiveness", "sufficiency")
 
 
-@dataclass(frozen=True)
-class ExplainSettings:
-    lime_samples: int  # for the paper's texts (figures)
-    shap_max_evals: int
-    faithfulness_lime_samples: int  # for each faithfulness sentence: many sentences, so fewer samples
-    faithfulness_shap_max_evals: int
-    top_k: int
-    seed: int
-
-
-def explain_texts(classifier: TextClassifier, texts: dict[str, str], settings: ExplainSettings, title: str,
-                  html_dir: Path, png_dir: Path) -> dict[str, dict]:
+def explain_texts(classifier: TextClassifier, texts: dict[str, str], settings: ExplainSettings, seed: int,
+                  title: str, html_dir: Path, png_dir: Path) -> dict[str, dict]:
     """LIME and SHAP for each named text: HTML + PNG per method, and the numbers; unusable texts are skipped."""
     from tqdm.auto import tqdm
 
@@ -209,7 +200,7 @@ def explain_texts(classifier: TextClassifier, texts: dict[str, str], settings: E
             records[name] = {"text": text, "skipped": reason}
             continue
         records[name] = {"text": text}
-        for explanation in (explain_lime(classifier, text, settings.lime_samples, settings.seed),
+        for explanation in (explain_lime(classifier, text, settings.lime_samples, seed),
                             explain_shap(classifier, text, settings.shap_max_evals)):
             (html_dir / f"{explanation.method}_{name}.html").write_text(explanation.html)
             plot_contributions(explanation, f"{title} · {name}", png_dir / f"{explanation.method}_{name}.png")
@@ -219,14 +210,15 @@ def explain_texts(classifier: TextClassifier, texts: dict[str, str], settings: E
     return records
 
 
-def measure_faithfulness(classifier: TextClassifier, sentences: list[str], settings: ExplainSettings) -> list[dict]:
+def measure_faithfulness(classifier: TextClassifier, sentences: list[str], settings: ExplainSettings,
+                         seed: int) -> list[dict]:
     """Per sentence: each method's rationale (positions and words) and its comprehensiveness/sufficiency."""
     from tqdm.auto import tqdm
 
     rows = []
     for sentence in tqdm(sentences, desc="faithfulness", leave=False):
         row = {"sentence": sentence}
-        for explanation in (explain_lime(classifier, sentence, settings.faithfulness_lime_samples, settings.seed),
+        for explanation in (explain_lime(classifier, sentence, settings.faithfulness_lime_samples, seed),
                             explain_shap(classifier, sentence, settings.faithfulness_shap_max_evals)):
             rationale = explanation.rationale(settings.top_k)
             row[explanation.method] = {"rationale": rationale,

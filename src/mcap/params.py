@@ -1,17 +1,31 @@
-"""Reading ``params.yaml`` with errors that name the key and what it accepts."""
+"""``params.yaml`` read into one typed, checked settings class per section.
+
+Each class mirrors its section key for key: a field's annotation is the type its value must have, a
+field default marks a key that may be left out (every other key must be there), and ``check`` holds
+what a type cannot say. Errors name the dotted key and what it accepts; an unknown key is an error
+too, so a typo does not silently fall back to nothing. A new param touches params.yaml, its class
+here and the code that uses it.
+
+Stages get a :class:`Params`, which reads a section on first use: a stage checks only the sections
+it reads (DVC reruns it only for the keys its ``params:`` list names).
+"""
 
 from __future__ import annotations
 
 import re
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from mcap.errors import McapError
 
 PARAMS_FILE = Path("params.yaml")
-_MISSING = object()
+SPLIT_METHODS = ("grouped", "random")
+SELECT_METRICS = ("mcc", "accuracy")  # validation metrics where higher is better
 
 
 class _ParamsLoader(yaml.SafeLoader):
@@ -24,6 +38,7 @@ _ParamsLoader.add_implicit_resolver(
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """The raw mapping of ``path``."""
     if not path.is_file():
         raise McapError(f"{path}: not found; run stages from the repository root")
     try:
@@ -35,53 +50,358 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     return params
 
 
-def get(params: dict[str, Any], key: str, kind: type | tuple[type, ...] | None = None, default: Any = _MISSING) -> Any:
-    """Look up a dotted key (``prune.ratio``); check its type when ``kind`` is given."""
-    value: Any = params
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            if default is not _MISSING:
-                return default
-            raise McapError(f"params.yaml: missing key '{key}'")
-        value = value[part]
-    if kind is not None and not (isinstance(value, kind) and not (isinstance(value, bool) and bool not in _tuple(kind))):
-        names = " or ".join(t.__name__ for t in _tuple(kind))
-        raise McapError(f"params.yaml: '{key}' must be {names}, got {value!r}")
-    return value
+# --------------------------------------------------------------------------------------------
+# Typed reading
+# --------------------------------------------------------------------------------------------
 
 
-def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
+@dataclass(frozen=True)
+class Section:
+    """A params.yaml section (``section`` names it; "" is the top level) as a typed, checked object."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def read(cls, params: dict[str, Any]) -> typing.Self:
+        """Build the section from the raw params: types converted and checked, defaults filled, then ``check``."""
+        raw = params if not cls.section else params.get(cls.section, _ABSENT)
+        if raw is _ABSENT:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise McapError(f"params.yaml: '{cls.section}' must be a mapping of keys, got {raw!r}")
+        own = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - own) if cls.section else []  # the top level also holds the other sections
+        if unknown:
+            raise McapError(f"params.yaml: unknown key(s) {', '.join(repr(cls._key(k)) for k in unknown)}; "
+                            f"'{cls.section}' accepts {', '.join(sorted(own))}")
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for spec in fields(cls):
+            if spec.name in raw:
+                values[spec.name] = _typed(raw[spec.name], hints[spec.name], cls._key(spec.name))
+            elif spec.default is MISSING and spec.default_factory is MISSING:
+                raise McapError(f"params.yaml: missing key '{cls._key(spec.name)}'")
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """What the types cannot say; each failure through :meth:`require`."""
+
+    def require(self, name: str, holds: bool, accepted: str) -> None:
+        if not holds:
+            raise McapError(f"params.yaml: '{self._key(name)}' must be {accepted}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def _key(cls, name: str) -> str:
+        return f"{cls.section}.{name}" if cls.section else name
 
 
-def check_ratio(ratio: Any, key: str = "prune.ratio") -> float:
-    """A fraction of heads or weights to remove: a number in [0, 1)."""
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-        raise McapError(f"params.yaml: '{key}' must be a number in [0, 1), got {ratio!r}")
-    return float(ratio)
+_ABSENT = object()
 
 
-def optional_count(params: dict[str, Any], key: str) -> int | None:
-    """A positive integer or null (meaning "all")."""
-    value = get(params, key, (int, type(None)))
-    if value is not None and value <= 0:
-        raise McapError(f"params.yaml: '{key}' must be a positive integer or null (all), got {value!r}")
-    return value
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as the annotated type (an int where a float is expected becomes a float), or an error naming ``key``."""
+    converted = _convert(value, hint)
+    if converted is _ABSENT:
+        raise McapError(f"params.yaml: '{key}' must be {_describe(hint)}, got {value!r}")
+    return converted
 
 
-def positive_numbers(params: dict[str, Any], key: str) -> list[float]:
-    """A non-empty list of positive numbers (e.g. a learning-rate grid)."""
-    values = get(params, key, list)
-    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
-        raise McapError(f"params.yaml: '{key}' must be a non-empty list of positive numbers, got {values!r}")
-    return [float(v) for v in values]
+def _convert(value: Any, hint: Any) -> Any:
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType:  # `X | None`
+        return None if value is None else _convert(value, next(a for a in arguments if a is not type(None)))
+    if origin is list:
+        if not isinstance(value, list):
+            return _ABSENT
+        items = [_convert(item, arguments[0]) for item in value]
+        return _ABSENT if any(item is _ABSENT for item in items) else items
+    if origin is dict:
+        ok = isinstance(value, dict) and all(_convert(v, arguments[1]) is not _ABSENT for v in value.values())
+        return {str(k): _convert(v, arguments[1]) for k, v in value.items()} if ok and all(
+            isinstance(k, str) for k in value) else _ABSENT
+    if hint is bool:
+        return value if isinstance(value, bool) else _ABSENT
+    if isinstance(value, bool):  # YAML's true/false is no number
+        return _ABSENT
+    if hint is float and isinstance(value, (int, float)):
+        return float(value)
+    return value if isinstance(value, hint) else _ABSENT
 
 
-def all_strategies(params: dict[str, Any]) -> list[str]:
-    """``prune.strategies`` followed by ``mcap.strategies`` (the learned ones, pruned in stages of their own)."""
-    return get(params, "prune.strategies", list) + get(params, "mcap.strategies", list)
+def _describe(hint: Any) -> str:
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType:
+        return f"{_describe(next(a for a in arguments if a is not type(None)))} or null"
+    if origin is list:
+        return f"a list of {_describe(arguments[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict:
+        return f"a mapping of names to {_describe(arguments[1]).removeprefix('a ')}s"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[hint]
 
 
-def all_tasks(params: dict[str, Any]) -> list[str]:
-    """``tasks`` followed by ``transfer.tasks`` (the tasks that get data, maps and δ), without repeats."""
-    return list(dict.fromkeys(get(params, "tasks", list) + get(params, "transfer.tasks", list, [])))
+def _distinct(values: list) -> bool:
+    return len(set(values)) == len(values)
+
+
+def _fraction(value: float) -> bool:
+    """A share of heads, weights or MACs to remove."""
+    return 0 <= value < 1
+
+
+# --------------------------------------------------------------------------------------------
+# The sections, in params.yaml's order
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopLevel(Section):
+    section: ClassVar[str] = ""
+    seed: int  # pruning, meta-controller, classifier-head initialisation, explanations
+    seeds: list[int]  # fine-tuning seeds
+    tasks: list[str]  # Table I tasks
+
+    def check(self) -> None:
+        self.require("seeds", bool(self.seeds) and _distinct(self.seeds), "a non-empty list of distinct integers")
+        self.require("tasks", bool(self.tasks) and _distinct(self.tasks), "a non-empty list of distinct task names")
+
+
+@dataclass(frozen=True)
+class TransferSettings(Section):
+    section: ClassVar[str] = "transfer"
+    tasks: list[str] = field(default_factory=list)  # tasks the meta-controller never trains on
+    strategies: list[str] = field(default_factory=list)  # the non-learned strategies run on them
+
+
+@dataclass(frozen=True)
+class ModelSettings(Section):
+    section: ClassVar[str] = "model"
+    name_or_path: str
+
+
+@dataclass(frozen=True)
+class DataSettings(Section):
+    section: ClassVar[str] = "data"
+    glue_dir: str
+    seed: int
+    validation_fraction: float
+    split: str
+    max_train_examples: int | None  # null = all
+    max_eval_examples: int | None
+    extra_tasks: dict[str, str] = field(default_factory=dict)  # name: folder with train.tsv and dev.tsv
+
+    def check(self) -> None:
+        self.require("validation_fraction", 0 < self.validation_fraction < 1, "a number in (0, 1)")
+        self.require("split", self.split in SPLIT_METHODS, f"one of {', '.join(SPLIT_METHODS)}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            self.require(name, value is None or value > 0, "a positive integer or null (all)")
+
+
+@dataclass(frozen=True)
+class TrainSettings(Section):
+    section: ClassVar[str] = "train"
+    epochs: int
+    learning_rates: list[float]  # the grid; the best on validation is kept
+    batch_size: int  # the global batch (divided among processes)
+    max_seq_len: int
+    weight_decay: float
+    warmup_ratio: float
+    select_metric: str  # the validation metric that picks the learning rate
+    num_processes: int = 1  # > 1: finetune runs under `accelerate launch`
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size", "max_seq_len", "num_processes"):
+            self.require(name, getattr(self, name) > 0, "a positive integer")
+        self.require("learning_rates", bool(self.learning_rates) and min(self.learning_rates) > 0,
+                     "a non-empty list of positive numbers")
+        self.require("weight_decay", self.weight_decay >= 0, "a number ≥ 0")
+        self.require("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)")
+        self.require("select_metric", self.select_metric in SELECT_METRICS, f"one of {', '.join(SELECT_METRICS)}")
+
+
+@dataclass(frozen=True)
+class PruneSettings(Section):
+    section: ClassVar[str] = "prune"
+    ratio: float  # fraction of heads (head strategies) or encoder weights (unstructured ones) removed
+    strategies: list[str]  # the strategies that need no learned scores
+    importance_examples: int  # train sentences used to score heads
+    gradient_probe_steps: int  # head_gradient: classifier-only steps before taking gradients
+    gradient_probe_lr: float
+    imp_rounds: int
+    imp_retrain_steps: int
+    imp_learning_rate: float
+    imp_rewind: bool
+
+    def check(self) -> None:
+        self.require("ratio", _fraction(self.ratio), "a number in [0, 1)")
+        self.require("strategies", _distinct(self.strategies), "a list of distinct strategy names")
+        for name in ("importance_examples", "imp_rounds"):
+            self.require(name, getattr(self, name) > 0, "a positive integer")
+        for name in ("gradient_probe_steps", "imp_retrain_steps"):
+            self.require(name, getattr(self, name) >= 0, "an integer ≥ 0")
+        for name in ("gradient_probe_lr", "imp_learning_rate"):
+            self.require(name, getattr(self, name) > 0, "a positive number")
+
+
+@dataclass(frozen=True)
+class RankingSettings(Section):
+    section: ClassVar[str] = "ranking"
+    ratios: list[float]
+    seeds: list[int]  # pruning seeds, for the strategies whose scores depend on the seed
+    train_examples: int
+
+    def check(self) -> None:
+        self.require("ratios", bool(self.ratios) and all(map(_fraction, self.ratios)),
+                     "a non-empty list of numbers in [0, 1)")
+        self.require("seeds", bool(self.seeds), "a non-empty list of integers")
+        self.require("train_examples", self.train_examples > 0, "a positive integer")
+
+
+@dataclass(frozen=True)
+class EvaluateSettings(Section):
+    section: ClassVar[str] = "evaluate"
+    threads: int
+    batch_sizes: list[int]
+    warmup: int  # untimed repetitions first
+    repetitions: int
+    flops_seq_len: int
+
+    def check(self) -> None:
+        for name in ("threads", "repetitions", "flops_seq_len"):
+            self.require(name, getattr(self, name) > 0, "a positive integer")
+        self.require("warmup", self.warmup >= 0, "an integer ≥ 0")
+        self.require("batch_sizes", bool(self.batch_sizes) and min(self.batch_sizes) > 0,
+                     "a non-empty list of positive integers")
+
+
+@dataclass(frozen=True)
+class ExplainSettings(Section):
+    section: ClassVar[str] = "explain"
+    tasks: list[str]  # tasks whose models are explained
+    lime_samples: int  # for the paper's texts (figures)
+    shap_max_evals: int
+    top_k: int  # at most this many supporting words per rationale
+    faithfulness_examples: int
+    faithfulness_lime_samples: int  # for each faithfulness sentence: many sentences, so fewer samples
+    faithfulness_shap_max_evals: int
+    texts: list[str] = field(default_factory=list)  # extra texts besides the paper's T1-T3
+
+    def check(self) -> None:
+        for spec in fields(self):
+            if spec.name not in ("tasks", "texts"):
+                self.require(spec.name, getattr(self, spec.name) > 0, "a positive integer")
+
+
+@dataclass(frozen=True)
+class McapSettings(Section):
+    section: ClassVar[str] = "mcap"
+    strategies: list[str]  # the strategies that prune with a meta-controller's scores
+    train_tasks: list[str]  # meta-training tasks (a subset of tasks)
+    map_examples: int
+    map_length: int
+    cnn_maps: int
+    cnn_epochs: int
+    cnn_lr: float
+    cnn_seed: int
+    pool_examples: int | None  # null = the whole train split
+    k: int
+    passes: int
+    update_every: int
+    lr: float
+    conditional_lr: float
+    task_weight: float
+    cnn_weight: float
+    noise_start: float
+    noise_end: float
+    cnn_instances: int
+    iterative_step: float
+    iterative_passes: int
+    seeds: list[int]  # controllers trained
+    cnn_images: str | None = None  # folder with maps.npy + labels.txt; null = synthetic
+
+    def check(self) -> None:
+        self.require("strategies", _distinct(self.strategies), "a list of distinct strategy names")
+        self.require("train_tasks", bool(self.train_tasks) and _distinct(self.train_tasks),
+                     "a non-empty list of distinct task names")
+        for name in ("map_examples", "map_length", "cnn_maps", "cnn_epochs", "k", "passes", "update_every",
+                     "iterative_passes"):
+            self.require(name, getattr(self, name) > 0, "a positive integer")
+        self.require("pool_examples", self.pool_examples is None or self.pool_examples > 0,
+                     "a positive integer or null (all)")
+        for name in ("cnn_lr", "lr", "conditional_lr"):
+            self.require(name, getattr(self, name) > 0, "a positive number")
+        for name in ("task_weight", "cnn_weight", "noise_start", "noise_end", "cnn_instances"):
+            self.require(name, getattr(self, name) >= 0, "a number ≥ 0")
+        self.require("iterative_step", 0 < self.iterative_step < 1, "a number in (0, 1)")
+        self.require("seeds", bool(self.seeds) and _distinct(self.seeds), "a non-empty list of distinct integers")
+
+
+S = typing.TypeVar("S", bound=Section)
+SECTIONS: tuple[type[Section], ...] = (TopLevel, TransferSettings, ModelSettings, DataSettings, TrainSettings,
+                                       PruneSettings, RankingSettings, EvaluateSettings, ExplainSettings, McapSettings)
+
+
+class _Read(typing.Generic[S]):
+    """A :class:`Params` attribute that reads and checks its section on first use, then keeps it."""
+
+    def __init__(self, section: type[S]):
+        self.section = section
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, params: Params, owner: type) -> S:
+        value = params.__dict__[self.name] = self.section.read(params.raw)  # found first from now on
+        return value
+
+
+class Params:
+    """params.yaml with each section a typed attribute (``params.train.epochs``), read and checked on first use."""
+
+    top = _Read(TopLevel)  # seed, seeds, tasks (also as params.seed, ...)
+    transfer = _Read(TransferSettings)
+    model = _Read(ModelSettings)
+    data = _Read(DataSettings)
+    train = _Read(TrainSettings)
+    prune = _Read(PruneSettings)
+    ranking = _Read(RankingSettings)
+    evaluate = _Read(EvaluateSettings)
+    explain = _Read(ExplainSettings)
+    mcap = _Read(McapSettings)
+
+    def __init__(self, raw: dict[str, Any]):
+        self.raw = raw
+
+    @classmethod
+    def load(cls, path: Path = PARAMS_FILE) -> Params:
+        return cls(load_params(path))
+
+    @property
+    def seed(self) -> int:
+        return self.top.seed
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.top.seeds
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.top.tasks
+
+    def all_strategies(self) -> list[str]:
+        """``prune.strategies`` followed by ``mcap.strategies`` (the learned ones, pruned in stages of their own)."""
+        return self.prune.strategies + self.mcap.strategies
+
+    def all_tasks(self) -> list[str]:
+        """``tasks`` followed by ``transfer.tasks`` (the tasks that get data, maps and δ), without repeats."""
+        return list(dict.fromkeys(self.tasks + self.transfer.tasks))
+
+    def mcap_train_tasks(self) -> list[str]:
+        """``mcap.train_tasks``, checked to be among ``tasks``."""
+        unknown = sorted(set(self.mcap.train_tasks) - set(self.tasks))
+        if unknown:
+            raise McapError(f"params.yaml: 'mcap.train_tasks' must be a subset of 'tasks' {self.tasks}, "
+                            f"got {self.mcap.train_tasks}")
+        return self.mcap.train_tasks

@@ -24,17 +24,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mcap.modeling import encoder_linears
+from mcap.params import TrainSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int
-    batch_size: int
-    max_seq_len: int
-    weight_decay: float
-    warmup_ratio: float
 
 
 def make_accelerator():
@@ -224,19 +216,19 @@ class FinetuneResult:
 
 
 def finetune_grid(
-    load_initial, train: pd.DataFrame, validation: pd.DataFrame, tokenizer, settings: TrainSettings,
-    learning_rates: list[float], seed: int, select_metric: str, keep_zeros: bool,
+    load_initial, train: pd.DataFrame, validation: pd.DataFrame, tokenizer, settings: TrainSettings, seed: int,
+    keep_zeros: bool,
 ) -> FinetuneResult:
-    """Fine-tune a fresh copy (``load_initial()``) per learning rate; keep the best on validation.
+    """Fine-tune a fresh copy (``load_initial()``) per learning rate of ``settings.learning_rates``; keep the best.
 
-    The score is the last epoch's validation ``select_metric`` (paper: best of lr ∈ {2,3,4,5}e-5).
+    The score is the last epoch's validation ``settings.select_metric`` (paper: best of lr ∈ {2,3,4,5}e-5).
     """
     from mcap.seeding import seed_everything
 
     accelerator = make_accelerator()
     histories: dict[float, list[dict[str, float]]] = {}
     best_model, best_rate, best_score = None, None, -math.inf
-    for learning_rate in learning_rates:
+    for learning_rate in settings.learning_rates:
         generator = seed_everything(seed)  # every lr starts from the same state and batch order
         train_loader = make_loader(tokenizer, train, settings.batch_size, settings.max_seq_len, True, generator)
         validation_loader = make_loader(tokenizer, validation, settings.batch_size, settings.max_seq_len)
@@ -245,9 +237,9 @@ def finetune_grid(
             description=f"lr {learning_rate:g}",
         )
         accelerator.free_memory()  # drop the prepared references before the next lr
-        score = histories[learning_rate][-1][f"val_{select_metric}"]
+        score = histories[learning_rate][-1][f"val_{settings.select_metric}"]
         if score > best_score:
             best_model, best_rate, best_score = model, learning_rate, score
-    log.info("selected lr %g (validation %s %.4f) on %d process(es)", best_rate, select_metric, best_score,
+    log.info("selected lr %g (validation %s %.4f) on %d process(es)", best_rate, settings.select_metric, best_score,
              accelerator.num_processes)
     return FinetuneResult(best_model, best_rate, histories, accelerator.is_main_process)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from mcap.errors import McapError
 from mcap.heads import attention_probabilities, head_layout, prune_heads, removed_head_count
 from mcap.modeling import encoder_linears
+from mcap.params import PruneSettings
 from mcap.training import adamw, batches_on, make_accelerator, make_loader, train_step
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PruneContext:
-    """Everything a strategy may use. ``options`` is the ``prune`` section of params.yaml."""
+    """Everything a strategy may use. ``settings`` is the ``prune`` section of params.yaml; ``ratio`` and
+    ``seed`` are this call's budget and seed (the ranking stage varies both)."""
 
     model: nn.Module
     tokenizer: Any
@@ -42,23 +44,13 @@ class PruneContext:
     train: pd.DataFrame
     ratio: float
     seed: int
-    options: dict[str, Any]
+    settings: PruneSettings
     max_seq_len: int
     batch_size: int
 
-    def option(self, key: str, kind: type) -> Any:
-        """``prune.<key>`` as ``kind``; params.yaml is the one place where its value (and default) lives."""
-        if key not in self.options:
-            raise McapError(f"params.yaml: missing key 'prune.{key}'")
-        value = self.options[key]
-        an_int_for_a_float = kind is float and isinstance(value, int)
-        if isinstance(value, bool) != (kind is bool) or not (isinstance(value, kind) or an_int_for_a_float):
-            raise McapError(f"params.yaml: 'prune.{key}' must be {kind.__name__}, got {value!r}")
-        return kind(value)
-
     def importance_examples(self) -> pd.DataFrame:
         """The first ``prune.importance_examples`` train sentences (the split is already shuffled)."""
-        return self.train.head(self.option("importance_examples", int))
+        return self.train.head(self.settings.importance_examples)
 
 
 @dataclass

@@ -46,7 +46,7 @@ class GradientHeads(HeadStrategy):
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         initial = copy.deepcopy(context.model.state_dict())
-        short_training(context, context.option("gradient_probe_steps", int), context.option("gradient_probe_lr", float),
+        short_training(context, context.settings.gradient_probe_steps, context.settings.gradient_probe_lr,
                        classifier_parameters(context.model))
         importance = gradient_importance(context)
         context.model.load_state_dict(initial)

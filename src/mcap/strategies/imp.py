@@ -25,18 +25,18 @@ class IterativeMagnitude(Strategy):
 
     def apply(self, context: PruneContext) -> PruneOutcome:
         model = context.model
-        rounds = context.option("imp_rounds", int)
+        rounds = context.settings.imp_rounds
         pretrained = copy.deepcopy(model.state_dict())
         targets = [(linear, "weight") for _name, linear in encoder_linears(model)]
         per_round = 1 - (1 - context.ratio) ** (1 / rounds)  # of the weights still unpruned
         for round_index in range(rounds):
             prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=per_round)
             if round_index < rounds - 1:
-                short_training(context, context.option("imp_retrain_steps", int),
-                               context.option("imp_learning_rate", float), list(model.parameters()))
+                short_training(context, context.settings.imp_retrain_steps,
+                               context.settings.imp_learning_rate, list(model.parameters()))
         for module, name in targets:
             prune.remove(module, name)
-        if context.option("imp_rewind", bool):
+        if context.settings.imp_rewind:
             keep = {id(module): module.weight.detach() != 0 for module, _ in targets}
             model.load_state_dict(pretrained)
             with torch.no_grad():
