@@ -87,14 +87,21 @@ def controller_markdown(path: Path, variants: dict[str, Path] | None = None) -> 
     return "\n".join(lines)
 
 
+def comparison_cell(summary: pd.DataFrame, task: str, strategy: str, ratio: float | None,
+                    metric: str) -> tuple[float, float] | None:
+    """(mean, std) of one cell of the seed comparison's summary (``ratio`` None: the unpruned row, which has none)."""
+    rows = summary[(summary["task"] == task) & (summary["strategy"] == strategy) & (summary["metric"] == metric)
+                   & (summary["ratio"].isna() if ratio is None else summary["ratio"] == ratio)]
+    return None if rows.empty else (float(rows.iloc[0]["mean"]), float(rows.iloc[0]["std"]))
+
+
 def comparison_targets_markdown(path: Path, task: str = "sst2") -> str:
     """The seed comparison's test MCC (mean, std over all runs of a cell) against this project's MCAP targets, for
     ``mcap`` and, where it ran, the ``mcap_iterative`` extension."""
     summary = pd.read_csv(path)
-    mcc = summary[(summary["task"] == task) & (summary["metric"] == "mcc")].set_index(["strategy", "ratio"])
 
     def cell(strategy: str, ratio: float) -> tuple[float, float] | None:
-        return (mcc.loc[(strategy, ratio), "mean"], mcc.loc[(strategy, ratio), "std"]) if (strategy, ratio) in mcc.index else None
+        return comparison_cell(summary, task, strategy, ratio, "mcc")
 
     lines = ["# Seed comparison: MCAP against its targets", "",
              (f"From `{path}` ({task}, test MCC, mean ± std over all runs of a cell). Targets are this project's "
@@ -171,16 +178,14 @@ def headline_markdown(comparison: Path, points: Path) -> str:
     """SST-2 at the paper's ratio and at 0.5, from the seed comparison: test MCC (mean ± std over every run of a cell)
     and the measured batch-32 speed-up per strategy, with the seeds behind each cell and the hardware."""
     summary = pd.read_csv(comparison)
-    summary = summary[summary["task"] == HEADLINE_TASK]
     runs = pd.read_csv(points)
     runs = runs[runs["task"] == HEADLINE_TASK]
 
     def value(strategy: str, ratio: float | None, metric: str) -> str:
-        rows = summary[(summary["strategy"] == strategy) & (summary["metric"] == metric)
-                       & (summary["ratio"].isna() if ratio is None else summary["ratio"] == ratio)]
-        if rows.empty:
+        found = comparison_cell(summary, HEADLINE_TASK, strategy, ratio, metric)
+        if found is None:
             return "–"
-        mean, std = rows.iloc[0]["mean"], rows.iloc[0]["std"]
+        mean, std = found
         return f"{mean:.2f}×" if metric.startswith("speedup") else f"{mean:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
 
     def seeds(strategy: str) -> str:
@@ -188,7 +193,7 @@ def headline_markdown(comparison: Path, points: Path) -> str:
         pruning = cell["pruning_seed"].dropna().nunique()
         return f"{pruning or '–'} × {cell['seed'].nunique()}"
 
-    strategies = row_order({s: label(s) for s in dict.fromkeys(summary["strategy"])})
+    strategies = row_order({s: label(s) for s in dict.fromkeys(summary.loc[summary["task"] == HEADLINE_TASK, "strategy"])})
     columns = [f"{name} @ {ratio:g}" for ratio in HEADLINE_RATIOS for name in ("MCC", "speed-up")]
     lines = ["| Strategy | " + " | ".join(columns) + " | Seeds (pruning or controller × fine-tuning) |", "|---" * (len(columns) + 2) + "|"]
     for strategy in strategies:
