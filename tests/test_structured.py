@@ -6,7 +6,7 @@ from transformers import BertConfig
 
 from mcap.errors import McapError
 from mcap.evaluate import encoder_macs
-from mcap.structured import UnitCosts, select_units
+from mcap.structured import UnitCosts, least_squares_scales, neuron_gram, select_units
 
 CONFIG = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 COSTS = UnitCosts.of(CONFIG, seq_len=16)
@@ -52,3 +52,44 @@ def test_bad_budgets_and_mismatched_layers_are_errors():
         select_units(*random_scores(0), COSTS, 1.0)
     with pytest.raises(McapError, match="2 layers of head scores but 1 of neuron scores"):
         select_units(torch.ones(2, 4), [torch.ones(64)], COSTS, 0.5)
+
+
+def contributions(tokens: int = 200, units: int = 12, width: int = 8, seed: int = 0) -> torch.Tensor:
+    """(tokens, units, d) unit contributions with some redundancy between units (so removing one can be repaired)."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(tokens, units // 2, width, generator=generator, dtype=torch.float64)
+    return torch.cat([base, base * 0.8 + 0.2 * torch.randn(tokens, units // 2, width, generator=generator,
+                                                           dtype=torch.float64)], dim=1)
+
+
+def gram_of(units: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("tjd,tkd->jk", units, units)
+
+
+def test_least_squares_scales_reconstruct_better_than_keeping_the_survivors_as_they_are():
+    units = contributions()
+    kept = torch.ones(12, dtype=torch.bool)
+    kept[[0, 3, 7]] = False
+    target = units.sum(dim=1)
+
+    def error(scales):
+        return float(((units[:, kept] * scales[None, :, None]).sum(dim=1) - target).pow(2).sum())
+
+    tuned = least_squares_scales(gram_of(units), kept, damping=0.0)
+    assert error(tuned) < 0.5 * error(torch.ones(9, dtype=torch.float64))
+    nudged = tuned + 1e-3 * torch.randn(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert error(tuned) <= error(nudged)  # the least-squares optimum
+
+
+def test_keeping_every_unit_keeps_every_scale_at_one_and_keeping_none_gives_no_scales():
+    units = contributions(seed=2)
+    scales = least_squares_scales(gram_of(units), torch.ones(12, dtype=torch.bool))
+    assert torch.allclose(scales, torch.ones(12, dtype=torch.float64), atol=1e-4)
+    assert least_squares_scales(gram_of(units), torch.zeros(12, dtype=torch.bool)).shape == (0,)
+
+
+def test_the_neuron_gram_is_the_gram_of_activation_times_down_projection_column():
+    generator = torch.Generator().manual_seed(3)
+    activations, down = torch.randn(50, 6, generator=generator), torch.randn(4, 6, generator=generator)  # (t, I), (d, I)
+    units = activations[:, :, None] * down.T[None]  # (t, I, d): a_tj · W_down[:, j]
+    assert torch.allclose(neuron_gram(activations.T @ activations, down), gram_of(units), rtol=1e-4, atol=1e-4)

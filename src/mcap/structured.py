@@ -95,3 +95,35 @@ def _by_layer(units: list[int], heads_per_layer: int, widths: list[int]) -> tupl
             layer = max(index for index, start in enumerate(starts) if start <= unit)
             neurons.setdefault(layer, []).append(unit - starts[layer])
     return heads, neurons
+
+
+# --------------------------------------------------------------------------------------------
+# Mask tuning (Kwon et al. 2022, Sec. 4.3): rescale the surviving units by least squares
+# --------------------------------------------------------------------------------------------
+#
+# A layer's FFN (or attention) output is a sum of unit contributions, y_t = Σ_j u_tj (u_tj ∈ R^d, token t).
+# After removal only the units S remain; scales m_S that best reconstruct the unpruned output solve
+#   min_m Σ_t ‖Σ_{j∈S} m_j u_tj − Σ_j u_tj‖²  ⇔  G_SS m = G_S· 1,  with the Gram matrix G_jk = Σ_t u_tj · u_tk,
+# so only G (units × units) is ever needed, accumulated batch by batch. For FFN neurons u_tj = a_tj · W_down[:, j],
+# hence G = (Σ_t a_t a_tᵀ) ⊙ (W_downᵀ W_down).
+
+
+def neuron_gram(activation_moment: torch.Tensor, down_weight: torch.Tensor) -> torch.Tensor:
+    """G (I, I) of one layer's FFN neurons from Σ_t a_t a_tᵀ (I, I) and the down projection's weight (d, I)."""
+    return activation_moment * (down_weight.T @ down_weight)
+
+
+def least_squares_scales(gram: torch.Tensor, kept: torch.Tensor, damping: float = 1e-6) -> torch.Tensor:
+    """Scales of the kept units (in their order) that best reconstruct the sum of all units' contributions.
+
+    ``gram``: (n, n) Gram matrix of the unit contributions; ``kept``: (n,) bool. ``damping`` adds that
+    fraction of the mean diagonal to the diagonal, so that units whose contributions are collinear
+    (or never active) get finite scales.
+    """
+    gram = gram.double()
+    kept_gram = gram[kept][:, kept]  # (|S|, |S|)
+    if not len(kept_gram):
+        return torch.zeros(0, dtype=torch.float64)
+    target = gram[kept].sum(dim=1)  # (|S|,): G_S· 1
+    ridge = damping * kept_gram.diagonal().mean().clamp_min(1e-30)
+    return torch.linalg.solve(kept_gram + ridge * torch.eye(len(kept_gram), dtype=torch.float64), target)
