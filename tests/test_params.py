@@ -51,7 +51,7 @@ def test_every_param_a_stage_declares_in_dvc_yaml_is_a_field_of_a_section_class(
     by_section = {s.section: {f.name for f in fields(s)} for s in SECTIONS}
     for name, body in stages.items():
         for param in body.get("params", []):
-            section, _, key = param.rpartition(".") if "." in param else ("", "", param)
+            section, _, key = param.rpartition(".")  # a top-level key or a whole section: section ""
             assert key in by_section.get(section, ()) or (not section and key in by_section), (name, param)
 
 

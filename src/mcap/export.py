@@ -67,6 +67,6 @@ def onnx_logits(session, batch: dict[str, torch.Tensor]) -> np.ndarray:
 @torch.no_grad()
 def max_logit_difference(model: nn.Module, session, batches: Sequence[dict[str, torch.Tensor]]) -> float:
     """Max |ONNX − PyTorch| over every logit of ``batches``: the export check (it should be < 1e-4)."""
-    model.eval()
-    return max(float(np.abs(onnx_logits(session, batch) - _Logits(model)(*(batch[n] for n in INPUTS)).cpu().numpy()).max())
+    logits = _Logits(model.eval())
+    return max(float(np.abs(onnx_logits(session, batch) - logits(*(batch[n] for n in INPUTS)).cpu().numpy()).max())
                for batch in batches)
