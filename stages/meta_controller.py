@@ -41,11 +41,6 @@ VARIANTS = {"mcap": (Path("models/meta_controller"), Path("reports/mcap/controll
             ITERATIVE: (Path("models/meta_controller_iterative"), Path("reports/mcap_iterative/controller"))}
 
 
-def prune_context(params, model, tokenizer, task: str, train, seed: int) -> PruneContext:
-    return PruneContext(model=model, tokenizer=tokenizer, task=task, train=train, ratio=params.prune.ratio, seed=seed,
-                        settings=params.prune, max_seq_len=params.train.max_seq_len, batch_size=params.train.batch_size)
-
-
 def main(params, args):
     if args.variant not in VARIANTS:
         raise McapError(f"stages/meta_controller.py: --variant must be one of {', '.join(VARIANTS)}, got {args.variant!r}")
@@ -60,7 +55,7 @@ def main(params, args):
     pools = {task: build_pool(model, cnn, extract_maps(model, tokenizer, list(frame["sentence"]), mcap.map_length, 32),
                               frame["label"].to_numpy()) for task, frame in train.items()}
     # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps.
-    reference = {task: GradientHeads().seeded_scores(prune_context(params, model, tokenizer, task, train[task], seed)).numpy()
+    reference = {task: GradientHeads().seeded_scores(PruneContext.of(params, model, tokenizer, task, train[task], seed)).numpy()
                  for task in train_tasks}
     if not iterative:  # mcap's probes: fitted once, on the unpruned model (train_iterative refits its own per step)
         probes = {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in train_tasks}

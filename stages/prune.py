@@ -25,12 +25,8 @@ def main(params, args):
                         "list it in 'prune.strategies'")
     seed = params.seed
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
-    context = PruneContext(
-        model=model, tokenizer=tokenizer, task=args.task,
-        train=read_split(Path("data/processed") / args.task, "train"),
-        ratio=params.prune.ratio, seed=seed, settings=params.prune, max_seq_len=params.train.max_seq_len,
-        batch_size=params.train.batch_size,
-    )
+    context = PruneContext.of(params, model, tokenizer, args.task, read_split(Path("data/processed") / args.task, "train"),
+                              seed)
     record = prune_model(args.strategy, context)
     with atomic_dir(Path("models/pruned") / pair) as staging:
         save_model(model, tokenizer, staging, record)

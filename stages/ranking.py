@@ -22,11 +22,8 @@ def main(params, args):
     for task in params.tasks:
         model, tokenizer = load_pretrained(params.model.name_or_path, params.seed)
         processed = Path("data/processed") / task
-        context = PruneContext(
-            model=model.eval(), tokenizer=tokenizer, task=task, train=read_split(processed, "train"), ratio=0.0,
-            seed=ranking.seeds[0], settings=params.prune, max_seq_len=params.train.max_seq_len,
-            batch_size=params.train.batch_size,
-        )
+        context = PruneContext.of(params, model.eval(), tokenizer, task, read_split(processed, "train"),
+                                  ranking.seeds[0], ratio=0.0)
         frames.append(rank_points(context, read_split(processed, "validation"), strategies, ranking.ratios,
                                   ranking.seeds, ranking.train_examples))
     points = pd.concat(frames, ignore_index=True)

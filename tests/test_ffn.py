@@ -127,3 +127,25 @@ def test_a_mask_per_example_gives_each_example_its_own_gradient(tiny_model, tiny
 
 def logits_with_grad(model, batch):
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def test_a_saved_ffn_pruned_model_loads_exactly_and_its_twin_and_mac_estimate_see_the_widths(tiny_model, tiny_batch,
+                                                                                             tmp_path):
+    from mcap.evaluate import mac_estimate
+    from mcap.modeling import load_model, save_model, unpruned_twin
+
+    model, tokenizer = tiny_model
+    prune_heads(model, {1: [0]})
+    prune_neurons(model, {0: range(0, 64, 2), 1: range(64)})
+    save_model(model, tokenizer, tmp_path / "pruned", {"kind": "structured"})
+    loaded, _tokenizer, record = load_model(tmp_path / "pruned")
+    assert ffn_layout(loaded) == [32, 0] and record == {"kind": "structured"}
+    assert count_parameters(loaded) == count_parameters(model)
+    assert torch.equal(logits(loaded, tiny_batch), logits(model.eval(), tiny_batch))
+    twin = unpruned_twin(loaded)
+    assert ffn_layout(twin) == [WIDTH, WIDTH] and count_neurons(twin) == 2 * WIDTH
+    # Half the FFN of layer 0 and all of layer 1 gone: the MAC estimate counts it, beyond what the one head saves.
+    heads_only = unpruned_twin(loaded)
+    prune_heads(heads_only, {1: [0]})
+    shapes = [(2, 8)]
+    assert mac_estimate(loaded, shapes)["speedup"] > mac_estimate(heads_only, shapes)["speedup"] > 1

@@ -42,6 +42,7 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["train"].update(epochs=1, learning_rates=[1e-3], max_seq_len=32)
     params["prune"].update(importance_examples=16, gradient_probe_steps=3, imp_retrain_steps=2)
     params["evaluate"].update(warmup=1, repetitions=3, flops_seq_len=32)
+    params["post_prune"].update(mac_ratios=[0.4], examples=16)
     params["ranking"].update(ratios=[0.25, 0.5], seeds=[42, 43], train_examples=32)
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
                              faithfulness_shap_max_evals=20, texts=["", "good film"])
@@ -86,7 +87,7 @@ def all_pairs(params: dict) -> list[tuple[str, str]]:
 def test_repro_reports_quality_latency_and_flops_for_every_task_and_strategy(pipeline_repo):
     repo, params = pipeline_repo
     metrics = metrics_by_file(repo)
-    assert len(all_pairs(params)) == 10 + 4
+    assert len(all_pairs(params)) == 11 + 4
     for task, strategy in all_pairs(params):
         benchmark = metrics[f"reports/evaluate/{task}-{strategy}/seed-42.json"]
         assert set(benchmark["test"]) == {"mcc", "accuracy", "loss"}
@@ -110,6 +111,31 @@ def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipe
             assert pruned["flops"]["length_32"]["nonzero"] < pruned["flops"]["length_32"]["dense"]
 
 
+def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_report(pipeline_repo):
+    repo, _params = pipeline_repo
+    metrics = metrics_by_file(repo)
+    unpruned = metrics["reports/evaluate/sst2-none/seed-42.json"]
+    before = metrics["reports/evaluate/sst2-structured_gradient/seed-42.json"]
+    assert before["ffn_neurons"] < unpruned["ffn_neurons"] == 2 * 64
+    assert before["flops"]["length_32"]["dense"] < unpruned["flops"]["length_32"]["dense"]
+    record = json.loads((repo / "reports" / "prune" / "sst2-structured_gradient" / "heads.json").read_text())
+    assert record["kind"] == "structured" and 0.15 < record["removed_mac_fraction"] <= 0.2
+    assert metrics["reports/post_prune/sst2/seed-42.json"]["fisher_examples"] > 0  # a metrics file of the stage
+    after = json.loads((repo / "reports" / "post_prune" / "sst2" / "seed-42.json").read_text())  # with its list
+    (budget,) = after["budgets"]
+    assert budget["mac_ratio"] == 0.4 and budget["onnx_max_abs_diff"] < 1e-4
+    assert (repo / "models" / "post_pruned" / "sst2" / "seed-42" / "macs-removed-0.4.onnx").is_file()
+    table = pd.read_csv(repo / "reports" / "structured.csv")
+    assert set(zip(table["strategy"], table["mode"].fillna(""))) >= {
+        ("none", ""), ("head_gradient", "before"), ("structured_gradient", "before"), ("structured_gradient", "after")}
+    assert "imp" not in set(table["strategy"])  # unstructured zeros are no dense speed-up
+    row = table[table["mode"] == "after"].iloc[0]
+    assert row["mcc_delta"] == pytest.approx(budget["test"]["mcc"] - after["unpruned"]["test"]["mcc"])
+    assert row["speedup_onnx_b32"] == pytest.approx(budget["speedup"]["onnx_batch_32"]["median"])
+    assert "## Targets" in (repo / "reports" / "structured.md").read_text()
+    assert (repo / "reports" / "structured.png").stat().st_size > 0
+
+
 def table_rows(table: str, heading: str) -> list[str]:
     section = table.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     lines = section.splitlines()
@@ -121,7 +147,7 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
     table = (repo / "reports" / "table1.md").read_text()
     for task in params["tasks"]:
         rows = table_rows(table, task)
-        assert len(rows) == len(params["prune"]["strategies"] + params["mcap"]["strategies"]) == 10
+        assert len(rows) == len(params["prune"]["strategies"] + params["mcap"]["strategies"]) == 11
         assert any(row.startswith("| 7. MCAP |") for row in rows)
         assert any(row.startswith("| 7b. MCAP, iterative (not in paper) |") for row in rows)
     transfer_rows = table_rows(table, "subj — transfer")
@@ -155,7 +181,7 @@ def test_mcap_stages_write_delta_for_every_task_and_cnn_metrics(pipeline_repo):
 def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeline_repo):
     repo, params = pipeline_repo
     lime = (repo / "reports" / "explain" / "lime_table.md").read_text()
-    assert len(table_rows(lime, "sst2")) == 10
+    assert len(table_rows(lime, "sst2")) == 11
     assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
     metrics = metrics_by_file(repo)
     for strategy in params["prune"]["strategies"] + params["mcap"]["strategies"]:

@@ -114,7 +114,7 @@ def test_committed_docs_show_exactly_the_committed_reports(monkeypatch):
     results = block_between(render.RESULTS.read_text(), render.START, render.END)
     assert results == render.generated_block(render.sources()).strip()
     headline = block_between(render.README.read_text(), render.HEADLINE_START, render.HEADLINE_END)
-    assert headline == render.headline_markdown(*render.HEADLINE_SOURCES).strip()
+    assert headline == render.readme_headline().strip()
 
 
 def test_the_readme_stays_short():
@@ -197,3 +197,20 @@ def test_the_headline_shows_both_ratios_per_strategy_with_its_seeds_and_hardware
     assert lines[4] == "| 8. BERT fine-tuning (unpruned) | 0.550 ± 0.010 | reference | 0.550 ± 0.010 | reference | 1 × 2 |"
     assert "in one process, on CPU Test with 2 threads; on 2-core CPU machines whose device 2 of the points do not" in lines[-1]
     assert len(lines) == 7  # no subj row
+
+
+def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode(tmp_path):
+    path = tmp_path / "structured.csv"
+    rows = [("none", "", 0.0, 0.55, 0.0, 1.0, None), ("head_gradient", "before", 0.1, 0.5, -0.05, 1.2, None),
+            ("structured_gradient", "before", 0.2, 0.545, -0.005, 1.3, None),
+            ("structured_gradient", "after", 0.3, 0.545, -0.005, 1.5, 1.4),
+            ("structured_gradient", "after", 0.5, 0.53, -0.02, 1.9, 1.8),
+            ("structured_gradient", "after", 0.6, 0.40, -0.15, 2.5, 2.4)]
+    pd.DataFrame([{"task": "sst2", "strategy": s, "mode": m, "mac_ratio": r, "n": 2, "mcc_mean": mcc, "mcc_std": 0.01,
+                   "mcc_delta": d, "speedup_torch_b32": t, "speedup_onnx_b32": o} for s, m, r, mcc, d, t, o in rows]
+                 ).to_csv(path, index=False)
+    lines = render.structured_headline_markdown(path).splitlines()
+    assert lines[2].startswith("| before fine-tuning (`structured_gradient`), ≤ 1 MCC points lost | 20% | 0.545 ± 0.010 |")
+    assert lines[3].startswith("| before fine-tuning (`structured_gradient`), ≤ 3 MCC points lost | 20% |")
+    assert lines[4].endswith("| 30% | 0.545 ± 0.010 | -0.5 | 1.50× | 1.40× | 2 |")
+    assert lines[5].endswith("| 50% | 0.530 ± 0.010 | -2.0 | 1.90× | 1.80× | 2 |")  # 60% loses more than 3 points

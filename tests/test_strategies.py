@@ -191,3 +191,30 @@ def test_the_readme_example_strategy_prunes_the_lowest_scored_heads(tiny_model):
     outcome = strategy.apply(context(tiny_model, ratio=0.5))
     assert outcome.head_scores.shape == (2, 4) and sum(map(len, outcome.removed_heads.values())) == 4
     assert strategy.label.startswith("6c. ")
+
+
+def test_structured_gradient_removes_heads_and_neurons_up_to_the_mac_budget_and_saves_loadably(tiny_model, tmp_path):
+    from mcap.evaluate import encoder_macs
+    from mcap.ffn import ffn_layout
+    from mcap.heads import head_layout
+    from mcap.modeling import load_model, save_model
+    from mcap.structured import UnitCosts
+
+    model, tokenizer = tiny_model
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    record = prune_model("structured_gradient", context(tiny_model, ratio=0.4))
+    config = model.config
+    full = sum(encoder_macs(config, [range(4), range(4)], 32).values())
+    left = sum(encoder_macs(config, head_layout(model), 32, ffn_layout(model)).values())
+    cheapest = UnitCosts.of(config, 32).neuron
+    assert 0.4 * full - cheapest < full - left <= 0.4 * full  # the budget, met to within one neuron
+    assert record["removed_mac_fraction"] == pytest.approx((full - left) / full)
+    assert record["ffn_widths"] == ffn_layout(model) and sum(record["ffn_widths"]) < 2 * config.intermediate_size
+    # The probe is undone: every surviving weight is the pre-trained one (the classifier head included).
+    assert torch.equal(model.classifier.weight, before["classifier.weight"])
+    save_model(model, tokenizer, tmp_path / "pruned", record)
+    loaded, _tokenizer, _record = load_model(tmp_path / "pruned")
+    assert ffn_layout(loaded) == ffn_layout(model) and head_layout(loaded) == head_layout(model)
+    batch = tokenizer(["a short test sentence", "another one"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(loaded(**batch).logits, model.eval()(**batch).logits, atol=1e-6)

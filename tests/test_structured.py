@@ -21,6 +21,8 @@ def random_scores(seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
 def test_unit_costs_add_up_to_the_encoder_macs_evaluate_counts():
     macs = encoder_macs(CONFIG, [range(4), range(4)], seq_len=16)
     assert 8 * COSTS.head == macs["attention"] and 2 * 64 * COSTS.neuron == macs["feed_forward"]
+    narrow = encoder_macs(CONFIG, [range(1), range(4)], seq_len=16, ffn_widths=[10, 0])
+    assert COSTS.encoder_macs(5, 10) == sum(narrow.values()) == 5 * COSTS.head + 10 * COSTS.neuron
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.1, 0.3, 0.6, 0.95])
@@ -93,3 +95,103 @@ def test_the_neuron_gram_is_the_gram_of_activation_times_down_projection_column(
     activations, down = torch.randn(50, 6, generator=generator), torch.randn(4, 6, generator=generator)  # (t, I), (d, I)
     units = activations[:, :, None] * down.T[None]  # (t, I, d): a_tj · W_down[:, j]
     assert torch.allclose(neuron_gram(activations.T @ activations, down), gram_of(units), rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Unit statistics and removal on a tiny model
+# --------------------------------------------------------------------------------------------
+
+
+def labelled_batches(tokenizer, count: int = 12, size: int = 4) -> list[dict]:
+    from conftest import make_sentences
+
+    frame = make_sentences(count, seed=3)
+    return [{**tokenizer(list(frame["sentence"][start:start + size]), padding=True, return_tensors="pt"),
+             "labels": torch.tensor(frame["label"][start:start + size].to_numpy())} for start in range(0, count, size)]
+
+
+def per_example_mask_fisher(model, batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The Fisher importance by definition: each example alone, gradients of a head and a neuron mask at 1."""
+    from mcap.ffn import masked_neurons
+    from mcap.heads import masked_heads
+
+    heads, neurons, count = torch.zeros(2, 4), [torch.zeros(64), torch.zeros(64)], 0
+    for batch in batches:
+        for row in range(len(batch["labels"])):
+            single = {key: value[row:row + 1] for key, value in batch.items()}
+            head_mask = torch.ones(2, 4, requires_grad=True)
+            neuron_mask = [torch.ones(64, requires_grad=True) for _ in range(2)]
+            with masked_heads(model, head_mask), masked_neurons(model, neuron_mask):
+                logits = model(input_ids=single["input_ids"], attention_mask=single["attention_mask"]).logits
+            torch.nn.functional.cross_entropy(logits, single["labels"]).backward()
+            heads += head_mask.grad ** 2
+            for layer in range(2):
+                neurons[layer] += neuron_mask[layer].grad ** 2
+            count += 1
+    return heads / count, [n / count for n in neurons]
+
+
+def test_unit_fisher_is_the_mean_squared_mask_gradient_of_each_example_alone(tiny_model):
+    from mcap.structured import unit_statistics
+
+    model, tokenizer = tiny_model
+    batches = labelled_batches(tokenizer)
+    statistics = unit_statistics(model, batches)
+    heads, neurons = per_example_mask_fisher(model, batches)
+    assert statistics.examples == 12
+    assert torch.allclose(torch.stack(statistics.head_fisher).float(), heads, rtol=1e-4, atol=1e-10)
+    for layer in range(2):
+        assert torch.allclose(statistics.neuron_fisher[layer].float(), neurons[layer], rtol=1e-4, atol=1e-10)
+    assert heads.min() > 0  # every unit matters a little: the comparison is not of zeros
+
+
+def ffn_output(model, batches, layer: int) -> torch.Tensor:
+    """Layer ``layer``'s FFN output before its bias on every real token: (T, d)."""
+    captured = []
+    down = model.base_model.encoder.layer[layer].output.dense
+    handle = down.register_forward_hook(lambda module, inputs, output: captured.append(output - module.bias))
+    with torch.no_grad():
+        for batch in batches:
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            captured[-1] = captured[-1][batch["attention_mask"].bool()]
+    handle.remove()
+    return torch.cat(captured)
+
+
+def test_mask_tuning_reconstructs_a_pruned_layer_better_and_changes_nothing_when_nothing_is_removed(tiny_model):
+    import copy
+
+    from mcap.ffn import ffn_layout
+    from mcap.structured import StructuredSelection, remove_units, unit_statistics
+
+    model, tokenizer = tiny_model
+    batches = labelled_batches(tokenizer)
+    statistics = unit_statistics(model, batches)
+    target = ffn_output(model, batches, 0)
+    # Only layer 0 loses neurons, so its inputs are the unpruned ones: least squares is optimal there.
+    selection = StructuredSelection(heads={}, neurons={0: list(range(0, 64, 2))}, removed_macs=0, total_macs=1)
+    untuned, tuned = copy.deepcopy(model), copy.deepcopy(model)
+    remove_units(untuned, selection)
+    remove_units(tuned, selection, statistics)
+    assert ffn_layout(tuned) == ffn_layout(untuned) == [32, 64]
+    error = {name: float(((ffn_output(m, batches, 0) - target) ** 2).sum()) for name, m in (("untuned", untuned),
+                                                                                             ("tuned", tuned))}
+    assert error["tuned"] < 0.9 * error["untuned"]
+    unchanged = copy.deepcopy(model)
+    remove_units(unchanged, StructuredSelection({}, {}, 0, 1), statistics)
+    batch = batches[0]
+    with torch.no_grad():
+        assert torch.allclose(unchanged(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                              model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                              atol=1e-4)
+
+
+def test_the_head_gram_is_the_gram_of_each_heads_contribution_to_the_attention_output():
+    from mcap.structured import head_gram
+
+    generator = torch.Generator().manual_seed(0)
+    contexts, weight = torch.randn(5, 3 * 2, generator=generator), torch.randn(4, 3 * 2, generator=generator)
+    contributions = torch.stack([contexts[:, h * 2:(h + 1) * 2] @ weight[:, h * 2:(h + 1) * 2].T for h in range(3)], 1)
+    expected = torch.einsum("thd,tgd->hg", contributions, contributions)  # (3, 3)
+    assert torch.allclose(head_gram(contexts, weight, d_h=2), expected, atol=1e-5)
+    assert torch.allclose(contributions.sum(1), contexts @ weight.T, atol=1e-5)  # they add up to the projection

@@ -30,7 +30,7 @@ ITERATIVE = Path("reports/mcap_iterative/controller/diagnostics.json")  # the me
 # The label-free objective (mcap.task_weight: 0), kept by the command in docs/method.md.
 CONTROLLER_VARIANTS = {"label-free": Path("reports/runs/label-free/diagnostics.json")}
 COMPARISON = Path("reports/comparison/sweep.csv")  # the seed comparison's summary, checked against the targets here
-SOURCES = [Path("reports/table1.md"), CONTROLLER, ITERATIVE, SPLIT_LEAKAGE, Path("reports/explain/lime_table.md"),
+SOURCES = [Path("reports/table1.md"), Path("reports/structured.md"), CONTROLLER, ITERATIVE, SPLIT_LEAKAGE, Path("reports/explain/lime_table.md"),
            Path("reports/explain/faithfulness.md"), COMPARISON, Path("reports/comparison/sweep.md"), Path("reports/sweep.md"),
            Path("reports/benchmarks.md")]  # the last three: `python tools/sweep.py` (the seed comparison, the ratio sweep), benchmarks/
 RUN_SUMMARIES = "reports/runs/*/summary.md"  # profile runs kept by `python tools/snapshot.py`, shown first
@@ -220,6 +220,42 @@ def render(text: str, block: str, start: str = START, end: str = END) -> str:
 
 
 HEADLINE_SOURCES = (COMPARISON, Path("reports/comparison/sweep_points.csv"))
+STRUCTURED = Path("reports/runs/structured/structured.csv")  # `python tools/structured_sweep.py render` writes it
+STRUCTURED_LOSSES = (1.0, 3.0)  # MCC points below unpruned: the structured targets' bounds
+
+
+def structured_headline_markdown(path: Path) -> str:
+    """Per mode, the structured model with the largest PyTorch batch-32 speed-up within each MCC loss, from a
+    merged structured sweep (reports/runs/<name>/structured.csv)."""
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    structured = table[table["strategy"].str.startswith("structured") & (table["task"] == HEADLINE_TASK)]
+    lines = [("| Structured pruning (heads + FFN neurons, to a MAC budget) | MACs removed | MCC | ΔMCC (points) "
+              "| speed-up PyTorch | speed-up onnxruntime | Fine-tuning seeds |"), "|---|---|---|---|---|---|---|"]
+    for mode, name in (("before", "before fine-tuning (`structured_gradient`)"),
+                       ("after", "after fine-tuning, no retraining (`post_prune`)")):
+        for points in STRUCTURED_LOSSES:
+            within = structured[(structured["mode"] == mode) & (structured["mcc_delta"] >= -points / 100)]
+            if within.empty:
+                lines.append(f"| {name}, ≤ {points:g} MCC points lost | none within the loss | – | – | – | – | – |")
+                continue
+            row = within.loc[within["speedup_torch_b32"].idxmax()]
+            std = "" if pd.isna(row["mcc_std"]) else f" ± {row['mcc_std']:.3f}"
+            onnx = "–" if pd.isna(row["speedup_onnx_b32"]) else f"{row['speedup_onnx_b32']:.2f}×"
+            lines.append(f"| {name}, ≤ {points:g} MCC points lost | {row['mac_ratio']:.0%} | {row['mcc_mean']:.3f}{std} | "
+                         f"{100 * row['mcc_delta']:+.1f} | {row['speedup_torch_b32']:.2f}× | {onnx} | {int(row['n'])} |")
+    lines += ["", (f"The fastest structured model of each mode within each MCC loss, SST-2, batch 32, from `{path}`: "
+                   "the same regime and hardware as the table above (`profiles/structured.args`); the pruned-before "
+                   "rows were not exported to ONNX. Every budget, with the targets: "
+                   f"[{path.parent.as_posix()}/structured.md]({path.parent.as_posix()}/structured.md).")]
+    return "\n".join(lines)
+
+
+def readme_headline() -> str:
+    """The README's headline block: the head strategies' comparison, then the structured sweep's best rows."""
+    parts = [headline_markdown(*HEADLINE_SOURCES)]
+    if STRUCTURED.is_file():
+        parts.append(structured_headline_markdown(STRUCTURED))
+    return "\n\n".join(parts)
 
 
 def main() -> None:
@@ -229,8 +265,8 @@ def main() -> None:
         RESULTS.write_text(render(RESULTS.read_text(), generated_block(shown)))
         print(f"{RESULTS}: results block updated from {', '.join(map(str, shown))}", file=sys.stderr)
     elif target == "readme":
-        README.write_text(render(README.read_text(), headline_markdown(*HEADLINE_SOURCES), HEADLINE_START, HEADLINE_END))
-        print(f"{README}: headline updated from {', '.join(map(str, HEADLINE_SOURCES))}", file=sys.stderr)
+        README.write_text(render(README.read_text(), readme_headline(), HEADLINE_START, HEADLINE_END))
+        print(f"{README}: headline updated from {', '.join(map(str, (*HEADLINE_SOURCES, STRUCTURED)))}", file=sys.stderr)
     else:
         sys.exit("usage: python tools/render.py results|readme")
 

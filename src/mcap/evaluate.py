@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import eager_attention, head_layout
 from mcap.modeling import count_parameters, encoder_linears
 from mcap.params import EvaluateSettings
@@ -56,16 +57,19 @@ def zero_weight_flops(model: nn.Module, seq_len: int) -> int:
     return 2 * seq_len * count_zero_weights(model)
 
 
-def encoder_macs(config, kept_heads: Sequence[Sequence[int]], seq_len: int) -> dict[str, int]:
+def encoder_macs(config, kept_heads: Sequence[Sequence[int]], seq_len: int,
+                 ffn_widths: Sequence[int] | None = None) -> dict[str, int]:
     """Multiply-accumulates of the encoder on one sequence, split into attention and feed-forward.
 
-    Per layer with a = kept heads x d_h: Q/K/V projections 3·L·d·a, scores L·L·a, context L·L·a,
-    output projection L·a·d; feed-forward 2·L·d·I.
+    Per layer with a = kept heads x d_h and I_l FFN neurons (``ffn_widths``; ``config.intermediate_size``
+    in every layer when None): Q/K/V projections 3·L·d·a, scores L·L·a, context L·L·a, output
+    projection L·a·d; feed-forward 2·L·d·I_l.
     """
     d, length = config.hidden_size, seq_len
     d_h = d // config.num_attention_heads
+    widths = [config.intermediate_size] * len(kept_heads) if ffn_widths is None else ffn_widths
     attention = sum(len(heads) * d_h * (4 * length * d + 2 * length * length) for heads in kept_heads)
-    feed_forward = len(kept_heads) * 2 * length * d * config.intermediate_size
+    feed_forward = sum(2 * length * d * width for width in widths)
     return {"attention": attention, "feed_forward": feed_forward}
 
 
@@ -80,36 +84,49 @@ def mac_estimate(model: nn.Module, shapes: Sequence[tuple[int, int]]) -> dict[st
     config = model.config
     full_layout = [range(config.num_attention_heads)] * config.num_hidden_layers
 
-    def total(layout, part=None) -> int:
+    def total(layout, widths=None, part=None) -> int:
         return sum(rows * (macs[part] if part else sum(macs.values()))
-                   for rows, length in shapes for macs in [encoder_macs(config, layout, length)])
+                   for rows, length in shapes for macs in [encoder_macs(config, layout, length, widths)])
 
     full = total(full_layout)
     return {"padded_length": float(np.mean([length for _rows, length in shapes])),
-            "attention_mac_share": total(full_layout, "attention") / full,
-            "speedup": full / total(head_layout(model))}
+            "attention_mac_share": total(full_layout, part="attention") / full,
+            "speedup": full / total(head_layout(model), ffn_layout(model))}
 
 
-def paired_latency_ms(models: Sequence[nn.Module], batches: Sequence[dict[str, torch.Tensor]], warmup: int,
-                      repetitions: int) -> list[np.ndarray]:
-    """Forward-pass wall times (ms) of each model, interleaved: repetition i runs every model in
-    turn on batch i mod len(batches), in reverse order on odd repetitions (ABBA), because the
-    second pass on a batch finds it in cache. Returns one array of ``repetitions`` times per model."""
-    device = next(models[0].parameters()).device
-    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = np.zeros((len(models), repetitions))
+def forward_pass(model: nn.Module) -> Callable[[dict[str, torch.Tensor]], object]:
+    """One timed run of a PyTorch model: the forward pass on a batch, without attention outputs."""
+    return lambda batch: model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+def interleaved_times_ms(runs: Sequence[Callable[[dict[str, torch.Tensor]], object]],
+                         batches: Sequence[dict[str, torch.Tensor]], warmup: int, repetitions: int,
+                         synchronize: Callable[[], None] = lambda: None) -> list[np.ndarray]:
+    """Wall times (ms) of each run, interleaved: repetition i runs every one in turn on batch i mod
+    len(batches), in reverse order on odd repetitions (ABBA), because the second pass on a batch finds it
+    in cache. ``runs`` may be PyTorch forward passes or another runtime's. One array of ``repetitions``
+    times per run."""
+    times = np.zeros((len(runs), repetitions))
     with torch.inference_mode():
         for index in range(warmup + repetitions):
             batch = batches[index % len(batches)]
-            order = list(enumerate(models))
-            for position, model in order if index % 2 == 0 else order[::-1]:
+            order = list(enumerate(runs))
+            for position, run in order if index % 2 == 0 else order[::-1]:
                 synchronize()
                 start = time.perf_counter()
-                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                run(batch)
                 synchronize()
                 if index >= warmup:
                     times[position, index - warmup] = (time.perf_counter() - start) * 1000
     return list(times)
+
+
+def paired_latency_ms(models: Sequence[nn.Module], batches: Sequence[dict[str, torch.Tensor]], warmup: int,
+                      repetitions: int) -> list[np.ndarray]:
+    """:func:`interleaved_times_ms` of the models' forward passes, CUDA synchronised on a GPU."""
+    device = next(models[0].parameters()).device
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    return interleaved_times_ms([forward_pass(model) for model in models], batches, warmup, repetitions, synchronize)
 
 
 def spread(values: np.ndarray) -> dict[str, float]:
@@ -126,7 +143,13 @@ def latency_ms(model: nn.Module, batches: Sequence[dict[str, torch.Tensor]], war
 def paired_speedup(model: nn.Module, reference: nn.Module, batches: Sequence[dict[str, torch.Tensor]], warmup: int,
                    repetitions: int) -> tuple[dict[str, float], dict[str, float]]:
     """(latency of ``model``, speed-up over ``reference`` = per-repetition time ratio), timed interleaved."""
-    model_times, reference_times = paired_latency_ms([model, reference], batches, warmup, repetitions)
+    return speedup_of(paired_latency_ms([model, reference], batches, warmup, repetitions))
+
+
+def speedup_of(times: Sequence[np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
+    """(latency spread of the first run, spread of its per-repetition speed-up over the second) from
+    :func:`interleaved_times_ms`."""
+    model_times, reference_times = times
     return spread(model_times), spread(reference_times / model_times)
 
 
@@ -162,6 +185,7 @@ def evaluate_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: Ev
     metrics["parameters"] = count_parameters(model)
     metrics["nonzero_parameters"] = metrics["parameters"] - count_zero_weights(model)
     metrics["heads"] = sum(len(heads) for heads in head_layout(model))
+    metrics["ffn_neurons"] = count_neurons(model)
     metrics["device"] = device.type
     metrics["device_name"] = device_name(device)
     metrics["threads"] = torch.get_num_threads()

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from mcap.errors import McapError
-from mcap.heads import _slice_linear, encoder_layers
+from mcap.heads import encoder_layers, slice_linear
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,8 @@ def prune_neurons(model: nn.Module, neurons_to_remove: Mapping[int, Iterable[int
             raise McapError(f"layer {layer_index} has {sizes[layer_index]} FFN neurons, no positions {outside[:5]}")
         kept = torch.tensor([n for n in range(sizes[layer_index]) if n not in neurons], dtype=torch.long)
         block = blocks[layer_index]
-        block.layer.intermediate.dense = _slice_linear(block.up, kept, dim=0)
-        block.layer.output.dense = _slice_linear(block.down, kept, dim=1)
+        block.layer.intermediate.dense = slice_linear(block.up, kept, dim=0)
+        block.layer.output.dense = slice_linear(block.down, kept, dim=1)
         sizes[layer_index] = len(kept)
     model.config.intermediate_sizes = sizes
 

@@ -184,18 +184,18 @@ def _slice_block(block: AttentionBlock, kept_positions: list[int], d_h: int) -> 
         torch.empty(0, dtype=torch.long)
     )
     attention = block.layer.attention
-    attention.output.dense = _slice_linear(block.output_projection, rows, dim=1)
+    attention.output.dense = slice_linear(block.output_projection, rows, dim=1)
     if not kept_positions:
         attention.self = HeadlessSelfAttention()
         return
     self_attention = block.self_attention
     for name in ("query", "key", "value"):
-        setattr(self_attention, name, _slice_linear(getattr(self_attention, name), rows, dim=0))
+        setattr(self_attention, name, slice_linear(getattr(self_attention, name), rows, dim=0))
     self_attention.num_attention_heads = len(kept_positions)
     self_attention.all_head_size = len(kept_positions) * d_h
 
 
-def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
+def slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
     """A new Linear keeping ``index`` of the output features (dim=0) or input features (dim=1)."""
     weight = linear.weight.detach().index_select(dim, index.to(linear.weight.device))  # (out, in)
     out_features, in_features = weight.shape

@@ -1,6 +1,7 @@
-"""Resolving, loading and saving (possibly head-pruned) sequence classifiers.
+"""Resolving, loading and saving (possibly head- and FFN-pruned) sequence classifiers.
 
-A saved model directory holds ``config.json`` (with ``kept_heads``, the head layout),
+A saved model directory holds ``config.json`` (with ``kept_heads``, the head layout, and
+``intermediate_sizes``, the FFN widths),
 ``model.safetensors`` and the tokenizer files, and ``pruning.json`` describing how it was
 pruned. It loads without the original checkpoint: the architecture is rebuilt from the config
 and shrunk to the layout before the weights are read.
@@ -18,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mcap.errors import McapError
+from mcap.ffn import apply_ffn_layout
 from mcap.heads import apply_head_layout
 
 log = logging.getLogger(__name__)
@@ -94,11 +96,13 @@ def load_model(model_dir: Path) -> tuple[nn.Module, object, dict]:
     if not weights.is_file():
         raise McapError(f"{weights}: missing; expected a model directory written by the prune or finetune stage")
     config = AutoConfig.from_pretrained(model_dir)
-    kept_heads = getattr(config, "kept_heads", None)
-    config.kept_heads = None  # build the unpruned architecture first, then shrink it to the layout
+    kept_heads, ffn_widths = getattr(config, "kept_heads", None), getattr(config, "intermediate_sizes", None)
+    config.kept_heads = config.intermediate_sizes = None  # build the unpruned architecture, then shrink it to the layout
     model = AutoModelForSequenceClassification.from_config(config)
     if kept_heads is not None:
         apply_head_layout(model, kept_heads)
+    if ffn_widths is not None:
+        apply_ffn_layout(model, ffn_widths)
     model.load_state_dict(load_file(str(weights)), strict=True)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -108,7 +112,7 @@ def load_model(model_dir: Path) -> tuple[nn.Module, object, dict]:
 
 
 def unpruned_twin(model: nn.Module) -> nn.Module:
-    """The unpruned architecture of ``model`` (every head), randomly initialised, on its device.
+    """The unpruned architecture of ``model`` (every head and FFN neuron), randomly initialised, on its device.
 
     The latency reference of the evaluate stage: forward time depends on tensor shapes, not on weight
     values, so the twin times like the original model without needing its checkpoint.
@@ -116,7 +120,7 @@ def unpruned_twin(model: nn.Module) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     config = copy.deepcopy(model.config)
-    config.kept_heads = None
+    config.kept_heads = config.intermediate_sizes = None
     twin = AutoModelForSequenceClassification.from_config(config)
     return twin.eval().to(next(model.parameters()).device)
 

@@ -64,9 +64,7 @@ class Section:
     @classmethod
     def read(cls, params: dict[str, Any]) -> typing.Self:
         """Build the section from the raw params: types converted and checked, defaults filled, then ``check``."""
-        raw = params if not cls.section else params.get(cls.section, _ABSENT)
-        if raw is _ABSENT:
-            raw = {}
+        raw = params if not cls.section else params.get(cls.section, {})
         if not isinstance(raw, dict):
             raise McapError(f"params.yaml: '{cls.section}' must be a mapping of keys, got {raw!r}")
         own = {f.name for f in fields(cls)}
@@ -118,9 +116,10 @@ def _convert(value: Any, hint: Any) -> Any:
         items = [_convert(item, arguments[0]) for item in value]
         return _ABSENT if any(item is _ABSENT for item in items) else items
     if origin is dict:
-        ok = isinstance(value, dict) and all(_convert(v, arguments[1]) is not _ABSENT for v in value.values())
-        return {str(k): _convert(v, arguments[1]) for k, v in value.items()} if ok and all(
-            isinstance(k, str) for k in value) else _ABSENT
+        if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+            return _ABSENT
+        items = {key: _convert(item, arguments[1]) for key, item in value.items()}
+        return _ABSENT if any(item is _ABSENT for item in items.values()) else items
     if hint is bool:
         return value if isinstance(value, bool) else _ABSENT
     if isinstance(value, bool):  # YAML's true/false is no number
@@ -277,6 +276,21 @@ class EvaluateSettings(Section):
 
 
 @dataclass(frozen=True)
+class PostPruneSettings(Section):
+    """Structured pruning of the fine-tuned unpruned model, without retraining (Kwon et al. 2022)."""
+
+    section: ClassVar[str] = "post_prune"
+    mac_ratios: list[float]  # fractions of encoder MACs removed, one pruned model each
+    examples: int  # train sentences for the Fisher scores and the mask-tuning statistics
+    mask_tuning: bool  # least-squares rescaling of the surviving units
+
+    def check(self) -> None:
+        self.require("mac_ratios", bool(self.mac_ratios) and all(0 < r < 1 for r in self.mac_ratios)
+                     and _distinct(self.mac_ratios), "a non-empty list of distinct numbers in (0, 1)")
+        self.require("examples", self.examples > 0, "a positive integer")
+
+
+@dataclass(frozen=True)
 class ExplainSettings(Section):
     section: ClassVar[str] = "explain"
     tasks: list[str]  # tasks whose models are explained
@@ -340,7 +354,8 @@ class McapSettings(Section):
 
 S = typing.TypeVar("S", bound=Section)
 SECTIONS: tuple[type[Section], ...] = (TopLevel, TransferSettings, ModelSettings, DataSettings, TrainSettings,
-                                       PruneSettings, RankingSettings, EvaluateSettings, ExplainSettings, McapSettings)
+                                       PruneSettings, RankingSettings, EvaluateSettings, PostPruneSettings,
+                                       ExplainSettings, McapSettings)
 
 
 class _Read(typing.Generic[S]):
@@ -368,6 +383,7 @@ class Params:
     prune = _Read(PruneSettings)
     ranking = _Read(RankingSettings)
     evaluate = _Read(EvaluateSettings)
+    post_prune = _Read(PostPruneSettings)
     explain = _Read(ExplainSettings)
     mcap = _Read(McapSettings)
 

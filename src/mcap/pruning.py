@@ -7,10 +7,12 @@ from typing import Any
 
 import torch
 
+from mcap.ffn import ffn_layout
 from mcap.figures import saved_figure
 from mcap.heads import head_layout, head_size
 from mcap.seeding import seed_everything
 from mcap.strategies import PruneContext, get_strategy
+from mcap.structured import removed_mac_fraction
 
 
 def prune_model(strategy_name: str, context: PruneContext) -> dict[str, Any]:
@@ -35,6 +37,9 @@ def prune_model(strategy_name: str, context: PruneContext) -> dict[str, Any]:
         "removed_heads": {str(layer): heads for layer, heads in sorted(outcome.removed_heads.items())},
         "kept_heads": layout,
         "head_scores": None if outcome.head_scores is None else outcome.head_scores.tolist(),
+        "ffn_widths": ffn_layout(context.model),
+        # Of the encoder's MACs at train.max_seq_len tokens: heads and FFN neurons removed (unstructured zeros are not)
+        "removed_mac_fraction": removed_mac_fraction(context.model, context.max_seq_len),
         "encoder_weight_sparsity": outcome.weight_sparsity,
         "per_head_weight_density": per_head_density(context.model) if outcome.kind == "unstructured" else None,
         "notes": outcome.notes,

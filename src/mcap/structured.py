@@ -18,11 +18,16 @@ cheapest unit still in the model (a neuron, 2·L·d MACs, where any is left).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from mcap.errors import McapError
+from mcap.ffn import count_neurons, feed_forward_blocks, prune_neurons
+from mcap.heads import attention_blocks, count_heads, head_layout, head_size, prune_heads
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,19 @@ class UnitCosts:
         d, length = config.hidden_size, seq_len
         d_h = d // config.num_attention_heads
         return cls(head=4 * length * d * d_h + 2 * length * length * d_h, neuron=2 * length * d, seq_len=seq_len)
+
+    def encoder_macs(self, heads: int, neurons: int) -> int:
+        """MACs of an encoder with ``heads`` heads and ``neurons`` FFN neurons in all (the heads' and neurons' own)."""
+        return heads * self.head + neurons * self.neuron
+
+
+def removed_mac_fraction(model: nn.Module, seq_len: int) -> float:
+    """The fraction of the unpruned encoder's MACs at ``seq_len`` tokens that ``model``'s removed heads and FFN
+    neurons did."""
+    config, costs = model.config, UnitCosts.of(model.config, seq_len)
+    full = costs.encoder_macs(config.num_hidden_layers * config.num_attention_heads,
+                              config.num_hidden_layers * config.intermediate_size)
+    return 1 - costs.encoder_macs(count_heads(model), count_neurons(model)) / full
 
 
 @dataclass(frozen=True)
@@ -127,3 +145,129 @@ def least_squares_scales(gram: torch.Tensor, kept: torch.Tensor, damping: float 
     target = gram[kept].sum(dim=1)  # (|S|,): G_S· 1
     ridge = damping * kept_gram.diagonal().mean().clamp_min(1e-30)
     return torch.linalg.solve(kept_gram + ridge * torch.eye(len(kept_gram), dtype=torch.float64), target)
+
+
+def head_gram(contexts: torch.Tensor, output_weight: torch.Tensor, d_h: int) -> torch.Tensor:
+    """G (H_l, H_l) of one layer's heads on T tokens: head h contributes W_o[:, h] c_th to the attention output.
+
+    ``contexts``: (T, H_l·d_h), the output projection's input; ``output_weight``: (d, H_l·d_h).
+    """
+    per_head = contexts.unflatten(-1, (-1, d_h))  # (T, H_l, d_h)
+    contributions = torch.einsum("thk,dhk->thd", per_head, output_weight.unflatten(1, (-1, d_h)))  # (T, H_l, d)
+    return torch.einsum("thd,tgd->hg", contributions, contributions)
+
+
+# --------------------------------------------------------------------------------------------
+# Unit statistics: Fisher importance and Gram matrices, in one pass over labelled examples
+# --------------------------------------------------------------------------------------------
+#
+# A mask m on a unit scales its output, so at m = 1 the loss gradient with respect to the mask is the
+# unit's output dotted with the loss gradient at that output: for head h, g_h = Σ_t ⟨c_th, ∂L/∂c_th⟩ over
+# its context c_th (d_h values per token); for neuron j, g_j = Σ_t a_tj ∂L/∂a_tj. Taken on each example's
+# own loss, the Fisher importance (Kwon et al. 2022, Eq. 5, its diagonal) is I = mean over examples of g².
+
+
+@dataclass(frozen=True)
+class UnitStatistics:
+    """Per layer: Fisher importance of each head (H_l,) and neuron (I_l,), and the Gram matrices of their
+    contributions (H_l, H_l) and (I_l, I_l), summed over the examples' real tokens."""
+
+    head_fisher: list[torch.Tensor]
+    neuron_fisher: list[torch.Tensor]
+    head_grams: list[torch.Tensor]
+    neuron_grams: list[torch.Tensor]
+    examples: int
+
+
+@contextmanager
+def _unit_outputs(model: nn.Module) -> Iterator[tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]]:
+    """Within the context, keep each layer's head contexts (B, L, H_l·d_h) and FFN activations (B, L, I_l),
+    the inputs of its attention output projection and FFN down projection, of the latest forward pass."""
+    contexts: dict[int, torch.Tensor] = {}
+    activations: dict[int, torch.Tensor] = {}
+
+    def keeper(store: dict[int, torch.Tensor], index: int):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+            store[index] = inputs[0]
+        return hook
+
+    handles = [block.output_projection.register_forward_pre_hook(keeper(contexts, index))
+               for index, block in enumerate(attention_blocks(model))]
+    handles += [block.down.register_forward_pre_hook(keeper(activations, index))
+                for index, block in enumerate(feed_forward_blocks(model))]
+    try:
+        yield contexts, activations
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def unit_statistics(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> UnitStatistics:
+    """Fisher importance and contribution Gram matrices of every head and FFN neuron of ``model`` (eval
+    mode: no dropout) over labelled ``batches`` (input_ids, attention_mask, labels), with the task loss."""
+    model.eval()
+    d_h = head_size(model)
+    attention, feed_forward = attention_blocks(model), feed_forward_blocks(model)
+    head_fisher = [torch.zeros(block.output_projection.in_features // d_h, dtype=torch.float64) for block in attention]
+    neuron_fisher = [torch.zeros(block.down.in_features, dtype=torch.float64) for block in feed_forward]
+    head_grams = [torch.zeros(len(f), len(f), dtype=torch.float64) for f in head_fisher]
+    moments = [torch.zeros(len(f), len(f), dtype=torch.float64) for f in neuron_fisher]
+    examples = 0
+    with _unit_outputs(model) as (contexts, activations):
+        for batch in batches:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, 2)
+            # Summed, not averaged: each example's gradient is then that of its own loss.
+            loss = nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+            outputs = [contexts[index] for index in range(len(attention))] + [activations[index] for index in range(len(feed_forward))]
+            differentiable = [output for output in outputs if output.requires_grad]
+            gradients = iter(torch.autograd.grad(loss, differentiable, allow_unused=True))
+            gradients = [next(gradients) if output.requires_grad else None for output in outputs]
+            real = batch["attention_mask"].bool()  # (B, L): padding contributes to nothing
+            for index in range(len(attention)):
+                context, gradient = contexts[index].detach(), gradients[index]
+                if gradient is not None:
+                    per_head = (context * gradient).unflatten(-1, (-1, d_h)).sum(dim=(1, 3))  # (B, H_l)
+                    head_fisher[index] += per_head.double().pow(2).sum(0)
+                head_grams[index] += head_gram(context[real], attention[index].output_projection.weight.detach(), d_h).double()
+            for index in range(len(feed_forward)):
+                activation, gradient = activations[index].detach(), gradients[len(attention) + index]
+                if gradient is not None:
+                    neuron_fisher[index] += (activation * gradient).sum(dim=1).double().pow(2).sum(0)  # (I_l,)
+                tokens = activation[real].double()  # (T, I_l)
+                moments[index] += tokens.T @ tokens
+            examples += len(batch["labels"])
+    if not examples:
+        raise McapError("unit statistics need at least one example")
+    neuron_grams = [neuron_gram(moment, block.down.weight.detach().double()) for moment, block in zip(moments, feed_forward)]
+    return UnitStatistics([f / examples for f in head_fisher], [f / examples for f in neuron_fisher],
+                          head_grams, neuron_grams, examples)
+
+
+def remove_units(model: nn.Module, selection: StructuredSelection, statistics: UnitStatistics | None = None) -> None:
+    """Remove ``selection``'s heads and neurons from ``model`` in place, physically.
+
+    With ``statistics`` (of this model), mask tuning first: each layer's surviving heads and neurons are
+    rescaled by :func:`least_squares_scales` so that they best reconstruct the layer's unpruned attention
+    and FFN outputs; the scales are folded into the output and down projections' columns, so the pruned
+    model has no masks.
+    """
+    if statistics is not None:
+        d_h = head_size(model)
+        layout = head_layout(model)
+        with torch.no_grad():
+            for index, (block, ffn) in enumerate(zip(attention_blocks(model), feed_forward_blocks(model))):
+                kept_heads = torch.tensor([head not in selection.heads.get(index, []) for head in layout[index]])
+                head_scales = _full_scales(statistics.head_grams[index], kept_heads)  # (H_l,)
+                block.output_projection.weight.mul_(head_scales.repeat_interleave(d_h).to(block.output_projection.weight))
+                kept_neurons = torch.ones(ffn.down.in_features, dtype=torch.bool)
+                kept_neurons[selection.neurons.get(index, [])] = False
+                ffn.down.weight.mul_(_full_scales(statistics.neuron_grams[index], kept_neurons).to(ffn.down.weight))
+    prune_heads(model, selection.heads)
+    prune_neurons(model, selection.neurons)
+
+
+def _full_scales(gram: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """One scale per unit: the least-squares scale of a kept unit, 0 for a removed one (it is sliced away)."""
+    scales = torch.zeros(len(kept), dtype=torch.float64)
+    scales[kept] = least_squares_scales(gram, kept)
+    return scales

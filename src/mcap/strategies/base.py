@@ -4,7 +4,8 @@ A strategy receives the pre-trained model (with a seeded, untrained 2-class head
 fine-tuning and prunes it in place. Head strategies only score heads (higher = more
 important); the shared code removes the ``prune.ratio`` fraction of all heads with the lowest
 scores (global ranking, paper Eq. 1) physically. Unstructured strategies zero the
-``prune.ratio`` fraction of encoder Linear weights.
+``prune.ratio`` fraction of encoder Linear weights. Structured strategies remove heads and FFN
+neurons together, up to the ``prune.ratio`` fraction of the encoder's MACs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from mcap.errors import McapError
 from mcap.heads import attention_probabilities, head_layout, prune_heads, removed_head_count
 from mcap.modeling import encoder_linears
-from mcap.params import PruneSettings
+from mcap.params import Params, PruneSettings
 from mcap.training import adamw, batches_on, make_accelerator, make_loader, train_step
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,15 @@ class PruneContext:
     max_seq_len: int
     batch_size: int
 
+    @classmethod
+    def of(cls, params: Params, model: nn.Module, tokenizer: Any, task: str, train: pd.DataFrame, seed: int,
+           ratio: float | None = None) -> PruneContext:
+        """The context a stage builds from params.yaml: the ``prune`` settings, ``prune.ratio`` unless ``ratio``
+        is given, and the training section's sequence length and batch size."""
+        return cls(model=model, tokenizer=tokenizer, task=task, train=train,
+                   ratio=params.prune.ratio if ratio is None else ratio, seed=seed, settings=params.prune,
+                   max_seq_len=params.train.max_seq_len, batch_size=params.train.batch_size)
+
     def importance_examples(self) -> pd.DataFrame:
         """The first ``prune.importance_examples`` train sentences (the split is already shuffled)."""
         return self.train.head(self.settings.importance_examples)
@@ -55,7 +65,7 @@ class PruneContext:
 
 @dataclass
 class PruneOutcome:
-    kind: str  # "none" | "head" | "unstructured"
+    kind: str  # "none" | "head" | "unstructured" | "structured"
     head_scores: torch.Tensor | None = None  # (layers, heads), higher = more important
     removed_heads: dict[int, list[int]] = field(default_factory=dict)
     weight_sparsity: float | None = None  # fraction of encoder Linear weights that are zero
@@ -127,7 +137,7 @@ class HeadStrategy(Strategy):
         return self.score_heads(context).detach().float().cpu()
 
     def apply(self, context: PruneContext) -> PruneOutcome:
-        scores = self.score_heads(context).detach().float().cpu()
+        scores = self.seeded_scores(context)
         layers, heads = scores.shape
         count = removed_head_count(context.ratio, layers * heads)
         outcome = PruneOutcome(kind=self.kind, head_scores=scores)
@@ -184,6 +194,12 @@ def mean_attention_statistic(
             totals = values if totals is None else totals + values  # (layers, heads)
             count += float(query_mask.sum())
     return totals / count
+
+
+def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters outside the pre-trained base model (the task head)."""
+    prefix = model.base_model_prefix + "."
+    return [parameter for name, parameter in model.named_parameters() if not name.startswith(prefix)]
 
 
 def short_training(context: PruneContext, steps: int, learning_rate: float, parameters: list[nn.Parameter]) -> None:

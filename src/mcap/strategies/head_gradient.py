@@ -13,14 +13,8 @@ import copy
 import torch
 
 from mcap.heads import head_layout, masked_heads
-from mcap.strategies.base import HeadStrategy, PruneContext, register, short_training
+from mcap.strategies.base import HeadStrategy, PruneContext, classifier_parameters, register, short_training
 from mcap.training import batches_on, make_loader
-
-
-def classifier_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """Parameters outside the pre-trained base model (the task head)."""
-    prefix = model.base_model_prefix + "."
-    return [parameter for name, parameter in model.named_parameters() if not name.startswith(prefix)]
 
 
 def gradient_importance(context: PruneContext) -> torch.Tensor:

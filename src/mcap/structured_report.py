@@ -1,0 +1,158 @@
+"""The structured-pruning comparison: quality against measured speed-up for each MAC budget, pruning before
+fine-tuning (the prune stage's structured strategies) and after it (the post_prune stage), beside the head-only
+strategies; reports/structured.{md,csv} and the Pareto figure."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mcap.figures import saved_figure
+from mcap.report import mean_std
+
+KINDS = ("none", "head", "structured")  # unstructured sparsity gives no dense speed-up: not on these axes
+COLUMNS = ["task", "strategy", "mode", "mac_ratio", "n", "mcc_mean", "mcc_std", "mcc_delta", "speedup_torch_b32",
+           "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1", "mcc_without_tuning_mean"]
+# (speed-up at least, MCC points below the unpruned model at most): the targets the comparison is read against
+TARGETS = ((1.5, 1.0), (2.0, 3.0))
+RUNTIMES = {"torch": "PyTorch", "onnx": "onnxruntime"}
+LEARNED_MCC = 0.1  # an unpruned model below this test MCC has not learnt its task: losses against it mean nothing
+
+
+def _speedup(speedups: dict, name: str) -> float:
+    return speedups[name]["median"] if name in speedups else math.nan
+
+
+def _aggregate(runs: list[dict], unpruned_mcc: list[float]) -> dict:
+    """Mean ± std of the runs' test MCC over seeds, its difference to the unpruned model of the same seeds, and
+    the mean of each measured speed-up (keys of ``run["speedups"]``)."""
+    mcc, std = mean_std([run["mcc"] for run in runs])
+    row = {"n": len(runs), "mcc_mean": mcc, "mcc_std": std, "mcc_delta": mcc - float(np.mean(unpruned_mcc))}
+    for column in ("speedup_torch_b32", "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1"):
+        row[column] = float(np.mean([run["speedups"][column] for run in runs]))
+    untuned = [run["mcc_without_tuning"] for run in runs if run.get("mcc_without_tuning") is not None]
+    row["mcc_without_tuning_mean"] = float(np.mean(untuned)) if untuned else math.nan
+    return row
+
+
+def after_finetuning_rows(post_dir: Path, tasks: list[str], seeds: list[int]) -> list[dict]:
+    """One row per task and MAC budget of the post_prune stage's results, over the fine-tuning seeds."""
+    rows = []
+    for task in tasks:
+        results = [json.loads((post_dir / task / f"seed-{seed}.json").read_text()) for seed in seeds]
+        unpruned = [result["unpruned"]["test"]["mcc"] for result in results]
+        for index, budget in enumerate(results[0]["budgets"]):
+            runs = [{"mcc": budgets["test"]["mcc"],
+                     "mcc_without_tuning": budgets.get("test_without_tuning", {}).get("mcc"),
+                     "speedups": {f"speedup_{runtime}_b{size}": _speedup(budgets["speedup"], f"{runtime}_batch_{size}")
+                                  for runtime in ("torch", "onnx") for size in (1, 32)}}
+                    for budgets in (result["budgets"][index] for result in results)]
+            rows.append({"task": task, "strategy": "structured_gradient", "mode": "after",
+                         "mac_ratio": budget["mac_ratio"], **_aggregate(runs, unpruned)})
+    return rows
+
+
+def before_finetuning_rows(evaluate_dir: Path, prune_dir: Path, tasks: list[str], strategies: list[str],
+                           seeds: list[int]) -> list[dict]:
+    """One row per task and strategy (unpruned, head-only and structured ones) pruned before fine-tuning; its MAC
+    ratio is the fraction its prune stage removed."""
+    def runs_of(task: str, strategy: str) -> list[dict]:
+        return [json.loads((evaluate_dir / f"{task}-{strategy}" / f"seed-{seed}.json").read_text()) for seed in seeds]
+
+    rows = []
+    for task in tasks:
+        unpruned = [run["test"]["mcc"] for run in runs_of(task, "none")]
+        for strategy in strategies:
+            record = json.loads((prune_dir / f"{task}-{strategy}" / "heads.json").read_text())
+            if record["kind"] not in KINDS:
+                continue
+            runs = [{"mcc": run["test"]["mcc"],
+                     "speedups": {f"speedup_torch_b{size}": _speedup(run["speedup"], f"batch_{size}") for size in (1, 32)}
+                     | {f"speedup_onnx_b{size}": math.nan for size in (1, 32)}} for run in runs_of(task, strategy)]
+            rows.append({"task": task, "strategy": strategy, "mode": "before" if record["kind"] != "none" else "",
+                         "mac_ratio": record["removed_mac_fraction"], **_aggregate(runs, unpruned)})
+    return rows
+
+
+def structured_table(rows: list[dict]) -> pd.DataFrame:
+    """The rows as the comparison table (:data:`COLUMNS`), by task, then MAC ratio."""
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["task", "mac_ratio", "mode", "strategy"], kind="stable",
+                                                           ignore_index=True)
+
+
+def target_lines(table: pd.DataFrame) -> list[str]:
+    """For each task and target (speed-up, MCC points): the fastest structured row within the MCC loss, per runtime."""
+    lines = []
+    for task, rows in table.groupby("task", sort=False):
+        unpruned = float((rows["mcc_mean"] - rows["mcc_delta"]).iloc[0])
+        if unpruned < LEARNED_MCC:
+            lines.append(f"- {task}: the unpruned model's test MCC is {unpruned:.3f}, so it has not learnt the task "
+                         "in this run; no target is read off it")
+            continue
+        structured = rows[rows["strategy"].str.startswith("structured")]
+        for speedup, points in TARGETS:
+            within = structured[structured["mcc_delta"] >= -points / 100]
+            parts = []
+            for runtime in ("torch", "onnx"):
+                column = f"speedup_{runtime}_b32"
+                best = within.loc[within[column].idxmax()] if within[column].notna().any() else None
+                if best is None:
+                    parts.append(f"{RUNTIMES[runtime]}: no run within the loss")
+                else:
+                    verdict = "reached" if best[column] >= speedup else "not reached"
+                    parts.append(f"{RUNTIMES[runtime]}: {verdict}, best {best[column]:.2f}× ({best['mode']} fine-tuning, "
+                                 f"{best['mac_ratio']:.0%} of MACs removed, ΔMCC {100 * best['mcc_delta']:+.1f})")
+            lines.append(f"- {task}, ≥ {speedup:g}× at ≤ {points:g} MCC points below unpruned — " + "; ".join(parts))
+    return lines
+
+
+def _number(value: float, digits: int) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def render_markdown(table: pd.DataFrame, setup: str) -> str:
+    """reports/structured.md: the table per task, the targets and the setup."""
+    lines = ["# Structured pruning: heads + FFN neurons to a MAC budget", "", setup, "",
+             "## Targets (measured speed-up at batch 32)", "", *target_lines(table), ""]
+    for task, rows in table.groupby("task", sort=False):
+        lines += [f"## {task}", "", ("| strategy | pruned | MACs removed | n | test MCC | ΔMCC (points) | speed-up PyTorch "
+                                     "b32 | onnxruntime b32 | PyTorch b1 | onnxruntime b1 | MCC without mask tuning |"),
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in rows.itertuples():
+            mcc = _number(row.mcc_mean, 4) + ("" if pd.isna(row.mcc_std) else f" ± {row.mcc_std:.4f}")
+            lines.append(f"| {row.strategy} | {row.mode and row.mode + ' fine-tuning'} | {row.mac_ratio:.0%} | {row.n} | {mcc} | "
+                         f"{100 * row.mcc_delta:+.1f} | {_number(row.speedup_torch_b32, 2)} | {_number(row.speedup_onnx_b32, 2)} | "
+                         f"{_number(row.speedup_torch_b1, 2)} | {_number(row.speedup_onnx_b1, 2)} | "
+                         f"{_number(row.mcc_without_tuning_mean, 4)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_pareto(table: pd.DataFrame, path: Path) -> None:
+    """Measured speed-up at batch 32 against test MCC, one panel per task: structured pruning after fine-tuning
+    (PyTorch and onnxruntime, one point per budget), and the strategies pruned before it (PyTorch)."""
+    tasks = list(dict.fromkeys(table["task"]))
+    with saved_figure(path, 1, len(tasks), figsize=(6.0 * len(tasks), 4.5), squeeze=False) as (_fig, axes):
+        for ax, task in zip(axes[0], tasks):
+            rows = table[table["task"] == task]
+            after = rows[rows["mode"] == "after"].sort_values("mac_ratio")
+            for runtime, style in (("torch", "o-"), ("onnx", "s--")):
+                ax.plot(after["mcc_mean"], after[f"speedup_{runtime}_b32"], style,
+                        label=f"structured, after fine-tuning ({RUNTIMES[runtime]})")
+                for row in after.itertuples():
+                    ax.annotate(f"{row.mac_ratio:.0%}", (row.mcc_mean, getattr(row, f"speedup_{runtime}_b32")),
+                                fontsize=7, xytext=(3, 3), textcoords="offset points")
+            before = rows[rows["mode"] != "after"]
+            for row in before.itertuples():
+                marker = "*" if row.strategy.startswith("structured") else ("D" if row.strategy == "none" else "^")
+                ax.errorbar(row.mcc_mean, row.speedup_torch_b32, xerr=None if pd.isna(row.mcc_std) else row.mcc_std,
+                            fmt=marker, markersize=9 if marker == "*" else 6, capsize=2,
+                            label=f"{row.strategy}{' (before fine-tuning)' if row.mode else ''} (PyTorch)")
+            ax.axhline(1.0, color="gray", linestyle=":", linewidth=1)
+            ax.set(title=f"{task}: speed-up at batch 32 against test MCC", xlabel="test MCC",
+                   ylabel="measured speed-up over unpruned")
+            ax.legend(fontsize=7)

@@ -1,0 +1,47 @@
+"""Structured pruning after fine-tuning: budgets met, ONNX models written and checked, both runtimes timed."""
+
+import pytest
+
+from conftest import make_sentences
+from mcap.errors import McapError
+from mcap.heads import prune_heads
+from mcap.params import EvaluateSettings, PostPruneSettings
+from mcap.post_prune import onnx_name, prune_after_finetuning
+
+TIMING = EvaluateSettings(threads=1, batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16)
+
+
+def run(tiny_model, tmp_path, mask_tuning=True, ratios=(0.3, 0.6)):
+    model, tokenizer = tiny_model
+    settings = PostPruneSettings(mac_ratios=list(ratios), examples=24, mask_tuning=mask_tuning)
+    return prune_after_finetuning(model, tokenizer, make_sentences(40, seed=1), make_sentences(12, seed=2), settings,
+                                  TIMING, 32, tmp_path)
+
+
+def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_its_mac_budget(tiny_model, tmp_path):
+    results = run(tiny_model, tmp_path)
+    assert results["fisher_examples"] == 24 and (tmp_path / onnx_name(None)).is_file()
+    assert [budget["mac_ratio"] for budget in results["budgets"]] == [0.3, 0.6]
+    previous_neurons = 2 * 64
+    for budget in results["budgets"]:
+        assert budget["mac_ratio"] - 0.05 < budget["removed_mac_fraction"] <= budget["mac_ratio"]
+        assert budget["ffn_neurons"] < previous_neurons  # a larger budget removes more
+        previous_neurons = budget["ffn_neurons"]
+        assert (tmp_path / onnx_name(budget["mac_ratio"])).is_file()
+        assert budget["onnx_max_abs_diff"] < 1e-4
+        assert set(budget["speedup"]) == {"torch_batch_1", "torch_batch_4", "onnx_batch_1", "onnx_batch_4"}
+        assert all(value["median"] > 0 and value["repetitions"] == 3 for value in budget["speedup"].values())
+        assert {"mcc", "accuracy", "loss"} <= set(budget["test"]) and "test_without_tuning" in budget
+
+
+def test_without_mask_tuning_there_is_one_model_per_budget(tiny_model, tmp_path):
+    budget = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.3,))["budgets"][0]
+    assert "test_without_tuning" not in budget and budget["mask_tuning"] is False
+
+
+def test_a_model_pruned_before_is_refused_and_nothing_is_written(tiny_model, tmp_path):
+    prune_heads(tiny_model[0], {0: [1]})
+    with pytest.raises(McapError, match="without pruning"):
+        run(tiny_model, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
