@@ -30,7 +30,7 @@ ITERATIVE = Path("reports/mcap_iterative/controller/diagnostics.json")  # the me
 # The label-free objective (mcap.task_weight: 0), kept by the command in docs/method.md.
 CONTROLLER_VARIANTS = {"label-free": Path("reports/runs/label-free/diagnostics.json")}
 COMPARISON = Path("reports/comparison/sweep.csv")  # the seed comparison's summary, checked against the targets here
-SOURCES = [Path("reports/table1.md"), Path("reports/structured.md"), CONTROLLER, ITERATIVE, SPLIT_LEAKAGE, Path("reports/explain/lime_table.md"),
+SOURCES = [Path("reports/runs/structured/structured.md"), Path("reports/table1.md"), Path("reports/structured.md"), CONTROLLER, ITERATIVE, SPLIT_LEAKAGE, Path("reports/explain/lime_table.md"),
            Path("reports/explain/faithfulness.md"), COMPARISON, Path("reports/comparison/sweep.md"), Path("reports/sweep.md"),
            Path("reports/benchmarks.md")]  # the last three: `python tools/sweep.py` (the seed comparison, the ratio sweep), benchmarks/
 RUN_SUMMARIES = "reports/runs/*/summary.md"  # profile runs kept by `python tools/snapshot.py`, shown first

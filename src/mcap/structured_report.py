@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mcap.figures import saved_figure
-from mcap.report import mean_std
+from mcap.report import load_evaluations, mean_std
 
 KINDS = ("none", "head", "structured")  # unstructured sparsity gives no dense speed-up: not on these axes
 COLUMNS = ["task", "strategy", "mode", "mac_ratio", "n", "mcc_mean", "mcc_std", "mcc_delta", "speedup_torch_b32",
@@ -60,19 +60,17 @@ def before_finetuning_rows(evaluate_dir: Path, prune_dir: Path, tasks: list[str]
                            seeds: list[int]) -> list[dict]:
     """One row per task and strategy (unpruned, head-only and structured ones) pruned before fine-tuning; its MAC
     ratio is the fraction its prune stage removed."""
-    def runs_of(task: str, strategy: str) -> list[dict]:
-        return [json.loads((evaluate_dir / f"{task}-{strategy}" / f"seed-{seed}.json").read_text()) for seed in seeds]
-
+    evaluations = load_evaluations(evaluate_dir, [(tasks, list(dict.fromkeys(["none", *strategies])))], seeds)
     rows = []
     for task in tasks:
-        unpruned = [run["test"]["mcc"] for run in runs_of(task, "none")]
+        unpruned = [run["test"]["mcc"] for run in evaluations[(task, "none")]]
         for strategy in strategies:
             record = json.loads((prune_dir / f"{task}-{strategy}" / "heads.json").read_text())
             if record["kind"] not in KINDS:
                 continue
             runs = [{"mcc": run["test"]["mcc"],
                      "speedups": {f"speedup_torch_b{size}": _speedup(run["speedup"], f"batch_{size}") for size in (1, 32)}
-                     | {f"speedup_onnx_b{size}": math.nan for size in (1, 32)}} for run in runs_of(task, strategy)]
+                     | {f"speedup_onnx_b{size}": math.nan for size in (1, 32)}} for run in evaluations[(task, strategy)]]
             rows.append({"task": task, "strategy": strategy, "mode": "before" if record["kind"] != "none" else "",
                          "mac_ratio": record["removed_mac_fraction"], **_aggregate(runs, unpruned)})
     return rows
