@@ -32,11 +32,12 @@ def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_it
         assert set(budget["speedup"]) == {"torch_batch_1", "torch_batch_4", "onnx_batch_1", "onnx_batch_4"}
         assert all(value["median"] > 0 and value["repetitions"] == 3 for value in budget["speedup"].values())
         assert {"mcc", "accuracy", "loss"} <= set(budget["test"]) and "test_without_tuning" in budget
+        assert 0 < budget["tuned_sublayers"]["tuned"] <= budget["tuned_sublayers"]["sublayers"] <= 4
 
 
 def test_without_mask_tuning_there_is_one_model_per_budget(tiny_model, tmp_path):
     budget = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.3,))["budgets"][0]
-    assert "test_without_tuning" not in budget and budget["mask_tuning"] is False
+    assert "test_without_tuning" not in budget and "tuned_sublayers" not in budget and budget["mask_tuning"] is False
 
 
 def test_a_model_pruned_before_is_refused_and_nothing_is_written(tiny_model, tmp_path):

@@ -1,12 +1,14 @@
 """Selecting heads and FFN neurons together under a MAC budget."""
 
+import math
+
 import pytest
 import torch
 from transformers import BertConfig
 
 from mcap.errors import McapError
 from mcap.evaluate import encoder_macs
-from mcap.structured import UnitCosts, least_squares_scales, neuron_gram, select_units
+from mcap.structured import UnitCosts, select_units
 
 CONFIG = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 COSTS = UnitCosts.of(CONFIG, seq_len=16)
@@ -54,47 +56,6 @@ def test_bad_budgets_and_mismatched_layers_are_errors():
         select_units(*random_scores(0), COSTS, 1.0)
     with pytest.raises(McapError, match="2 layers of head scores but 1 of neuron scores"):
         select_units(torch.ones(2, 4), [torch.ones(64)], COSTS, 0.5)
-
-
-def contributions(tokens: int = 200, units: int = 12, width: int = 8, seed: int = 0) -> torch.Tensor:
-    """(tokens, units, d) unit contributions with some redundancy between units (so removing one can be repaired)."""
-    generator = torch.Generator().manual_seed(seed)
-    base = torch.randn(tokens, units // 2, width, generator=generator, dtype=torch.float64)
-    return torch.cat([base, base * 0.8 + 0.2 * torch.randn(tokens, units // 2, width, generator=generator,
-                                                           dtype=torch.float64)], dim=1)
-
-
-def gram_of(units: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("tjd,tkd->jk", units, units)
-
-
-def test_least_squares_scales_reconstruct_better_than_keeping_the_survivors_as_they_are():
-    units = contributions()
-    kept = torch.ones(12, dtype=torch.bool)
-    kept[[0, 3, 7]] = False
-    target = units.sum(dim=1)
-
-    def error(scales):
-        return float(((units[:, kept] * scales[None, :, None]).sum(dim=1) - target).pow(2).sum())
-
-    tuned = least_squares_scales(gram_of(units), kept, damping=0.0)
-    assert error(tuned) < 0.5 * error(torch.ones(9, dtype=torch.float64))
-    nudged = tuned + 1e-3 * torch.randn(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    assert error(tuned) <= error(nudged)  # the least-squares optimum
-
-
-def test_keeping_every_unit_keeps_every_scale_at_one_and_keeping_none_gives_no_scales():
-    units = contributions(seed=2)
-    scales = least_squares_scales(gram_of(units), torch.ones(12, dtype=torch.bool))
-    assert torch.allclose(scales, torch.ones(12, dtype=torch.float64), atol=1e-4)
-    assert least_squares_scales(gram_of(units), torch.zeros(12, dtype=torch.bool)).shape == (0,)
-
-
-def test_the_neuron_gram_is_the_gram_of_activation_times_down_projection_column():
-    generator = torch.Generator().manual_seed(3)
-    activations, down = torch.randn(50, 6, generator=generator), torch.randn(4, 6, generator=generator)  # (t, I), (d, I)
-    units = activations[:, :, None] * down.T[None]  # (t, I, d): a_tj · W_down[:, j]
-    assert torch.allclose(neuron_gram(activations.T @ activations, down), gram_of(units), rtol=1e-4, atol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,11 +106,12 @@ def test_unit_fisher_is_the_mean_squared_mask_gradient_of_each_example_alone(tin
     assert heads.min() > 0  # every unit matters a little: the comparison is not of zeros
 
 
-def ffn_output(model, batches, layer: int) -> torch.Tensor:
-    """Layer ``layer``'s FFN output before its bias on every real token: (T, d)."""
+def pre_norm_sums(model, batches, layer: int, sublayer: str) -> torch.Tensor:
+    """The input of layer ``layer``'s attention ("attention") or FFN ("ffn") LayerNorm on every real token: (T, d)."""
+    encoder_layer = model.base_model.encoder.layer[layer]
+    norm = (encoder_layer.attention.output if sublayer == "attention" else encoder_layer.output).LayerNorm
     captured = []
-    down = model.base_model.encoder.layer[layer].output.dense
-    handle = down.register_forward_hook(lambda module, inputs, output: captured.append(output - module.bias))
+    handle = norm.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0]))
     with torch.no_grad():
         for batch in batches:
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -158,40 +120,86 @@ def ffn_output(model, batches, layer: int) -> torch.Tensor:
     return torch.cat(captured)
 
 
-def test_mask_tuning_reconstructs_a_pruned_layer_better_and_changes_nothing_when_nothing_is_removed(tiny_model):
+def logits_of(model, batch) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+@pytest.fixture
+def pruned_pair(tiny_model):
+    """The tiny model in float64 (so least-squares optimality shows above rounding), a pruned copy (half of
+    layer 0's neurons, a head of layer 1) and labelled batches."""
     import copy
 
-    from mcap.ffn import ffn_layout
-    from mcap.structured import StructuredSelection, remove_units, unit_statistics
+    from mcap.structured import StructuredSelection, remove_units
 
     model, tokenizer = tiny_model
-    batches = labelled_batches(tokenizer)
-    statistics = unit_statistics(model, batches)
-    target = ffn_output(model, batches, 0)
-    # Only layer 0 loses neurons, so its inputs are the unpruned ones: least squares is optimal there.
-    selection = StructuredSelection(heads={}, neurons={0: list(range(0, 64, 2))}, removed_macs=0, total_macs=1)
-    untuned, tuned = copy.deepcopy(model), copy.deepcopy(model)
-    remove_units(untuned, selection)
-    remove_units(tuned, selection, statistics)
-    assert ffn_layout(tuned) == ffn_layout(untuned) == [32, 64]
-    error = {name: float(((ffn_output(m, batches, 0) - target) ** 2).sum()) for name, m in (("untuned", untuned),
-                                                                                             ("tuned", tuned))}
+    model.double()
+    pruned = copy.deepcopy(model)
+    remove_units(pruned, StructuredSelection(heads={1: [2]}, neurons={0: list(range(0, 64, 2))}, removed_macs=0,
+                                             total_macs=1))
+    return model, pruned, labelled_batches(tokenizer)
+
+
+def squared_error(model, unpruned, batches, layer: int, sublayer: str) -> float:
+    return float((pre_norm_sums(model, batches, layer, sublayer) - pre_norm_sums(unpruned, batches, layer, sublayer))
+                 .pow(2).sum())
+
+
+def test_mask_tuning_brings_a_pruned_sublayer_to_the_least_squares_optimum_of_its_reconstruction(pruned_pair):
+    import copy
+
+    from mcap.structured import tune_masks
+
+    model, pruned, batches = pruned_pair
+    tuned = copy.deepcopy(pruned)
+    # 4 sublayers with units; on 12 sentences the last FFN's fit to [CLS] alone may overshoot the bound.
+    assert tune_masks(tuned, model, batches)["sublayers"] == 4
+    error = {name: squared_error(m, model, batches, 0, "ffn") for name, m in (("untuned", pruned), ("tuned", tuned))}
     assert error["tuned"] < 0.9 * error["untuned"]
+    # Any other scales of layer 0's surviving neurons reconstruct worse: the tuned ones are the optimum.
+    generator = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        nudged = copy.deepcopy(tuned)
+        down = nudged.base_model.encoder.layer[0].output.dense
+        with torch.no_grad():
+            down.weight.mul_(1 + 1e-2 * torch.randn(down.in_features, generator=generator, dtype=torch.float64))
+        assert squared_error(nudged, model, batches, 0, "ffn") > error["tuned"]
+
+
+def test_mask_tuning_leaves_an_unpruned_model_as_it_is_and_a_sublayer_whose_scales_leave_the_bound_untuned(pruned_pair):
+    import copy
+
+    from mcap.structured import tune_masks
+
+    model, pruned, batches = pruned_pair
     unchanged = copy.deepcopy(model)
-    remove_units(unchanged, StructuredSelection({}, {}, 0, 1), statistics)
-    batch = batches[0]
-    with torch.no_grad():
-        assert torch.allclose(unchanged(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                              model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                              atol=1e-4)
+    assert tune_masks(unchanged, model, batches) == {"sublayers": 4, "tuned": 4}
+    assert torch.allclose(logits_of(unchanged, batches[0]), logits_of(model, batches[0]), atol=1e-4)
+    bounded = copy.deepcopy(pruned)
+    assert tune_masks(bounded, model, batches, max_scale=0.5) == {"sublayers": 4, "tuned": 0}  # scales near 1 > 0.5
+    assert torch.equal(logits_of(bounded, batches[0]), logits_of(pruned, batches[0]))
 
 
-def test_the_head_gram_is_the_gram_of_each_heads_contribution_to_the_attention_output():
-    from mcap.structured import head_gram
+def test_mask_tuning_skips_a_sublayer_without_units_and_reconstructs_only_cls_in_the_last_layer(tiny_model):
+    import copy
 
-    generator = torch.Generator().manual_seed(0)
-    contexts, weight = torch.randn(5, 3 * 2, generator=generator), torch.randn(4, 3 * 2, generator=generator)
-    contributions = torch.stack([contexts[:, h * 2:(h + 1) * 2] @ weight[:, h * 2:(h + 1) * 2].T for h in range(3)], 1)
-    expected = torch.einsum("thd,tgd->hg", contributions, contributions)  # (3, 3)
-    assert torch.allclose(head_gram(contexts, weight, d_h=2), expected, atol=1e-5)
-    assert torch.allclose(contributions.sum(1), contexts @ weight.T, atol=1e-5)  # they add up to the projection
+    from mcap.structured import StructuredSelection, remove_units, tune_masks
+
+    model, tokenizer = tiny_model
+    model.double()
+    batches = labelled_batches(tokenizer)
+    pruned = copy.deepcopy(model)
+    remove_units(pruned, StructuredSelection(heads={0: [0, 1, 2, 3]}, neurons={1: list(range(0, 64, 2))},
+                                             removed_macs=0, total_macs=1))
+    tuned = copy.deepcopy(pruned)
+    # Layer 0's attention has no heads. Unbounded: on a random model the last FFN's [CLS] fit is ill-conditioned.
+    assert tune_masks(tuned, model, batches, max_scale=math.inf) == {"sublayers": 3, "tuned": 3}
+
+    def cls_error(candidate) -> float:
+        rows = [batch["attention_mask"].sum(1) for batch in batches]  # real tokens per sentence
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), torch.cat(rows).cumsum(0)[:-1]])  # [CLS] rows
+        difference = pre_norm_sums(candidate, batches, 1, "ffn") - pre_norm_sums(model, batches, 1, "ffn")
+        return float(difference[starts].pow(2).sum())
+
+    assert cls_error(tuned) < cls_error(pruned)

@@ -5,14 +5,16 @@ For a fine-tuned unpruned classifier:
 
 1. Fisher importance of every head and FFN neuron on labelled train sentences (:func:`unit_statistics`);
 2. for each budget, the least important units per MAC are removed up to that fraction of the encoder's
-   MACs (:func:`select_units`), after mask tuning: the survivors are rescaled by least squares to
-   reconstruct each layer's unpruned outputs (:func:`remove_units`);
+   MACs (:func:`select_units`, :func:`remove_units`), then mask tuning rescales the survivors by least
+   squares, sublayer by sublayer, to reconstruct the unpruned model's pre-LayerNorm sums
+   (:func:`tune_masks`);
 3. each pruned model is scored on every test sentence, exported to ONNX, checked against PyTorch, and
    timed against the unpruned model in the same runtime (PyTorch, then onnxruntime), interleaved.
 
 Deviations from Kwon et al.: the diagonal of the Fisher matrix ranks units (no mask rearrangement with its
-block-diagonal), greedily by importance per MAC; mask tuning fits all layers on the unpruned model's
-activations at once instead of layer by layer on the pruned model's.
+block-diagonal), greedily by importance per MAC; mask tuning reconstructs only [CLS] in both sublayers of
+the last layer (they do so in its FFN), tunes the first layer's attention too, and skips a sublayer whose
+scales leave ±10 instead of stopping there.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import count_heads
 from mcap.modeling import count_parameters
 from mcap.params import EvaluateSettings, PostPruneSettings
-from mcap.structured import UnitCosts, UnitStatistics, remove_units, select_units, unit_statistics
+from mcap.structured import UnitCosts, UnitStatistics, remove_units, select_units, tune_masks, unit_statistics
 from mcap.training import batch_loader, classification_metrics, encode, make_loader, predict_logits
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,8 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
     if count_heads(model) != model.config.num_hidden_layers * model.config.num_attention_heads or (
             ffn_layout(model) != [model.config.intermediate_size] * model.config.num_hidden_layers):
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
-    statistics = unit_statistics(model, make_loader(tokenizer, train.head(settings.examples), BATCH_SIZE, max_seq_len))
+    tuning_batches = list(make_loader(tokenizer, train.head(settings.examples), BATCH_SIZE, max_seq_len))
+    statistics = unit_statistics(model, tuning_batches)
     costs = UnitCosts.of(model.config, max_seq_len)
     test_examples = encode(tokenizer, test, max_seq_len)
     quality_loader = batch_loader(tokenizer, test_examples, BATCH_SIZE)
@@ -65,8 +68,8 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
                "fisher_examples": statistics.examples, "mac_seq_len": max_seq_len,
                "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "budgets": []}
     for ratio in settings.mac_ratios:
-        results["budgets"].append(_prune_to(model, statistics, costs, ratio, settings.mask_tuning, reference,
-                                            quality_loader, timed, timing, onnx_dir))
+        results["budgets"].append(_prune_to(model, statistics, costs, ratio, tuning_batches if settings.mask_tuning
+                                            else None, reference, quality_loader, timed, timing, onnx_dir))
     return results
 
 
@@ -80,7 +83,7 @@ class _Deployed:
         batches = list(loader)
         export_onnx(model, batches[0], path)
         self.session = onnx_session(path, threads)
-        self.onnx_difference = max_logit_difference(model, self.session, batches)
+        self.onnx_difference = max_logit_difference(self.session, batches, logits)
         if not self.onnx_difference < ONNX_TOLERANCE:
             raise McapError(f"{path}: ONNX logits differ from PyTorch's by {self.onnx_difference:.2e} "
                             f"(accepted: < {ONNX_TOLERANCE:g}); the export is not faithful")
@@ -89,22 +92,19 @@ class _Deployed:
         return lambda batch: onnx_logits(self.session, batch)
 
 
-def _prune_to(model: nn.Module, statistics: UnitStatistics, costs: UnitCosts, ratio: float, mask_tuning: bool,
-              reference: _Deployed, quality_loader, timed: dict[int, list], timing: EvaluateSettings,
-              onnx_dir: Path) -> dict:
-    """One budget: select, prune (with and without mask tuning), score, export and time."""
+def _prune_to(model: nn.Module, statistics: UnitStatistics, costs: UnitCosts, ratio: float,
+              tuning_batches: list | None, reference: _Deployed, quality_loader, timed: dict[int, list],
+              timing: EvaluateSettings, onnx_dir: Path) -> dict:
+    """One budget: select, prune, score, mask-tune (with ``tuning_batches``), score again, export and time."""
     selection = select_units(torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs, ratio)
-    untuned = copy.deepcopy(model)
-    remove_units(untuned, selection)
+    pruned = copy.deepcopy(model)
+    remove_units(pruned, selection)
     record = {"mac_ratio": ratio, "removed_mac_fraction": selection.removed_fraction,
-              "heads": count_heads(untuned), "ffn_neurons": count_neurons(untuned),
-              "parameters": count_parameters(untuned), "mask_tuning": mask_tuning}
-    if mask_tuning:
-        record["test_without_tuning"] = classification_metrics(*predict_logits(untuned, quality_loader))
-        pruned = copy.deepcopy(model)
-        remove_units(pruned, selection, statistics)
-    else:
-        pruned = untuned
+              "heads": count_heads(pruned), "ffn_neurons": count_neurons(pruned),
+              "parameters": count_parameters(pruned), "mask_tuning": tuning_batches is not None}
+    if tuning_batches is not None:
+        record["test_without_tuning"] = classification_metrics(*predict_logits(pruned, quality_loader))
+        record["tuned_sublayers"] = tune_masks(pruned, model, tuning_batches)
     deployed = _Deployed(pruned, onnx_dir / onnx_name(ratio), quality_loader, timing.threads)
     record["test"], record["onnx_max_abs_diff"] = deployed.metrics, deployed.onnx_difference
     record["latency_ms"], record["speedup"] = {}, {}

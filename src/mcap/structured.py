@@ -27,7 +27,7 @@ from torch import nn
 
 from mcap.errors import McapError
 from mcap.ffn import count_neurons, feed_forward_blocks, prune_neurons
-from mcap.heads import attention_blocks, count_heads, head_layout, head_size, prune_heads
+from mcap.heads import attention_blocks, count_heads, head_size, prune_heads
 
 
 @dataclass(frozen=True)
@@ -116,48 +116,6 @@ def _by_layer(units: list[int], heads_per_layer: int, widths: list[int]) -> tupl
 
 
 # --------------------------------------------------------------------------------------------
-# Mask tuning (Kwon et al. 2022, Sec. 4.3): rescale the surviving units by least squares
-# --------------------------------------------------------------------------------------------
-#
-# A layer's FFN (or attention) output is a sum of unit contributions, y_t = Σ_j u_tj (u_tj ∈ R^d, token t).
-# After removal only the units S remain; scales m_S that best reconstruct the unpruned output solve
-#   min_m Σ_t ‖Σ_{j∈S} m_j u_tj − Σ_j u_tj‖²  ⇔  G_SS m = G_S· 1,  with the Gram matrix G_jk = Σ_t u_tj · u_tk,
-# so only G (units × units) is ever needed, accumulated batch by batch. For FFN neurons u_tj = a_tj · W_down[:, j],
-# hence G = (Σ_t a_t a_tᵀ) ⊙ (W_downᵀ W_down).
-
-
-def neuron_gram(activation_moment: torch.Tensor, down_weight: torch.Tensor) -> torch.Tensor:
-    """G (I, I) of one layer's FFN neurons from Σ_t a_t a_tᵀ (I, I) and the down projection's weight (d, I)."""
-    return activation_moment * (down_weight.T @ down_weight)
-
-
-def least_squares_scales(gram: torch.Tensor, kept: torch.Tensor, damping: float = 1e-6) -> torch.Tensor:
-    """Scales of the kept units (in their order) that best reconstruct the sum of all units' contributions.
-
-    ``gram``: (n, n) Gram matrix of the unit contributions; ``kept``: (n,) bool. ``damping`` adds that
-    fraction of the mean diagonal to the diagonal, so that units whose contributions are collinear
-    (or never active) get finite scales.
-    """
-    gram = gram.double()
-    kept_gram = gram[kept][:, kept]  # (|S|, |S|)
-    if not len(kept_gram):
-        return torch.zeros(0, dtype=torch.float64)
-    target = gram[kept].sum(dim=1)  # (|S|,): G_S· 1
-    ridge = damping * kept_gram.diagonal().mean().clamp_min(1e-30)
-    return torch.linalg.solve(kept_gram + ridge * torch.eye(len(kept_gram), dtype=torch.float64), target)
-
-
-def head_gram(contexts: torch.Tensor, output_weight: torch.Tensor, d_h: int) -> torch.Tensor:
-    """G (H_l, H_l) of one layer's heads on T tokens: head h contributes W_o[:, h] c_th to the attention output.
-
-    ``contexts``: (T, H_l·d_h), the output projection's input; ``output_weight``: (d, H_l·d_h).
-    """
-    per_head = contexts.unflatten(-1, (-1, d_h))  # (T, H_l, d_h)
-    contributions = torch.einsum("thk,dhk->thd", per_head, output_weight.unflatten(1, (-1, d_h)))  # (T, H_l, d)
-    return torch.einsum("thd,tgd->hg", contributions, contributions)
-
-
-# --------------------------------------------------------------------------------------------
 # Unit statistics: Fisher importance and Gram matrices, in one pass over labelled examples
 # --------------------------------------------------------------------------------------------
 #
@@ -169,13 +127,10 @@ def head_gram(contexts: torch.Tensor, output_weight: torch.Tensor, d_h: int) -> 
 
 @dataclass(frozen=True)
 class UnitStatistics:
-    """Per layer: Fisher importance of each head (H_l,) and neuron (I_l,), and the Gram matrices of their
-    contributions (H_l, H_l) and (I_l, I_l), summed over the examples' real tokens."""
+    """Per layer: Fisher importance of each head (H_l,) and neuron (I_l,)."""
 
     head_fisher: list[torch.Tensor]
     neuron_fisher: list[torch.Tensor]
-    head_grams: list[torch.Tensor]
-    neuron_grams: list[torch.Tensor]
     examples: int
 
 
@@ -203,15 +158,13 @@ def _unit_outputs(model: nn.Module) -> Iterator[tuple[dict[int, torch.Tensor], d
 
 
 def unit_statistics(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> UnitStatistics:
-    """Fisher importance and contribution Gram matrices of every head and FFN neuron of ``model`` (eval
-    mode: no dropout) over labelled ``batches`` (input_ids, attention_mask, labels), with the task loss."""
+    """Fisher importance of every head and FFN neuron of ``model`` (eval mode: no dropout) over labelled
+    ``batches`` (input_ids, attention_mask, labels), with the task loss."""
     model.eval()
     d_h = head_size(model)
     attention, feed_forward = attention_blocks(model), feed_forward_blocks(model)
     head_fisher = [torch.zeros(block.output_projection.in_features // d_h, dtype=torch.float64) for block in attention]
     neuron_fisher = [torch.zeros(block.down.in_features, dtype=torch.float64) for block in feed_forward]
-    head_grams = [torch.zeros(len(f), len(f), dtype=torch.float64) for f in head_fisher]
-    moments = [torch.zeros(len(f), len(f), dtype=torch.float64) for f in neuron_fisher]
     examples = 0
     with _unit_outputs(model) as (contexts, activations):
         for batch in batches:
@@ -222,52 +175,173 @@ def unit_statistics(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
             differentiable = [output for output in outputs if output.requires_grad]
             gradients = iter(torch.autograd.grad(loss, differentiable, allow_unused=True))
             gradients = [next(gradients) if output.requires_grad else None for output in outputs]
-            real = batch["attention_mask"].bool()  # (B, L): padding contributes to nothing
             for index in range(len(attention)):
                 context, gradient = contexts[index].detach(), gradients[index]
                 if gradient is not None:
                     per_head = (context * gradient).unflatten(-1, (-1, d_h)).sum(dim=(1, 3))  # (B, H_l)
                     head_fisher[index] += per_head.double().pow(2).sum(0)
-                head_grams[index] += head_gram(context[real], attention[index].output_projection.weight.detach(), d_h).double()
             for index in range(len(feed_forward)):
                 activation, gradient = activations[index].detach(), gradients[len(attention) + index]
                 if gradient is not None:
                     neuron_fisher[index] += (activation * gradient).sum(dim=1).double().pow(2).sum(0)  # (I_l,)
-                tokens = activation[real].double()  # (T, I_l)
-                moments[index] += tokens.T @ tokens
             examples += len(batch["labels"])
     if not examples:
         raise McapError("unit statistics need at least one example")
-    neuron_grams = [neuron_gram(moment, block.down.weight.detach().double()) for moment, block in zip(moments, feed_forward)]
-    return UnitStatistics([f / examples for f in head_fisher], [f / examples for f in neuron_fisher],
-                          head_grams, neuron_grams, examples)
+    return UnitStatistics([f / examples for f in head_fisher], [f / examples for f in neuron_fisher], examples)
 
 
-def remove_units(model: nn.Module, selection: StructuredSelection, statistics: UnitStatistics | None = None) -> None:
-    """Remove ``selection``'s heads and neurons from ``model`` in place, physically.
-
-    With ``statistics`` (of this model), mask tuning first: each layer's surviving heads and neurons are
-    rescaled by :func:`least_squares_scales` so that they best reconstruct the layer's unpruned attention
-    and FFN outputs; the scales are folded into the output and down projections' columns, so the pruned
-    model has no masks.
-    """
-    if statistics is not None:
-        d_h = head_size(model)
-        layout = head_layout(model)
-        with torch.no_grad():
-            for index, (block, ffn) in enumerate(zip(attention_blocks(model), feed_forward_blocks(model))):
-                kept_heads = torch.tensor([head not in selection.heads.get(index, []) for head in layout[index]])
-                head_scales = _full_scales(statistics.head_grams[index], kept_heads)  # (H_l,)
-                block.output_projection.weight.mul_(head_scales.repeat_interleave(d_h).to(block.output_projection.weight))
-                kept_neurons = torch.ones(ffn.down.in_features, dtype=torch.bool)
-                kept_neurons[selection.neurons.get(index, [])] = False
-                ffn.down.weight.mul_(_full_scales(statistics.neuron_grams[index], kept_neurons).to(ffn.down.weight))
+def remove_units(model: nn.Module, selection: StructuredSelection) -> None:
+    """Remove ``selection``'s heads and neurons from ``model`` in place, physically."""
     prune_heads(model, selection.heads)
     prune_neurons(model, selection.neurons)
 
 
-def _full_scales(gram: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """One scale per unit: the least-squares scale of a kept unit, 0 for a removed one (it is sliced away)."""
-    scales = torch.zeros(len(kept), dtype=torch.float64)
-    scales[kept] = least_squares_scales(gram, kept)
-    return scales
+# --------------------------------------------------------------------------------------------
+# Mask tuning (Kwon et al. 2022, Sec. 4.3): rescale the survivors, sublayer by sublayer, by least squares
+# --------------------------------------------------------------------------------------------
+#
+# Each sublayer (an attention, then an FFN, per layer) ends in the pre-LayerNorm sum s = x + Σ_j u_j + b: its
+# residual input x, the contributions u_j ∈ R^d of its units (head h: W_o[:, h] c_h, neuron j: a_j W_down[:, j])
+# and the projection's bias. In order, sublayer by sublayer, the pruned model's survivors get the scales m that
+# bring its sum, on its own (already tuned) inputs, closest to the unpruned model's sum s* on the unpruned inputs:
+#   min_m Σ_t ‖Σ_j m_j u_tj − r_t‖²,   r_t = s*_t − x_t − b = s*_t − s_t + Σ_j u_tj   (s_t: the pruned sum at m = 1)
+# over the tuning sentences' real tokens; its normal equations are G m = Aᵀr with G_jk = Σ_t u_tj · u_tk.
+# Through r, each sublayer also corrects the drift its inputs carry from the pruned sublayers before it. In the
+# last layer only the [CLS] token reaches the classifier, so only it is reconstructed there.
+#
+# G and Aᵀr come from the projection's input z_t (F = units · w features; w = d_h for heads, 1 for neurons) and
+# weight W (d, F) without forming the (T, units, d) contributions:
+#   G = blocksum_w((Σ_t z_t z_tᵀ) ⊙ WᵀW),   Aᵀr = blocksum_w(Σ_t z_t ⊙ (Wᵀ r_t)).
+
+
+@dataclass(frozen=True)
+class _Sublayer:
+    """A sublayer's output projection (its input: the units' outputs, ``width`` features per unit) and the
+    LayerNorm whose input is its pre-LayerNorm sum."""
+
+    projection: nn.Linear
+    layer_norm: nn.Module
+    width: int
+
+
+def _sublayers(model: nn.Module) -> list[_Sublayer]:
+    """Attention then FFN of each layer, in the order the forward pass meets them."""
+    d_h = head_size(model)
+    sublayers = []
+    for attention, ffn in zip(attention_blocks(model), feed_forward_blocks(model)):
+        sublayers += [_Sublayer(attention.output_projection, attention.layer.attention.output.LayerNorm, d_h),
+                      _Sublayer(ffn.down, ffn.layer.output.LayerNorm, 1)]
+    return sublayers
+
+
+class _Captured(Exception):
+    """Stops a forward pass once the sublayer being tuned has given its inputs: the rest is not needed."""
+
+
+def _tokens(batch: dict[str, torch.Tensor], cls_only: bool) -> torch.Tensor:
+    """(B, L) bool: the tokens a sublayer is tuned on (the real ones, or only [CLS])."""
+    real = batch["attention_mask"].bool()
+    if not cls_only:
+        return real
+    first = torch.zeros_like(real)
+    first[:, 0] = True
+    return first
+
+
+def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> None:
+    try:
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    except _Captured:
+        pass
+
+
+@torch.no_grad()
+def _pre_norm_sums(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> list[list[torch.Tensor]]:
+    """Per sublayer, per batch: the pre-LayerNorm sum (T_b, d) at the tokens it is tuned on."""
+    sublayers = _sublayers(model)
+    latest: dict[int, torch.Tensor] = {}
+
+    def keeper(index: int):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+            latest[index] = inputs[0]
+        return hook
+
+    sums: list[list[torch.Tensor]] = [[] for _ in sublayers]
+    handles = [sublayer.layer_norm.register_forward_pre_hook(keeper(index)) for index, sublayer in enumerate(sublayers)]
+    try:
+        for batch in batches:
+            _forward(model, batch)
+            for index, per_batch in enumerate(sums):
+                per_batch.append(latest[index][_tokens(batch, index >= len(sublayers) - 2)])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sums
+
+
+@torch.no_grad()
+def _normal_equations(model: nn.Module, sublayer: _Sublayer, batches: list[dict[str, torch.Tensor]],
+                      targets: list[torch.Tensor], cls_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """G (n, n) and Aᵀr (n,) of one sublayer's n units on ``model``'s own inputs (see the block comment)."""
+    store: dict[str, torch.Tensor] = {}
+
+    def keep_units(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+        store["units"] = inputs[0]
+
+    def keep_sum(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+        store["sum"] = inputs[0]
+        raise _Captured
+
+    weight = sublayer.projection.weight.double()  # (d, F)
+    features = weight.shape[1]
+    moment = torch.zeros(features, features, dtype=torch.float64)  # Σ_t z_t z_tᵀ
+    projected = torch.zeros(features, dtype=torch.float64)  # Σ_t z_t ⊙ (Wᵀ r_t)
+    handles = [sublayer.projection.register_forward_pre_hook(keep_units),
+               sublayer.layer_norm.register_forward_pre_hook(keep_sum)]
+    try:
+        for batch, target in zip(batches, targets):
+            _forward(model, batch)
+            tokens = _tokens(batch, cls_only)
+            units, pre_norm = store["units"][tokens].double(), store["sum"][tokens].double()  # (T, F), (T, d)
+            residual = target.double() - pre_norm + units @ weight.T  # r_t: (T, d)
+            moment += units.T @ units
+            projected += (units * (residual @ weight)).sum(0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    units = features // sublayer.width
+    gram = (moment * (weight.T @ weight)).reshape(units, sublayer.width, units, sublayer.width).sum(dim=(1, 3))
+    return gram, projected.reshape(units, sublayer.width).sum(1)
+
+
+def tune_masks(pruned: nn.Module, unpruned: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+               damping: float = 1e-6, max_scale: float = 10.0) -> dict[str, int]:
+    """Mask tuning of a physically pruned model, in place: each sublayer's surviving heads or neurons are
+    rescaled by least squares (see the block comment above), the scales folded into the output and down
+    projections' columns, so the tuned model has no masks.
+
+    ``batches`` (input_ids, attention_mask) are tuning sentences; ``unpruned`` is the model ``pruned`` was cut
+    from. ``damping`` is the weight, as a fraction of G's mean diagonal, of a ridge term ‖m − 1‖², so that collinear or
+    never-active units get finite scales; a sublayer whose scales are not all finite and within ±``max_scale`` keeps its
+    units as they are (Kwon et al. stop there). Returns how many sublayers had units and how many were tuned.
+    """
+    batches = list(batches)
+    targets = _pre_norm_sums(unpruned.eval(), batches)
+    pruned.eval()
+    sublayers = _sublayers(pruned)
+    counts = {"sublayers": 0, "tuned": 0}
+    for index, sublayer in enumerate(sublayers):
+        if not sublayer.projection.in_features:
+            continue  # no units left: nothing to scale
+        counts["sublayers"] += 1
+        gram, rhs = _normal_equations(pruned, sublayer, batches, targets[index], cls_only=index >= len(sublayers) - 2)
+        # The ridge pulls towards 1, not 0: where the tokens leave a direction undetermined, units stay as they are.
+        ridge = damping * gram.diagonal().mean().clamp_min(1e-30)
+        scales = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=torch.float64), rhs + ridge)
+        if not (scales.isfinite().all() and scales.abs().max() <= max_scale):
+            continue
+        with torch.no_grad():
+            weight = sublayer.projection.weight
+            weight.mul_(scales.repeat_interleave(sublayer.width).to(weight))
+        counts["tuned"] += 1
+    return counts
