@@ -103,6 +103,11 @@ def test_a_section_is_read_and_checked_only_when_a_stage_uses_it():
         _ = params.explain
 
 
+def test_deployed_strategies_must_be_among_the_pruned_ones():
+    with pytest.raises(McapError, match="'deploy.strategies' must be among 'prune.strategies' and 'mcap.strategies'"):
+        Params(with_value("deploy.strategies", ["head_magic"])).deploy_strategies()
+
+
 def test_mcap_train_tasks_must_be_among_the_tasks():
     with pytest.raises(McapError, match="'mcap.train_tasks' must be a subset of 'tasks'"):
         Params(with_value("mcap.train_tasks", ["sst2", "mnli"])).mcap_train_tasks()

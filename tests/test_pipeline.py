@@ -132,6 +132,12 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     row = table[table["mode"] == "after"].iloc[0]  # the CSV keeps 6 significant digits
     assert row["mcc_delta"] == pytest.approx(budget["test"]["mcc"] - after["unpruned"]["test"]["mcc"], rel=1e-5, abs=1e-6)
     assert row["speedup_onnx_b32"] == pytest.approx(budget["speedup"]["onnx_batch_32"]["median"], rel=1e-5)
+    deployed = metrics["reports/deploy/sst2-structured_gradient/seed-42.json"]  # deploy.strategies' default
+    assert deployed["onnx_max_abs_diff"] < 1e-4 and deployed["speedup"]["onnx_batch_32"]["median"] > 0
+    assert (repo / "models" / "deployed" / "sst2-structured_gradient" / "seed-42" / "model.onnx").is_file()
+    before_row = table[(table["strategy"] == "structured_gradient") & (table["mode"] == "before")].iloc[0]
+    assert before_row["speedup_onnx_b32"] == pytest.approx(deployed["speedup"]["onnx_batch_32"]["median"], rel=1e-5)
+    assert (table[table["strategy"] == "head_gradient"]["speedup_onnx_b32"]).isna().all()  # not deployed
     assert "## Targets" in (repo / "reports" / "structured.md").read_text()
     assert (repo / "reports" / "structured.png").stat().st_size > 0
 

@@ -209,8 +209,11 @@ def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode
     pd.DataFrame([{"task": "sst2", "strategy": s, "mode": m, "mac_ratio": r, "n": 2, "mcc_mean": mcc, "mcc_std": 0.01,
                    "mcc_delta": d, "speedup_torch_b32": t, "speedup_onnx_b32": o} for s, m, r, mcc, d, t, o in rows]
                  ).to_csv(path, index=False)
-    lines = render.structured_headline_markdown(path).splitlines()
-    assert lines[2].startswith("| before fine-tuning (`structured_gradient`), ≤ 1 MCC points lost | 20% | 0.545 ± 0.010 |")
-    assert lines[3].startswith("| before fine-tuning (`structured_gradient`), ≤ 3 MCC points lost | 20% |")
-    assert lines[4].endswith("| 30% | 0.545 ± 0.010 | -0.5 | 1.50× | 1.40× | 2 |")
+    modes = [("before", "before", path, "small"), ("after", "after", path, "large"),
+             ("after", "elsewhere", tmp_path / "missing.csv", "none")]
+    lines = render.structured_headline_markdown(modes).splitlines()
+    assert lines[2].startswith("| before, ≤ 1 MCC points lost | small | 20% | 0.545 ± 0.010 |")
+    assert lines[3].startswith("| before, ≤ 3 MCC points lost | small | 20% |")
+    assert lines[4].endswith("| large | 30% | 0.545 ± 0.010 | -0.5 | 1.50× | 1.40× | 2 |")
     assert lines[5].endswith("| 50% | 0.530 ± 0.010 | -2.0 | 1.90× | 1.80× | 2 |")  # 60% loses more than 3 points
+    assert len(lines) == 2 + 4 + 2 and "elsewhere" not in "\n".join(lines)  # a missing sweep is left out

@@ -30,10 +30,11 @@ ITERATIVE = Path("reports/mcap_iterative/controller/diagnostics.json")  # the me
 # The label-free objective (mcap.task_weight: 0), kept by the command in docs/method.md.
 CONTROLLER_VARIANTS = {"label-free": Path("reports/runs/label-free/diagnostics.json")}
 COMPARISON = Path("reports/comparison/sweep.csv")  # the seed comparison's summary, checked against the targets here
-SOURCES = [Path("reports/runs/structured/structured.md"), Path("reports/table1.md"), Path("reports/structured.md"), CONTROLLER, ITERATIVE, SPLIT_LEAKAGE, Path("reports/explain/lime_table.md"),
+SOURCES = [Path("reports/table1.md"), Path("reports/structured.md"), CONTROLLER, ITERATIVE, SPLIT_LEAKAGE, Path("reports/explain/lime_table.md"),
            Path("reports/explain/faithfulness.md"), COMPARISON, Path("reports/comparison/sweep.md"), Path("reports/sweep.md"),
            Path("reports/benchmarks.md")]  # the last three: `python tools/sweep.py` (the seed comparison, the ratio sweep), benchmarks/
 RUN_SUMMARIES = "reports/runs/*/summary.md"  # profile runs kept by `python tools/snapshot.py`, shown first
+STRUCTURED_SWEEPS = "reports/runs/structured*/structured.md"  # merged by `python tools/structured_sweep.py`, next
 RELATIVE_LINK = re.compile(r"\]\((?!https?://|/)([^)]+)\)")
 
 
@@ -160,7 +161,7 @@ def generated_block(sources: list[Path], target: Path = RESULTS) -> str:
 
 def sources() -> list[Path]:
     """The reports shown in docs/results.md, in order: the kept profile runs, then the default run's."""
-    return sorted(Path().glob(RUN_SUMMARIES)) + SOURCES
+    return sorted(Path().glob(RUN_SUMMARIES)) + sorted(Path().glob(STRUCTURED_SWEEPS)) + SOURCES
 
 
 def hardware(runs: pd.DataFrame) -> str:
@@ -220,41 +221,55 @@ def render(text: str, block: str, start: str = START, end: str = END) -> str:
 
 
 HEADLINE_SOURCES = (COMPARISON, Path("reports/comparison/sweep_points.csv"))
-STRUCTURED = Path("reports/runs/structured/structured.csv")  # `python tools/structured_sweep.py render` writes it
+# Each mode's headline rows come from one merged sweep (`python tools/structured_sweep.py render` writes them): pruning
+# before fine-tuning needs a fine-tuning per ratio, so it is swept in the seed comparison's regime; pruning after
+# fine-tuning needs only the unpruned model, so it is swept at the CPU-scale training size.
+STRUCTURED_MODES = (
+    ("before", "before fine-tuning (`structured_gradient`)", Path("reports/runs/structured/structured.csv"),
+     "1,000 sentences, 1 epoch (`profiles/structured.args`)"),
+    ("after", "after fine-tuning, no retraining (`post_prune`)", Path("reports/runs/structured-cpu-scale/structured.csv"),
+     "6,000 sentences, 2 epochs (`profiles/structured-cpu-scale.args`)"),
+)
 STRUCTURED_LOSSES = (1.0, 3.0)  # MCC points below unpruned: the structured targets' bounds
 
 
-def structured_headline_markdown(path: Path) -> str:
-    """Per mode, the structured model with the largest PyTorch batch-32 speed-up within each MCC loss, from a
-    merged structured sweep (reports/runs/<name>/structured.csv)."""
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    structured = table[table["strategy"].str.startswith("structured") & (table["task"] == HEADLINE_TASK)]
-    lines = [("| Structured pruning (heads + FFN neurons, to a MAC budget) | MACs removed | MCC | ΔMCC (points) "
-              "| speed-up PyTorch | speed-up onnxruntime | Fine-tuning seeds |"), "|---|---|---|---|---|---|---|"]
-    for mode, name in (("before", "before fine-tuning (`structured_gradient`)"),
-                       ("after", "after fine-tuning, no retraining (`post_prune`)")):
+def structured_headline_markdown(modes=STRUCTURED_MODES) -> str:
+    """Per mode, the structured model with the largest PyTorch batch-32 speed-up within each MCC loss, from that
+    mode's merged sweep (reports/runs/<name>/structured.csv); a mode whose sweep is missing is left out."""
+    lines = [("| Structured pruning (heads + FFN neurons, to a MAC budget) | Fine-tuning data | MACs removed | MCC "
+              "| ΔMCC (points) | speed-up PyTorch | speed-up onnxruntime | Fine-tuning seeds |"),
+             "|---|---|---|---|---|---|---|---|"]
+    sources = []
+    for mode, name, path, regime in modes:
+        if not path.is_file():
+            continue
+        sources.append(f"[{path.parent.as_posix()}/structured.md]({path.parent.as_posix()}/structured.md)")
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        rows = table[table["strategy"].str.startswith("structured") & (table["task"] == HEADLINE_TASK)
+                     & (table["mode"] == mode)]
         for points in STRUCTURED_LOSSES:
-            within = structured[(structured["mode"] == mode) & (structured["mcc_delta"] >= -points / 100)]
+            within = rows[rows["mcc_delta"] >= -points / 100]
             if within.empty:
-                lines.append(f"| {name}, ≤ {points:g} MCC points lost | none within the loss | – | – | – | – | – |")
+                lines.append(f"| {name}, ≤ {points:g} MCC points lost | {regime} | none within the loss | – | – | – | – | – |")
                 continue
             row = within.loc[within["speedup_torch_b32"].idxmax()]
             std = "" if pd.isna(row["mcc_std"]) else f" ± {row['mcc_std']:.3f}"
             onnx = "–" if pd.isna(row["speedup_onnx_b32"]) else f"{row['speedup_onnx_b32']:.2f}×"
-            lines.append(f"| {name}, ≤ {points:g} MCC points lost | {row['mac_ratio']:.0%} | {row['mcc_mean']:.3f}{std} | "
-                         f"{100 * row['mcc_delta']:+.1f} | {row['speedup_torch_b32']:.2f}× | {onnx} | {int(row['n'])} |")
-    lines += ["", (f"The fastest structured model of each mode within each MCC loss, SST-2, batch 32, from `{path}`: "
-                   "the same regime and hardware as the table above (`profiles/structured.args`); the pruned-before "
-                   "rows were not exported to ONNX. Every budget, with the targets: "
-                   f"[{path.parent.as_posix()}/structured.md]({path.parent.as_posix()}/structured.md).")]
+            lines.append(f"| {name}, ≤ {points:g} MCC points lost | {regime} | {row['mac_ratio']:.0%} | "
+                         f"{row['mcc_mean']:.3f}{std} | {100 * row['mcc_delta']:+.1f} | {row['speedup_torch_b32']:.2f}× | "
+                         f"{onnx} | {int(row['n'])} |")
+    lines += ["", ("The fastest structured model of each mode within each MCC loss, SST-2, every test sentence, batch 32, "
+                   "on the hardware of the table above; ΔMCC against the unpruned model fine-tuned on the same data with "
+                   "the same seeds; – under onnxruntime: a model not exported to ONNX (`deploy.strategies`). Every budget, "
+                   f"with the targets and the commit of each run: {' and '.join(sources)}.")]
     return "\n".join(lines)
 
 
 def readme_headline() -> str:
     """The README's headline block: the head strategies' comparison, then the structured sweep's best rows."""
     parts = [headline_markdown(*HEADLINE_SOURCES)]
-    if STRUCTURED.is_file():
-        parts.append(structured_headline_markdown(STRUCTURED))
+    if any(path.is_file() for _mode, _name, path, _regime in STRUCTURED_MODES):
+        parts.append(structured_headline_markdown())
     return "\n\n".join(parts)
 
 
@@ -266,7 +281,8 @@ def main() -> None:
         print(f"{RESULTS}: results block updated from {', '.join(map(str, shown))}", file=sys.stderr)
     elif target == "readme":
         README.write_text(render(README.read_text(), readme_headline(), HEADLINE_START, HEADLINE_END))
-        print(f"{README}: headline updated from {', '.join(map(str, (*HEADLINE_SOURCES, STRUCTURED)))}", file=sys.stderr)
+        structured = [path for _mode, _name, path, _regime in STRUCTURED_MODES if path.is_file()]
+        print(f"{README}: headline updated from {', '.join(map(str, (*HEADLINE_SOURCES, *structured)))}", file=sys.stderr)
     else:
         sys.exit("usage: python tools/render.py results|readme")
 

@@ -25,7 +25,8 @@ TABLE = "reports/table1.md"
 KEPT = ("params.yaml", "dvc.lock", TABLE, "reports/table1.csv", "reports/speedups.json", "reports/evaluate",
         "reports/finetune", "reports/prune", "reports/mcap", "reports/explain/lime_table.md",
         "reports/explain/faithfulness.md", "reports/explain/summary.json", "reports/explain/figures",
-        "reports/post_prune", "reports/structured.md", "reports/structured.csv", "reports/structured.png")
+        "reports/post_prune", "reports/deploy", "reports/structured.md", "reports/structured.csv",
+        "reports/structured.png")
 
 
 def _git(*arguments: str) -> bytes:

@@ -291,6 +291,17 @@ class PostPruneSettings(Section):
 
 
 @dataclass(frozen=True)
+class DeploySettings(Section):
+    """ONNX export and onnxruntime timing of models pruned before fine-tuning."""
+
+    section: ClassVar[str] = "deploy"
+    strategies: list[str]  # among prune.strategies and mcap.strategies; each fine-tuned model is exported
+
+    def check(self) -> None:
+        self.require("strategies", _distinct(self.strategies), "a list of distinct strategy names")
+
+
+@dataclass(frozen=True)
 class ExplainSettings(Section):
     section: ClassVar[str] = "explain"
     tasks: list[str]  # tasks whose models are explained
@@ -355,7 +366,7 @@ class McapSettings(Section):
 S = typing.TypeVar("S", bound=Section)
 SECTIONS: tuple[type[Section], ...] = (TopLevel, TransferSettings, ModelSettings, DataSettings, TrainSettings,
                                        PruneSettings, RankingSettings, EvaluateSettings, PostPruneSettings,
-                                       ExplainSettings, McapSettings)
+                                       DeploySettings, ExplainSettings, McapSettings)
 
 
 class _Read(typing.Generic[S]):
@@ -384,6 +395,7 @@ class Params:
     ranking = _Read(RankingSettings)
     evaluate = _Read(EvaluateSettings)
     post_prune = _Read(PostPruneSettings)
+    deploy = _Read(DeploySettings)
     explain = _Read(ExplainSettings)
     mcap = _Read(McapSettings)
 
@@ -413,6 +425,14 @@ class Params:
     def all_tasks(self) -> list[str]:
         """``tasks`` followed by ``transfer.tasks`` (the tasks that get data, maps and δ), without repeats."""
         return list(dict.fromkeys(self.tasks + self.transfer.tasks))
+
+    def deploy_strategies(self) -> list[str]:
+        """``deploy.strategies``, checked to be among the strategies that are pruned and fine-tuned."""
+        unknown = sorted(set(self.deploy.strategies) - set(self.all_strategies()))
+        if unknown:
+            raise McapError(f"params.yaml: 'deploy.strategies' must be among 'prune.strategies' and 'mcap.strategies' "
+                            f"{self.all_strategies()}, got {unknown}")
+        return self.deploy.strategies
 
     def mcap_train_tasks(self) -> list[str]:
         """``mcap.train_tasks``, checked to be among ``tasks``."""

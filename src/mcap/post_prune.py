@@ -27,20 +27,19 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mcap.deploy import DeployedModel, test_batches, timed_speedups
 from mcap.errors import McapError
-from mcap.evaluate import device_name, forward_pass, interleaved_times_ms, speedup_of
-from mcap.export import export_onnx, max_logit_difference, onnx_logits, onnx_session
+from mcap.evaluate import device_name
 from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import count_heads
 from mcap.modeling import count_parameters
 from mcap.params import EvaluateSettings, PostPruneSettings
 from mcap.structured import UnitCosts, UnitStatistics, remove_units, select_units, tune_masks, unit_statistics
-from mcap.training import batch_loader, classification_metrics, encode, make_loader, predict_logits
+from mcap.training import classification_metrics, make_loader, predict_logits
 
 log = logging.getLogger(__name__)
 
-ONNX_TOLERANCE = 1e-4  # max |ONNX − PyTorch| logit accepted on the test sentences
-BATCH_SIZE = 32  # of the untimed passes: statistics, test metrics, the ONNX check
+BATCH_SIZE = 32  # of the importance and mask-tuning passes
 
 
 def onnx_name(ratio: float | None) -> str:
@@ -59,10 +58,8 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
     tuning_batches = list(make_loader(tokenizer, train.head(settings.examples), BATCH_SIZE, max_seq_len))
     statistics = unit_statistics(model, tuning_batches)
     costs = UnitCosts.of(model.config, max_seq_len)
-    test_examples = encode(tokenizer, test, max_seq_len)
-    quality_loader = batch_loader(tokenizer, test_examples, BATCH_SIZE)
-    timed = {size: list(batch_loader(tokenizer, test_examples, size)) for size in timing.batch_sizes}
-    reference = _Deployed(model, onnx_dir / onnx_name(None), quality_loader, timing.threads)
+    quality_loader, timed = test_batches(tokenizer, test, timing, max_seq_len)
+    reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_loader, timing.threads)
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
                             "parameters": count_parameters(model)},
                "fisher_examples": statistics.examples, "mac_seq_len": max_seq_len,
@@ -73,27 +70,8 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
     return results
 
 
-class _Deployed:
-    """A model with its ONNX export: test metrics, the export check, and an onnxruntime session."""
-
-    def __init__(self, model: nn.Module, path: Path, loader, threads: int):
-        self.model = model.eval()
-        logits, labels = predict_logits(model, loader)
-        self.metrics = classification_metrics(logits, labels)
-        batches = list(loader)
-        export_onnx(model, batches[0], path)
-        self.session = onnx_session(path, threads)
-        self.onnx_difference = max_logit_difference(self.session, batches, logits)
-        if not self.onnx_difference < ONNX_TOLERANCE:
-            raise McapError(f"{path}: ONNX logits differ from PyTorch's by {self.onnx_difference:.2e} "
-                            f"(accepted: < {ONNX_TOLERANCE:g}); the export is not faithful")
-
-    def onnx_run(self):
-        return lambda batch: onnx_logits(self.session, batch)
-
-
 def _prune_to(model: nn.Module, statistics: UnitStatistics, costs: UnitCosts, ratio: float,
-              tuning_batches: list | None, reference: _Deployed, quality_loader, timed: dict[int, list],
+              tuning_batches: list | None, reference: DeployedModel, quality_loader, timed: dict[int, list],
               timing: EvaluateSettings, onnx_dir: Path) -> dict:
     """One budget: select, prune, score, mask-tune (with ``tuning_batches``), score again, export and time."""
     selection = select_units(torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs, ratio)
@@ -105,15 +83,9 @@ def _prune_to(model: nn.Module, statistics: UnitStatistics, costs: UnitCosts, ra
     if tuning_batches is not None:
         record["test_without_tuning"] = classification_metrics(*predict_logits(pruned, quality_loader))
         record["tuned_sublayers"] = tune_masks(pruned, model, tuning_batches)
-    deployed = _Deployed(pruned, onnx_dir / onnx_name(ratio), quality_loader, timing.threads)
+    deployed = DeployedModel(pruned, onnx_dir / onnx_name(ratio), quality_loader, timing.threads)
     record["test"], record["onnx_max_abs_diff"] = deployed.metrics, deployed.onnx_difference
-    record["latency_ms"], record["speedup"] = {}, {}
-    for runtime, runs in (("torch", (forward_pass(pruned), forward_pass(reference.model))),
-                          ("onnx", (deployed.onnx_run(), reference.onnx_run()))):
-        for size, batches in timed.items():
-            name = f"{runtime}_batch_{size}"
-            record["latency_ms"][name], record["speedup"][name] = speedup_of(
-                interleaved_times_ms(runs, batches, timing.warmup, timing.repetitions))
+    record["latency_ms"], record["speedup"] = timed_speedups(deployed, reference, timed, timing)
     log.info("removed %.0f%% of MACs: %d heads, %d FFN neurons left; test MCC %.4f; speed-up b%d torch %.2fx, onnx %.2fx",
              100 * selection.removed_fraction, record["heads"], record["ffn_neurons"], record["test"]["mcc"],
              max(timed), record["speedup"][f"torch_batch_{max(timed)}"]["median"],

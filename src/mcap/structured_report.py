@@ -56,10 +56,11 @@ def after_finetuning_rows(post_dir: Path, tasks: list[str], seeds: list[int]) ->
     return rows
 
 
-def before_finetuning_rows(evaluate_dir: Path, prune_dir: Path, tasks: list[str], strategies: list[str],
-                           seeds: list[int]) -> list[dict]:
+def before_finetuning_rows(evaluate_dir: Path, prune_dir: Path, deploy_dir: Path, tasks: list[str],
+                           strategies: list[str], deployed: list[str], seeds: list[int]) -> list[dict]:
     """One row per task and strategy (unpruned, head-only and structured ones) pruned before fine-tuning; its MAC
-    ratio is the fraction its prune stage removed."""
+    ratio is the fraction its prune stage removed. The PyTorch speed-ups are the evaluate stage's; the
+    onnxruntime ones the deploy stage's, for the ``deployed`` strategies (the others have none)."""
     evaluations = load_evaluations(evaluate_dir, [(tasks, list(dict.fromkeys(["none", *strategies])))], seeds)
     rows = []
     for task in tasks:
@@ -68,12 +69,23 @@ def before_finetuning_rows(evaluate_dir: Path, prune_dir: Path, tasks: list[str]
             record = json.loads((prune_dir / f"{task}-{strategy}" / "heads.json").read_text())
             if record["kind"] not in KINDS:
                 continue
-            runs = [{"mcc": run["test"]["mcc"],
-                     "speedups": {f"speedup_torch_b{size}": _speedup(run["speedup"], f"batch_{size}") for size in (1, 32)}
-                     | {f"speedup_onnx_b{size}": math.nan for size in (1, 32)}} for run in evaluations[(task, strategy)]]
+            runs = []
+            for run, seed in zip(evaluations[(task, strategy)], seeds):
+                onnx = _deployed_speedups(deploy_dir, task, strategy, seed, deployed)
+                runs.append({"mcc": run["test"]["mcc"], "speedups": {
+                    f"speedup_{runtime}_b{size}": _speedup(speedups, f"{prefix}_{size}")
+                    for runtime, speedups, prefix in (("torch", run["speedup"], "batch"), ("onnx", onnx, "onnx_batch"))
+                    for size in (1, 32)}})
             rows.append({"task": task, "strategy": strategy, "mode": "before" if record["kind"] != "none" else "",
                          "mac_ratio": record["removed_mac_fraction"], **_aggregate(runs, unpruned)})
     return rows
+
+
+def _deployed_speedups(deploy_dir: Path, task: str, strategy: str, seed: int, deployed: list[str]) -> dict:
+    """The deploy stage's onnxruntime speed-ups of one model, or none where the strategy is not deployed."""
+    if strategy not in deployed:
+        return {}
+    return json.loads((deploy_dir / f"{task}-{strategy}" / f"seed-{seed}.json").read_text())["speedup"]
 
 
 def structured_table(rows: list[dict]) -> pd.DataFrame:

@@ -1,0 +1,85 @@
+"""Deployable models: a fine-tuned classifier exported to ONNX, checked against PyTorch on every test
+sentence, and timed against the unpruned model in the same runtime.
+
+:class:`DeployedModel` is shared by the ``post_prune`` stage (every budget of the sweep) and the
+``deploy`` stage (:func:`deploy_finetuned`: the models that ``deploy.strategies`` pruned *before*
+fine-tuning). A speed-up is always against the unpruned model exported and timed the same way,
+alternately on the same test batches (:func:`mcap.evaluate.interleaved_times_ms`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from mcap.errors import McapError
+from mcap.evaluate import device_name, forward_pass, interleaved_times_ms, speedup_of
+from mcap.export import export_onnx, max_logit_difference, onnx_logits, onnx_session
+from mcap.modeling import unpruned_twin
+from mcap.params import EvaluateSettings
+from mcap.training import batch_loader, classification_metrics, encode, predict_logits
+
+ONNX_TOLERANCE = 1e-4  # max |ONNX − PyTorch| logit accepted on the test sentences
+BATCH_SIZE = 32  # of the untimed passes: test metrics and the ONNX check
+
+
+class DeployedModel:
+    """A CPU model with its ONNX export at ``path``: PyTorch test metrics, the export check (it raises
+    when the ONNX logits differ by ``ONNX_TOLERANCE`` or more on any test sentence), and an onnxruntime
+    session with ``threads`` threads."""
+
+    def __init__(self, model: nn.Module, path: Path, loader, threads: int):
+        self.model = model.eval()
+        logits, labels = predict_logits(model, loader)
+        self.metrics = classification_metrics(logits, labels)
+        batches = list(loader)
+        export_onnx(model, batches[0], path)
+        self.session = onnx_session(path, threads)
+        self.onnx_difference = max_logit_difference(self.session, batches, logits)
+        if not self.onnx_difference < ONNX_TOLERANCE:
+            raise McapError(f"{path}: ONNX logits differ from PyTorch's by {self.onnx_difference:.2e} "
+                            f"(accepted: < {ONNX_TOLERANCE:g}); the export is not faithful")
+
+    def runs(self) -> dict[str, Callable[[dict[str, torch.Tensor]], object]]:
+        """One timed forward pass per runtime."""
+        return {"torch": forward_pass(self.model), "onnx": lambda batch: onnx_logits(self.session, batch)}
+
+
+def timed_speedups(deployed: DeployedModel, reference: DeployedModel, timed: dict[int, list], timing: EvaluateSettings,
+                   runtimes: tuple[str, ...] = ("torch", "onnx")) -> tuple[dict, dict]:
+    """(latency, speed-up over ``reference``) per ``<runtime>_batch_<size>``, each pair timed alternately on the
+    batches of ``timed`` (batch size -> batches)."""
+    latency, speedup = {}, {}
+    model_runs, reference_runs = deployed.runs(), reference.runs()
+    for runtime in runtimes:
+        for size, batches in timed.items():
+            name = f"{runtime}_batch_{size}"
+            latency[name], speedup[name] = speedup_of(interleaved_times_ms(
+                (model_runs[runtime], reference_runs[runtime]), batches, timing.warmup, timing.repetitions))
+    return latency, speedup
+
+
+def test_batches(tokenizer, test: pd.DataFrame, timing: EvaluateSettings, max_seq_len: int) -> tuple[object, dict[int, list]]:
+    """The test sentences as an untimed loader (batch ``BATCH_SIZE``) and as timed batches per ``timing.batch_sizes``."""
+    examples = encode(tokenizer, test, max_seq_len)
+    return (batch_loader(tokenizer, examples, BATCH_SIZE),
+            {size: list(batch_loader(tokenizer, examples, size)) for size in timing.batch_sizes})
+
+
+def deploy_finetuned(model: nn.Module, tokenizer, test: pd.DataFrame, timing: EvaluateSettings, max_seq_len: int,
+                     onnx_path: Path) -> dict:
+    """Export the fine-tuned ``model`` (CPU) to ``onnx_path``, check it on every test sentence, and time it in
+    onnxruntime against its unpruned architecture (:func:`mcap.modeling.unpruned_twin`, exported to a scratch
+    folder: time depends on shapes, not weights, as in the evaluate stage); return the metrics."""
+    loader, timed = test_batches(tokenizer, test, timing, max_seq_len)
+    deployed = DeployedModel(model, onnx_path, loader, timing.threads)
+    with tempfile.TemporaryDirectory() as scratch:
+        reference = DeployedModel(unpruned_twin(model), Path(scratch) / "unpruned.onnx", loader, timing.threads)
+        latency, speedup = timed_speedups(deployed, reference, timed, timing, runtimes=("onnx",))
+    return {"test": deployed.metrics, "onnx_max_abs_diff": deployed.onnx_difference, "latency_ms": latency,
+            "speedup": speedup, "device_name": device_name(torch.device("cpu")), "threads": timing.threads}
