@@ -212,7 +212,8 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
     repo, _params = pipeline_repo
     # A subset of strategies keeps this fast; what matters is which stages the ratio reaches.
     output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none]",
-                  "-S", "mcap.strategies=[mcap]", "-S", "transfer.strategies=[]", "-S", "seeds=[42,7]"], repo)
+                  "-S", "mcap.strategies=[mcap]", "-S", "transfer.strategies=[]", "-S", "seeds=[42,7]",
+                  "-S", "deploy.strategies=[]"], repo)  # deploy.strategies must be among the pruned strategies
     for stage in ("meta_controller", "prune_mcap@sst2-mcap", "prune_transfer_mcap@subj-mcap", "finetune_mcap@sst2-mcap-7",
                   "evaluate_transfer_mcap@subj-mcap-7", "report", "explain_report"):
         assert f"Running stage '{stage}'" in output
