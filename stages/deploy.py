@@ -14,8 +14,9 @@ from mcap.splits import read_split
 
 
 def main(params, args):
-    if args.strategy not in params.deploy_strategies():
-        raise McapError(f"deploy: strategy {args.strategy!r} is not in 'deploy.strategies' {params.deploy.strategies}")
+    deployed = params.deploy_strategies()
+    if args.strategy not in deployed:
+        raise McapError(f"deploy: strategy {args.strategy!r} is not in 'deploy.strategies' {deployed}")
     torch.set_num_threads(params.evaluate.threads)
     pair, run = f"{args.task}-{args.strategy}", f"seed-{args.seed}"
     model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair / run)

@@ -17,10 +17,10 @@ REPORTS = Path("reports")
 
 
 def main(params, args):
-    tasks, seeds = params.tasks, params.seeds
+    tasks, seeds, deployed = params.tasks, params.seeds, params.deploy_strategies()
     table = structured_table(
         before_finetuning_rows(REPORTS / "evaluate", REPORTS / "prune", REPORTS / "deploy", tasks,
-                               params.all_strategies(), params.deploy_strategies(), seeds)
+                               params.all_strategies(), deployed, seeds)
         + after_finetuning_rows(REPORTS / "post_prune", tasks, seeds))
     post = json.loads((REPORTS / "post_prune" / tasks[0] / f"seed-{seeds[0]}.json").read_text())
     tuning = "with" if params.post_prune.mask_tuning else "without"
@@ -32,7 +32,7 @@ def main(params, args):
         f"{post['threads']} threads. MACs: of the encoder, counted at {params.train.max_seq_len} tokens. "
         f"Before fine-tuning: the prune stage at prune.ratio {params.prune.ratio} (the fraction of heads for head "
         "strategies, of MACs for structured ones), then fine-tuned; speed-up over the unpruned architecture in "
-        f"PyTorch, and in onnxruntime for {', '.join(params.deploy_strategies()) or 'none of them'} (deploy.strategies, "
+        f"PyTorch, and in onnxruntime for {', '.join(deployed) or 'none of them'} (deploy.strategies, "
         "the deploy stage: ONNX checked as below). After fine-tuning: the post_prune stage, Fisher importance on "
         f"{post['fisher_examples']} train sentences and {tuning} mask tuning, no retraining; each model exported to "
         "ONNX (max |Δ logit| < 1e-4 against PyTorch on every test sentence) and timed against the unpruned model in "

@@ -211,7 +211,7 @@ def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode
                  ).to_csv(path, index=False)
     modes = [("before", "before", path, "small"), ("after", "after", path, "large"),
              ("after", "elsewhere", tmp_path / "missing.csv", "none")]
-    lines = render.structured_headline_markdown(modes).splitlines()
+    lines = render.structured_headline_markdown(render.swept_structured_modes(modes)).splitlines()
     assert lines[2].startswith("| before, ≤ 1 MCC points lost | small | 20% | 0.545 ± 0.010 |")
     assert lines[3].startswith("| before, ≤ 3 MCC points lost | small | 20% |")
     assert lines[4].endswith("| large | 30% | 0.545 ± 0.010 | -0.5 | 1.50× | 1.40× | 2 |")

@@ -149,12 +149,12 @@ def squared_error(model, unpruned, batches, layer: int, sublayer: str) -> float:
 def test_mask_tuning_brings_a_pruned_sublayer_to_the_least_squares_optimum_of_its_reconstruction(pruned_pair):
     import copy
 
-    from mcap.structured import tune_masks
+    from mcap.structured import reconstruction_targets, tune_masks
 
     model, pruned, batches = pruned_pair
     tuned = copy.deepcopy(pruned)
     # 4 sublayers with units; on 12 sentences the last FFN's fit to [CLS] alone may overshoot the bound.
-    assert tune_masks(tuned, model, batches)["sublayers"] == 4
+    assert tune_masks(tuned, reconstruction_targets(model, batches))["sublayers"] == 4
     error = {name: squared_error(m, model, batches, 0, "ffn") for name, m in (("untuned", pruned), ("tuned", tuned))}
     assert error["tuned"] < 0.9 * error["untuned"]
     # Any other scales of layer 0's surviving neurons reconstruct worse: the tuned ones are the optimum.
@@ -170,21 +170,38 @@ def test_mask_tuning_brings_a_pruned_sublayer_to_the_least_squares_optimum_of_it
 def test_mask_tuning_leaves_an_unpruned_model_as_it_is_and_a_sublayer_whose_scales_leave_the_bound_untuned(pruned_pair):
     import copy
 
-    from mcap.structured import tune_masks
+    from mcap.structured import reconstruction_targets, tune_masks
 
     model, pruned, batches = pruned_pair
     unchanged = copy.deepcopy(model)
-    assert tune_masks(unchanged, model, batches) == {"sublayers": 4, "tuned": 4}
+    assert tune_masks(unchanged, reconstruction_targets(model, batches)) == {"sublayers": 4, "tuned": 4}
     assert torch.allclose(logits_of(unchanged, batches[0]), logits_of(model, batches[0]), atol=1e-4)
     bounded = copy.deepcopy(pruned)
-    assert tune_masks(bounded, model, batches, max_scale=0.5) == {"sublayers": 4, "tuned": 0}  # scales near 1 > 0.5
+    assert tune_masks(bounded, reconstruction_targets(model, batches), max_scale=0.5) == {"sublayers": 4, "tuned": 0}  # scales near 1 > 0.5
     assert torch.equal(logits_of(bounded, batches[0]), logits_of(pruned, batches[0]))
+
+
+def test_mask_tuning_of_a_float32_model_gives_the_float64_scales(pruned_pair):
+    """Per-batch moments in the model's float32 are accumulated in float64: the scales match a float64 model's."""
+    import copy
+
+    from mcap.structured import reconstruction_targets, tune_masks
+
+    model, pruned, batches = pruned_pair
+    tuned = {}
+    for dtype in (torch.float64, torch.float32):
+        unpruned, candidate = copy.deepcopy(model).to(dtype), copy.deepcopy(pruned).to(dtype)
+        tune_masks(candidate, reconstruction_targets(unpruned, batches), max_scale=math.inf)
+        tuned[dtype] = candidate.base_model.encoder.layer[0].output.dense.weight.double()
+    untuned = pruned.base_model.encoder.layer[0].output.dense.weight
+    assert not torch.allclose(tuned[torch.float64], untuned, rtol=1e-3)  # the tuning did change the scales
+    assert torch.allclose(tuned[torch.float32], tuned[torch.float64], rtol=1e-4, atol=1e-6)
 
 
 def test_mask_tuning_skips_a_sublayer_without_units_and_reconstructs_only_cls_in_the_last_layer(tiny_model):
     import copy
 
-    from mcap.structured import StructuredSelection, remove_units, tune_masks
+    from mcap.structured import StructuredSelection, reconstruction_targets, remove_units, tune_masks
 
     model, tokenizer = tiny_model
     model.double()
@@ -194,7 +211,7 @@ def test_mask_tuning_skips_a_sublayer_without_units_and_reconstructs_only_cls_in
                                              removed_macs=0, total_macs=1))
     tuned = copy.deepcopy(pruned)
     # Layer 0's attention has no heads. Unbounded: on a random model the last FFN's [CLS] fit is ill-conditioned.
-    assert tune_masks(tuned, model, batches, max_scale=math.inf) == {"sublayers": 3, "tuned": 3}
+    assert tune_masks(tuned, reconstruction_targets(model, batches), max_scale=math.inf) == {"sublayers": 3, "tuned": 3}
 
     def cls_error(candidate) -> float:
         rows = [batch["attention_mask"].sum(1) for batch in batches]  # real tokens per sentence

@@ -233,16 +233,19 @@ STRUCTURED_MODES = (
 STRUCTURED_LOSSES = (1.0, 3.0)  # MCC points below unpruned: the structured targets' bounds
 
 
-def structured_headline_markdown(modes=STRUCTURED_MODES) -> str:
+def swept_structured_modes(modes=STRUCTURED_MODES) -> list[tuple[str, str, Path, str]]:
+    """The modes whose merged sweep exists."""
+    return [mode for mode in modes if mode[2].is_file()]
+
+
+def structured_headline_markdown(modes: list[tuple[str, str, Path, str]]) -> str:
     """Per mode, the structured model with the largest PyTorch batch-32 speed-up within each MCC loss, from that
-    mode's merged sweep (reports/runs/<name>/structured.csv); a mode whose sweep is missing is left out."""
+    mode's merged sweep (reports/runs/<name>/structured.csv)."""
     lines = [("| Structured pruning (heads + FFN neurons, to a MAC budget) | Fine-tuning data | MACs removed | MCC "
               "| ΔMCC (points) | speed-up PyTorch | speed-up onnxruntime | Fine-tuning seeds |"),
              "|---|---|---|---|---|---|---|---|"]
     sources = []
     for mode, name, path, regime in modes:
-        if not path.is_file():
-            continue
         sources.append(f"[{path.parent.as_posix()}/structured.md]({path.parent.as_posix()}/structured.md)")
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
         rows = table[table["strategy"].str.startswith("structured") & (table["task"] == HEADLINE_TASK)
@@ -268,8 +271,8 @@ def structured_headline_markdown(modes=STRUCTURED_MODES) -> str:
 def readme_headline() -> str:
     """The README's headline block: the head strategies' comparison, then the structured sweep's best rows."""
     parts = [headline_markdown(*HEADLINE_SOURCES)]
-    if any(path.is_file() for _mode, _name, path, _regime in STRUCTURED_MODES):
-        parts.append(structured_headline_markdown())
+    if swept := swept_structured_modes():
+        parts.append(structured_headline_markdown(swept))
     return "\n\n".join(parts)
 
 
@@ -281,7 +284,7 @@ def main() -> None:
         print(f"{RESULTS}: results block updated from {', '.join(map(str, shown))}", file=sys.stderr)
     elif target == "readme":
         README.write_text(render(README.read_text(), readme_headline(), HEADLINE_START, HEADLINE_END))
-        structured = [path for _mode, _name, path, _regime in STRUCTURED_MODES if path.is_file()]
+        structured = [path for _mode, _name, path, _regime in swept_structured_modes()]
         print(f"{README}: headline updated from {', '.join(map(str, (*HEADLINE_SOURCES, *structured)))}", file=sys.stderr)
     else:
         sys.exit("usage: python tools/render.py results|readme")

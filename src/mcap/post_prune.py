@@ -34,7 +34,16 @@ from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import count_heads
 from mcap.modeling import count_parameters
 from mcap.params import EvaluateSettings, PostPruneSettings
-from mcap.structured import UnitCosts, UnitStatistics, remove_units, select_units, tune_masks, unit_statistics
+from mcap.structured import (
+    ReconstructionTargets,
+    UnitCosts,
+    UnitStatistics,
+    reconstruction_targets,
+    remove_units,
+    select_units,
+    tune_masks,
+    unit_statistics,
+)
 from mcap.training import classification_metrics, make_loader, predict_logits
 
 log = logging.getLogger(__name__)
@@ -58,32 +67,33 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
     tuning_batches = list(make_loader(tokenizer, train.head(settings.examples), BATCH_SIZE, max_seq_len))
     statistics = unit_statistics(model, tuning_batches)
     costs = UnitCosts.of(model.config, max_seq_len)
-    quality_loader, timed = test_batches(tokenizer, test, timing, max_seq_len)
-    reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_loader, timing.threads)
+    quality_batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
+    reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
                             "parameters": count_parameters(model)},
                "fisher_examples": statistics.examples, "mac_seq_len": max_seq_len,
                "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "budgets": []}
+    targets = reconstruction_targets(model, tuning_batches) if settings.mask_tuning else None
     for ratio in settings.mac_ratios:
-        results["budgets"].append(_prune_to(model, statistics, costs, ratio, tuning_batches if settings.mask_tuning
-                                            else None, reference, quality_loader, timed, timing, onnx_dir))
+        results["budgets"].append(_prune_to(model, statistics, costs, ratio, targets, reference, quality_batches, timed,
+                                            timing, onnx_dir))
     return results
 
 
 def _prune_to(model: nn.Module, statistics: UnitStatistics, costs: UnitCosts, ratio: float,
-              tuning_batches: list | None, reference: DeployedModel, quality_loader, timed: dict[int, list],
+              targets: ReconstructionTargets | None, reference: DeployedModel, quality_batches, timed: dict[int, list],
               timing: EvaluateSettings, onnx_dir: Path) -> dict:
-    """One budget: select, prune, score, mask-tune (with ``tuning_batches``), score again, export and time."""
+    """One budget: select, prune, score, mask-tune (towards ``targets``, if any), score again, export and time."""
     selection = select_units(torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs, ratio)
     pruned = copy.deepcopy(model)
     remove_units(pruned, selection)
     record = {"mac_ratio": ratio, "removed_mac_fraction": selection.removed_fraction,
               "heads": count_heads(pruned), "ffn_neurons": count_neurons(pruned),
-              "parameters": count_parameters(pruned), "mask_tuning": tuning_batches is not None}
-    if tuning_batches is not None:
-        record["test_without_tuning"] = classification_metrics(*predict_logits(pruned, quality_loader))
-        record["tuned_sublayers"] = tune_masks(pruned, model, tuning_batches)
-    deployed = DeployedModel(pruned, onnx_dir / onnx_name(ratio), quality_loader, timing.threads)
+              "parameters": count_parameters(pruned), "mask_tuning": targets is not None}
+    if targets is not None:
+        record["test_without_tuning"] = classification_metrics(*predict_logits(pruned, quality_batches))
+        record["tuned_sublayers"] = tune_masks(pruned, targets)
+    deployed = DeployedModel(pruned, onnx_dir / onnx_name(ratio), quality_batches, timing.threads)
     record["test"], record["onnx_max_abs_diff"] = deployed.metrics, deployed.onnx_difference
     record["latency_ms"], record["speedup"] = timed_speedups(deployed, reference, timed, timing)
     log.info("removed %.0f%% of MACs: %d heads, %d FFN neurons left; test MCC %.4f; speed-up b%d torch %.2fx, onnx %.2fx",

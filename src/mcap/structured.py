@@ -255,7 +255,23 @@ def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class ReconstructionTargets:
+    """What mask tuning reconstructs: the unpruned model's pre-LayerNorm sums on the tuning ``batches``, per
+    sublayer, per batch (T_b, d) at the tokens the sublayer is tuned on. Computed once, they serve every budget."""
+
+    batches: list[dict[str, torch.Tensor]]
+    sums: list[list[torch.Tensor]]
+
+
 @torch.no_grad()
+def reconstruction_targets(unpruned: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> ReconstructionTargets:
+    """The targets of :func:`tune_masks` for the models cut from ``unpruned``, on tuning ``batches``
+    (input_ids, attention_mask)."""
+    batches = list(batches)
+    return ReconstructionTargets(batches, _pre_norm_sums(unpruned.eval(), batches))
+
+
 def _pre_norm_sums(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> list[list[torch.Tensor]]:
     """Per sublayer, per batch: the pre-LayerNorm sum (T_b, d) at the tokens it is tuned on."""
     sublayers = _sublayers(model)
@@ -292,7 +308,9 @@ def _normal_equations(model: nn.Module, sublayer: _Sublayer, batches: list[dict[
         store["sum"] = inputs[0]
         raise _Captured
 
-    weight = sublayer.projection.weight.double()  # (d, F)
+    # Each batch's sums in the model's own precision (float32: a batch holds at most a few thousand tokens), their
+    # running totals and G in float64, where the sums over all batches and the products with WᵀW need it.
+    weight = sublayer.projection.weight  # (d, F)
     features = weight.shape[1]
     moment = torch.zeros(features, features, dtype=torch.float64)  # Σ_t z_t z_tᵀ
     projected = torch.zeros(features, dtype=torch.float64)  # Σ_t z_t ⊙ (Wᵀ r_t)
@@ -302,31 +320,28 @@ def _normal_equations(model: nn.Module, sublayer: _Sublayer, batches: list[dict[
         for batch, target in zip(batches, targets):
             _forward(model, batch)
             tokens = _tokens(batch, cls_only)
-            units, pre_norm = store["units"][tokens].double(), store["sum"][tokens].double()  # (T, F), (T, d)
-            residual = target.double() - pre_norm + units @ weight.T  # r_t: (T, d)
+            units, pre_norm = store["units"][tokens], store["sum"][tokens]  # (T, F), (T, d)
+            residual = target - pre_norm + units @ weight.T  # r_t: (T, d)
             moment += units.T @ units
             projected += (units * (residual @ weight)).sum(0)
     finally:
         for handle in handles:
             handle.remove()
-    units = features // sublayer.width
+    units, weight = features // sublayer.width, weight.double()
     gram = (moment * (weight.T @ weight)).reshape(units, sublayer.width, units, sublayer.width).sum(dim=(1, 3))
     return gram, projected.reshape(units, sublayer.width).sum(1)
 
 
-def tune_masks(pruned: nn.Module, unpruned: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-               damping: float = 1e-6, max_scale: float = 10.0) -> dict[str, int]:
+def tune_masks(pruned: nn.Module, targets: ReconstructionTargets, damping: float = 1e-6,
+               max_scale: float = 10.0) -> dict[str, int]:
     """Mask tuning of a physically pruned model, in place: each sublayer's surviving heads or neurons are
     rescaled by least squares (see the block comment above), the scales folded into the output and down
     projections' columns, so the tuned model has no masks.
 
-    ``batches`` (input_ids, attention_mask) are tuning sentences; ``unpruned`` is the model ``pruned`` was cut
-    from. ``damping`` is the weight, as a fraction of G's mean diagonal, of a ridge term ‖m − 1‖², so that collinear or
+    ``targets``: :func:`reconstruction_targets` of the model ``pruned`` was cut from. ``damping`` is the weight, as a fraction of G's mean diagonal, of a ridge term ‖m − 1‖², so that collinear or
     never-active units get finite scales; a sublayer whose scales are not all finite and within ±``max_scale`` keeps its
     units as they are (Kwon et al. stop there). Returns how many sublayers had units and how many were tuned.
     """
-    batches = list(batches)
-    targets = _pre_norm_sums(unpruned.eval(), batches)
     pruned.eval()
     sublayers = _sublayers(pruned)
     counts = {"sublayers": 0, "tuned": 0}
@@ -334,7 +349,8 @@ def tune_masks(pruned: nn.Module, unpruned: nn.Module, batches: Iterable[dict[st
         if not sublayer.projection.in_features:
             continue  # no units left: nothing to scale
         counts["sublayers"] += 1
-        gram, rhs = _normal_equations(pruned, sublayer, batches, targets[index], cls_only=index >= len(sublayers) - 2)
+        gram, rhs = _normal_equations(pruned, sublayer, targets.batches, targets.sums[index],
+                                       cls_only=index >= len(sublayers) - 2)
         # The ridge pulls towards 1, not 0: where the tokens leave a direction undetermined, units stay as they are.
         ridge = damping * gram.diagonal().mean().clamp_min(1e-30)
         scales = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=torch.float64), rhs + ridge)
