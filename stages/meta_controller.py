@@ -1,15 +1,18 @@
-"""Stage meta_controller (``--variant mcap``) or meta_controller_iterative (``--variant mcap_iterative``).
+"""Stage meta_controller (``--variant mcap``), meta_controller_iterative (``--variant mcap_iterative``) or
+meta_controller_structured (``--variant structured_mcap``).
 
 Meta-train g(T, Φ) over mcap.train_tasks, once per seed of mcap.seeds, and write per task the
-head scores the strategy of the same name prunes with: δ (``mcap``), or the removal order of
+scores the strategy of the same name prunes with: head δ (``mcap``), the removal order of
 pruning in steps of mcap.iterative_step with g re-fitted on the surviving heads after each step
-(``mcap_iterative``). Each strategy prunes with the controller whose seed is the run's ``seed``,
+(``mcap_iterative``), or δ of heads and of groups of mcap.neuron_group_size FFN neurons, trained to a
+budget of encoder MACs (``structured_mcap``). Each strategy prunes with the controller whose seed is the run's ``seed``,
 so varying ``seed`` varies the controller without rerunning this stage; diagnostics.json measures
 how much the scores depend on the controller's seed.
 """
 
 from pathlib import Path
 
+import numpy as np
 from safetensors.torch import load_file, save_file
 
 from mcap.attention_maps import extract_maps
@@ -18,7 +21,6 @@ from mcap.controller import (
     ControllerSettings,
     build_pool,
     controller_diagnostics,
-    head_importance,
     iterative_diagnostics,
     train_controller,
     train_iterative,
@@ -35,16 +37,31 @@ from mcap.strategies.base import learned_scores_dir
 from mcap.strategies.head_gradient import GradientHeads  # the diagnostics compare the scores with its scores
 from mcap.tracking import log_history
 
-ITERATIVE = "mcap_iterative"
+ITERATIVE, STRUCTURED = "mcap_iterative", "structured_mcap"
 # Per variant (the strategy that prunes with its scores): where its controllers and its diagnostics go.
 VARIANTS = {"mcap": (Path("models/meta_controller"), Path("reports/mcap/controller")),
-            ITERATIVE: (Path("models/meta_controller_iterative"), Path("reports/mcap_iterative/controller"))}
+            ITERATIVE: (Path("models/meta_controller_iterative"), Path("reports/mcap_iterative/controller")),
+            STRUCTURED: (Path("models/meta_controller_structured"), Path("reports/structured_mcap/controller"))}
+
+
+def json_scores(delta, group_size: int | None):
+    """A task's scores as the strategy reads them: δ (layers, heads), or with neuron groups heads and groups."""
+    if group_size is None:
+        return delta.tolist()
+    heads, groups = delta
+    return {"heads": heads.tolist(), "neuron_groups": groups.tolist(), "neuron_group_size": group_size}
+
+
+def flat_scores(delta) -> np.ndarray:
+    """Every unit's score in one array (the diagnostics compare scores across seeds and tasks)."""
+    return np.concatenate([np.ravel(part) for part in delta]) if isinstance(delta, tuple) else delta.numpy()
 
 
 def main(params, args):
     if args.variant not in VARIANTS:
         raise McapError(f"stages/meta_controller.py: --variant must be one of {', '.join(VARIANTS)}, got {args.variant!r}")
-    (controller_dir, report_dir), iterative = VARIANTS[args.variant], args.variant == ITERATIVE
+    (controller_dir, report_dir) = VARIANTS[args.variant]
+    iterative, structured = args.variant == ITERATIVE, args.variant == STRUCTURED
     mcap, tasks, train_tasks = params.mcap, params.all_tasks(), params.mcap_train_tasks()
     seed = mcap.seeds[0]  # the classifier head's initialisation for head_gradient's probe, and the diagnostics' focus
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
@@ -54,29 +71,33 @@ def main(params, args):
     train = {task: read_split(Path("data/processed") / task, "train").head(mcap.pool_examples) for task in tasks}
     pools = {task: build_pool(model, cnn, extract_maps(model, tokenizer, list(frame["sentence"]), mcap.map_length, 32),
                               frame["label"].to_numpy()) for task, frame in train.items()}
-    # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps.
-    reference = {task: GradientHeads().seeded_scores(PruneContext.of(params, model, tokenizer, task, train[task], seed)).numpy()
-                 for task in train_tasks}
+    # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps. Structured scores
+    # cover neuron groups too: they are not compared with head scores.
+    reference = {} if structured else {
+        task: GradientHeads().seeded_scores(PruneContext.of(params, model, tokenizer, task, train[task], seed)).numpy()
+        for task in train_tasks}
     if not iterative:  # mcap's probes: fitted once, on the unpruned model (train_iterative refits its own per step)
         probes = {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in train_tasks}
     histories, scores = {}, {}
     with atomic_dir(controller_dir) as staging:
         for controller_seed in mcap.seeds:
-            settings = ControllerSettings.of(mcap, params.prune.ratio, controller_seed, iterative)
+            settings = ControllerSettings.of(mcap, params.prune.ratio, controller_seed, iterative,
+                                             params.train.max_seq_len if structured else None)
             if iterative:
                 controller, histories[controller_seed], by_task = train_iterative(model, cnn, pools, train_tasks, settings,
                                                                                   mcap.iterative_step)
             else:
                 states = unpruned_states(pools, probes, settings.task_weight)
                 controller, histories[controller_seed] = train_controller(model, cnn, pools, states, train_tasks, settings)
-                by_task = {task: head_importance(controller, pools[task]) for task in tasks}
-            scores[controller_seed] = {task: by_task[task].numpy() for task in tasks}
+                by_task = {task: controller.importance(pools[task]) for task in tasks}
+            scores[controller_seed] = by_task
             save_file(controller.state_dict(), str(staging / f"controller-seed-{controller_seed}.safetensors"))
     for task in tasks:
         write_json(learned_scores_dir(args.variant) / f"{task}.json", {
             "task": task, "meta_trained_on": train_tasks, "seen_in_meta_training": task in train_tasks,
-            "delta_by_seed": {str(s): scores[s][task].tolist() for s in mcap.seeds},
+            "delta_by_seed": {str(s): json_scores(scores[s][task], settings.neuron_group_size) for s in mcap.seeds},
         })
+    scores = {s: {task: flat_scores(delta) for task, delta in by_task.items()} for s, by_task in scores.items()}
     diagnose = iterative_diagnostics if iterative else controller_diagnostics
     write_json(report_dir / "diagnostics.json", diagnose(histories, scores, seed, train_tasks, reference))
     log_history(report_dir, histories[seed])

@@ -10,12 +10,12 @@ from mcap.outputs import atomic_dir, write_json
 from mcap.pruning import plot_head_map, prune_model
 from mcap.splits import read_split
 from mcap.strategies import PruneContext, get_strategy
-from mcap.strategies.base import LearnedHeadStrategy
+from mcap.strategies.base import LearnedStrategy
 
 
 def main(params, args):
     pair = f"{args.task}-{args.strategy}"
-    learned = isinstance(get_strategy(args.strategy), LearnedHeadStrategy)  # fails on an unknown name first
+    learned = isinstance(get_strategy(args.strategy), LearnedStrategy)  # fails on an unknown name first
     # Only the prune_mcap stages depend on the learned scores: a learned strategy elsewhere would read them unseen.
     if learned and not args.learned:
         raise McapError(f"params.yaml: strategy {args.strategy!r} prunes with a meta-controller's scores: list it in "

@@ -21,9 +21,13 @@ def main(params, args):
     table = structured_table(
         before_finetuning_rows(REPORTS / "evaluate", REPORTS / "prune", REPORTS / "deploy", tasks,
                                params.all_strategies(), deployed, seeds)
-        + after_finetuning_rows(REPORTS / "post_prune", tasks, seeds))
+        + after_finetuning_rows({task: REPORTS / "post_prune" / task for task in tasks}, "structured_gradient", seeds)
+        + [row for strategy in params.post_prune.learned for row in after_finetuning_rows(
+            {task: REPORTS / "post_prune_mcap" / f"{task}-{strategy}" for task in tasks}, strategy, seeds)])
     post = json.loads((REPORTS / "post_prune" / tasks[0] / f"seed-{seeds[0]}.json").read_text())
     tuning = "with" if params.post_prune.mask_tuning else "without"
+    learned = "".join(f" or {strategy}'s δ (post_prune_mcap, the controller of seed {params.seed})"
+                      for strategy in params.post_prune.learned)
     setup = (
         f"Model `{params.model.name_or_path}`, {params.train.epochs} epoch(s) of fine-tuning, train/eval caps "
         f"{params.data.max_train_examples}/{params.data.max_eval_examples} (null = full data; the test split is "
@@ -34,7 +38,7 @@ def main(params, args):
         "strategies, of MACs for structured ones), then fine-tuned; speed-up over the unpruned architecture in "
         f"PyTorch, and in onnxruntime for {', '.join(deployed) or 'none of them'} (deploy.strategies, "
         "the deploy stage: ONNX checked as below). After fine-tuning: the post_prune stage, Fisher importance on "
-        f"{post['fisher_examples']} train sentences and {tuning} mask tuning, no retraining; each model exported to "
+        f"{post['fisher_examples']} train sentences (structured_gradient){learned} and {tuning} mask tuning, no retraining; each model exported to "
         "ONNX (max |Δ logit| < 1e-4 against PyTorch on every test sentence) and timed against the unpruned model in "
         "the same runtime. Speed-up: median per-repetition time ratio, the two models timed alternately on test batches."
     )

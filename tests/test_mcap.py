@@ -16,7 +16,6 @@ from mcap.controller import (
     episode_losses,
     episode_schedule,
     exact_budget_mask,
-    head_importance,
     iterative_diagnostics,
     rdd_kl,
     relative_distance_distribution,
@@ -173,7 +172,7 @@ def test_same_seed_gives_the_same_importance(tiny_model, pools):
     model, _ = tiny_model
     task_pools, cnn = pools
     states = unpruned(task_pools)
-    deltas = [head_importance(train_controller(model, cnn, task_pools, states, ["a", "b"], settings())[0], task_pools["unseen"])
+    deltas = [train_controller(model, cnn, task_pools, states, ["a", "b"], settings())[0].importance(task_pools["unseen"])
               for _ in range(2)]
     assert torch.equal(deltas[0], deltas[1])
 
@@ -206,7 +205,7 @@ def test_a_planted_head_ranks_in_the_top_decile_and_a_no_op_head_in_the_bottom_d
                                            settings(ratio=0.25, passes=6, task_weight=task_weight, cnn_weight=0.0))
     dominant, no_op = 1 * 10 + 3, 0 * 10 + 6
     for task in ("a", "b"):
-        order = torch.argsort(head_importance(controller, task_pools[task]).flatten(), descending=True).tolist()
+        order = torch.argsort(controller.importance(task_pools[task]).flatten(), descending=True).tolist()
         assert dominant in order[:2], order
         if task_weight == 0:
             assert no_op in order[-2:], order
@@ -232,6 +231,58 @@ def test_iterative_pruning_removes_by_steps_keeps_the_planted_head_and_drops_the
     for task in task_pools:  # a shorter run is the longer run's first steps
         assert torch.equal(torch.argsort(first_step[task].flatten())[:5].sort().values,
                            torch.argsort(scores[task].flatten())[:5].sort().values)
+
+
+def structured_controller(model):
+    from mcap.budget import UnitCosts
+    from mcap.controller import StructuredMetaController
+
+    return StructuredMetaController(model.config.hidden_size, 8, 2, model.config.num_attention_heads,
+                                    model.config.intermediate_size, 8, UnitCosts.of(model.config, SIZE))
+
+
+def test_structured_masks_remove_heads_and_whole_neuron_groups_within_the_mac_budget(tiny_model):
+    model, _ = tiny_model  # 2 layers x 4 heads, FFN width 64: 8 groups of 8 per layer
+    controller = structured_controller(model)
+    with torch.no_grad():
+        controller.group_logits.copy_(torch.randn(2, 8))
+        controller.heads.head_logits.copy_(torch.randn(2, 4))
+    generator = torch.Generator().manual_seed(0)
+    total = float(controller.cost.sum())
+    for ratio in (0.1, 0.4, 0.7):
+        masks = controller.sample_masks(torch.randn(32), torch.randn(2, 4, 8), ratio, torch.ones(2, 4, dtype=torch.bool),
+                                        1.0, generator)
+        heads, neurons = masks.heads.detach(), torch.stack(masks.neurons).detach()  # (2, 4), (2, 64)
+        groups = neurons.view(2, 8, 8)
+        assert torch.equal(groups, groups[..., :1].expand(-1, -1, 8))  # a group is kept or removed whole
+        removed = float((1 - heads).sum()) * controller.cost[0] + float((1 - groups[..., 0]).sum()) * controller.cost[-1]
+        assert ratio * total - float(controller.cost.max()) < removed <= ratio * total
+    upstream = [torch.randn(64), torch.randn(64)]
+    sum((mask * grad).sum() for mask, grad in zip(masks.neurons, upstream)).backward()
+    expected = torch.stack(upstream).view(2, 8, 8).sum(-1)  # straight-through: a group's gradient is its neurons' sum
+    assert torch.allclose(controller.group_logits.grad, expected, atol=1e-6)
+
+
+def test_a_planted_neuron_group_ranks_first_among_the_groups(tiny_model):
+    """The structured controller learns which FFN neuron groups matter, as the head controller learns heads: group
+    2 of layer 1 dominates the representation. Label-free (KL only)."""
+    from mcap.controller import StructuredMetaController
+
+    _, tokenizer = tiny_model
+    model = planted_model(tokenizer)
+    with torch.no_grad():
+        model.bert.encoder.layer[1].output.dense.weight[:, 16:24] *= 30
+    task_pools, cnn = make_pools(model, tokenizer, tasks=(("a", 1), ("b", 2)), count=48)
+    run = replace(settings(ratio=0.3, passes=12, task_weight=0.0, cnn_weight=0.0), neuron_group_size=8, mac_seq_len=SIZE)
+    controller, history = train_controller(model, cnn, task_pools, unpruned(task_pools, 0.0), ["a", "b"], run)
+    assert isinstance(controller, StructuredMetaController)
+    dominant = 1 * 8 + 2
+    for task in ("a", "b"):
+        head_delta, group_delta = controller.importance(task_pools[task])
+        assert head_delta.shape == (2, 10) and group_delta.shape == (2, 8)
+        order = torch.argsort(group_delta.flatten(), descending=True).tolist()
+        assert order[0] == dominant, order
+    assert np.mean([h["total"] for h in history[-5:]]) < 0.8 * np.mean([h["total"] for h in history[:5]])
 
 
 def test_iterative_diagnostics_report_the_objective_per_step():

@@ -47,7 +47,7 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
                              faithfulness_shap_max_evals=20, texts=["", "good film"])
     params["mcap"].update(map_examples=16, map_length=16, cnn_maps=100, cnn_epochs=2, k=32, passes=1, cnn_instances=2,
-                          seeds=[42, 43])
+                          seeds=[42, 43], neuron_group_size=16)
     return params
 
 
@@ -87,7 +87,7 @@ def all_pairs(params: dict) -> list[tuple[str, str]]:
 def test_repro_reports_quality_latency_and_flops_for_every_task_and_strategy(pipeline_repo):
     repo, params = pipeline_repo
     metrics = metrics_by_file(repo)
-    assert len(all_pairs(params)) == 11 + 4
+    assert len(all_pairs(params)) == 12 + 5
     for task, strategy in all_pairs(params):
         benchmark = metrics[f"reports/evaluate/{task}-{strategy}/seed-42.json"]
         assert set(benchmark["test"]) == {"mcc", "accuracy", "loss"}
@@ -127,9 +127,10 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     assert (repo / "models" / "post_pruned" / "sst2" / "seed-42" / "macs-removed-0.4.onnx").is_file()
     table = pd.read_csv(repo / "reports" / "structured.csv")
     assert set(zip(table["strategy"], table["mode"].fillna(""))) >= {
-        ("none", ""), ("head_gradient", "before"), ("structured_gradient", "before"), ("structured_gradient", "after")}
+        ("none", ""), ("head_gradient", "before"), ("structured_gradient", "before"), ("structured_gradient", "after"),
+        ("structured_mcap", "before"), ("structured_mcap", "after")}
     assert "imp" not in set(table["strategy"])  # unstructured zeros are no dense speed-up
-    row = table[table["mode"] == "after"].iloc[0]  # the CSV keeps 6 significant digits
+    row = table[(table["mode"] == "after") & (table["strategy"] == "structured_gradient")].iloc[0]  # 6 significant digits
     assert row["mcc_delta"] == pytest.approx(budget["test"]["mcc"] - after["unpruned"]["test"]["mcc"], rel=1e-5, abs=1e-6)
     assert row["speedup_onnx_b32"] == pytest.approx(budget["speedup"]["onnx_batch_32"]["median"], rel=1e-5)
     deployed = metrics["reports/deploy/sst2-structured_gradient/seed-42.json"]  # deploy.strategies' default
@@ -138,6 +139,12 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     before_row = table[(table["strategy"] == "structured_gradient") & (table["mode"] == "before")].iloc[0]
     assert before_row["speedup_onnx_b32"] == pytest.approx(deployed["speedup"]["onnx_batch_32"]["median"], rel=1e-5)
     assert (table[table["strategy"] == "head_gradient"]["speedup_onnx_b32"]).isna().all()  # not deployed
+    learned = json.loads((repo / "reports" / "post_prune_mcap" / "sst2-structured_mcap" / "seed-42.json").read_text())
+    assert learned["ranking"] == "meta-controller" and learned["budgets"][0]["onnx_max_abs_diff"] < 1e-4
+    assert learned["unpruned"]["test"] == after["unpruned"]["test"]  # the same fine-tuned model, ranked by δ instead
+    mcap_before = json.loads((repo / "reports" / "prune" / "sst2-structured_mcap" / "heads.json").read_text())
+    assert mcap_before["kind"] == "structured" and 0.1 < mcap_before["removed_mac_fraction"] <= 0.2
+    assert metrics["reports/deploy/sst2-structured_mcap/seed-42.json"]["onnx_max_abs_diff"] < 1e-4
     assert "## Targets" in (repo / "reports" / "structured.md").read_text()
     assert (repo / "reports" / "structured.png").stat().st_size > 0
 
@@ -153,13 +160,14 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
     table = (repo / "reports" / "table1.md").read_text()
     for task in params["tasks"]:
         rows = table_rows(table, task)
-        assert len(rows) == len(params["prune"]["strategies"] + params["mcap"]["strategies"]) == 11
+        assert len(rows) == len(params["prune"]["strategies"] + params["mcap"]["strategies"]) == 12
         assert any(row.startswith("| 7. MCAP |") for row in rows)
         assert any(row.startswith("| 7b. MCAP, iterative (not in paper) |") for row in rows)
     transfer_rows = table_rows(table, "subj — transfer")
     assert [row.split(" |")[0] for row in transfer_rows] == [
         "| 6. Random head pruning", "| 6b. HeadImp: gradient (Michel et al.; not in paper)", "| 7. MCAP",
-        "| 7b. MCAP, iterative (not in paper)"]
+        "| 7b. MCAP, iterative (not in paper)",
+        "| 7c. Structured MCAP: heads + FFN neuron groups by meta-controller δ, to a MAC budget (not in paper)"]
     assert "The paper's Table I (their numbers" in table
     assert (repo / "reports" / "prune" / "sst2-head_sep" / "heads.png").stat().st_size > 0
 
@@ -187,7 +195,7 @@ def test_mcap_stages_write_delta_for_every_task_and_cnn_metrics(pipeline_repo):
 def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeline_repo):
     repo, params = pipeline_repo
     lime = (repo / "reports" / "explain" / "lime_table.md").read_text()
-    assert len(table_rows(lime, "sst2")) == 11
+    assert len(table_rows(lime, "sst2")) == 12
     assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
     metrics = metrics_by_file(repo)
     for strategy in params["prune"]["strategies"] + params["mcap"]["strategies"]:
@@ -213,7 +221,7 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
     # A subset of strategies keeps this fast; what matters is which stages the ratio reaches.
     output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none]",
                   "-S", "mcap.strategies=[mcap]", "-S", "transfer.strategies=[]", "-S", "seeds=[42,7]",
-                  "-S", "deploy.strategies=[]"], repo)  # deploy.strategies must be among the pruned strategies
+                  "-S", "deploy.strategies=[]", "-S", "post_prune.learned=[]"], repo)  # deploy: among the pruned ones
     for stage in ("meta_controller", "prune_mcap@sst2-mcap", "prune_transfer_mcap@subj-mcap", "finetune_mcap@sst2-mcap-7",
                   "evaluate_transfer_mcap@subj-mcap-7", "report", "explain_report"):
         assert f"Running stage '{stage}'" in output

@@ -3,6 +3,7 @@
 import pytest
 
 from conftest import make_sentences
+from mcap.budget import UnitCosts
 from mcap.errors import McapError
 from mcap.heads import prune_heads
 from mcap.params import EvaluateSettings, PostPruneSettings
@@ -11,16 +12,16 @@ from mcap.post_prune import onnx_name, prune_after_finetuning
 TIMING = EvaluateSettings(threads=1, batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16)
 
 
-def run(tiny_model, tmp_path, mask_tuning=True, ratios=(0.3, 0.6)):
+def run(tiny_model, tmp_path, mask_tuning=True, ratios=(0.3, 0.6), learned_scores=None):
     model, tokenizer = tiny_model
-    settings = PostPruneSettings(mac_ratios=list(ratios), examples=24, mask_tuning=mask_tuning)
+    settings = PostPruneSettings(mac_ratios=list(ratios), examples=24, mask_tuning=mask_tuning, learned=[])
     return prune_after_finetuning(model, tokenizer, make_sentences(40, seed=1), make_sentences(12, seed=2), settings,
-                                  TIMING, 32, tmp_path)
+                                  TIMING, 32, tmp_path, learned_scores)
 
 
 def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_its_mac_budget(tiny_model, tmp_path):
     results = run(tiny_model, tmp_path)
-    assert results["fisher_examples"] == 24 and (tmp_path / onnx_name(None)).is_file()
+    assert results["ranking"] == "fisher" and results["fisher_examples"] == 24 and (tmp_path / onnx_name(None)).is_file()
     assert [budget["mac_ratio"] for budget in results["budgets"]] == [0.3, 0.6]
     previous_neurons = 2 * 64
     for budget in results["budgets"]:
@@ -38,6 +39,21 @@ def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_it
 def test_without_mask_tuning_there_is_one_model_per_budget(tiny_model, tmp_path):
     budget = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.3,))["budgets"][0]
     assert "test_without_tuning" not in budget and "tuned_sublayers" not in budget and budget["mask_tuning"] is False
+
+
+def test_a_meta_controllers_scores_remove_its_lowest_heads_and_neuron_groups(tiny_model, tmp_path):
+    """structured_mcap after fine-tuning: the units go in increasing δ (tiny model: 2 layers x 4 heads, FFN 64)."""
+    heads = [[0.9, 0.1, 0.8, 0.7], [0.6, 0.5, 0.95, 0.2]]  # heads (0, 1) and (1, 3) lowest
+    groups = [[0.99] * 4, [0.05, 0.99, 0.99, 0.99]]  # FFN groups of 16: layer 1's first lowest of all
+    scores = {"heads": heads, "neuron_groups": groups, "neuron_group_size": 16}
+    results = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.2,), learned_scores=scores)
+    (budget,) = results["budgets"]
+    assert results["ranking"] == "meta-controller" and "fisher_examples" not in results
+    costs = UnitCosts.of(tiny_model[0].config, 32)
+    assert budget["ffn_neurons"] == 2 * 64 - 16 and budget["heads"] == 8 - 2  # the group and the two lowest heads
+    assert budget["removed_mac_fraction"] == pytest.approx((16 * costs.neuron + 2 * costs.head)
+                                                           / costs.encoder_macs(8, 128))
+    assert budget["onnx_max_abs_diff"] < 1e-4
 
 
 def test_a_model_pruned_before_is_refused_and_nothing_is_written(tiny_model, tmp_path):

@@ -203,6 +203,7 @@ def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode
     path = tmp_path / "structured.csv"
     rows = [("none", "", 0.0, 0.55, 0.0, 1.0, None), ("head_gradient", "before", 0.1, 0.5, -0.05, 1.2, None),
             ("structured_gradient", "before", 0.2, 0.545, -0.005, 1.3, None),
+            ("structured_mcap", "before", 0.3, 0.53, -0.02, 1.45, 1.5),
             ("structured_gradient", "after", 0.3, 0.545, -0.005, 1.5, 1.4),
             ("structured_gradient", "after", 0.5, 0.53, -0.02, 1.9, 1.8),
             ("structured_gradient", "after", 0.6, 0.40, -0.15, 2.5, 2.4)]
@@ -212,8 +213,9 @@ def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode
     modes = [("before", "before", path, "small"), ("after", "after", path, "large"),
              ("after", "elsewhere", tmp_path / "missing.csv", "none")]
     lines = render.structured_headline_markdown(render.swept_structured_modes(modes)).splitlines()
-    assert lines[2].startswith("| before, ≤ 1 MCC points lost | small | 20% | 0.545 ± 0.010 |")
-    assert lines[3].startswith("| before, ≤ 3 MCC points lost | small | 20% |")
+    assert lines[2].startswith("| before, `structured_gradient`, ≤ 1 MCC points lost | small | 20% | 0.545 ± 0.010 |")
+    assert lines[3].startswith("| before, `structured_mcap`, ≤ 3 MCC points lost | small | 30% | 0.530 ± 0.010 |")
+    assert lines[4].startswith("| after, `structured_gradient`, ≤ 1 MCC points lost | large |")
     assert lines[4].endswith("| large | 30% | 0.545 ± 0.010 | -0.5 | 1.50× | 1.40× | 2 |")
     assert lines[5].endswith("| 50% | 0.530 ± 0.010 | -2.0 | 1.90× | 1.80× | 2 |")  # 60% loses more than 3 points
     assert len(lines) == 2 + 4 + 2 and "elsewhere" not in "\n".join(lines)  # a missing sweep is left out

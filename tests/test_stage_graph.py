@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mcap.strategies import get_strategy, known_strategies
-from mcap.strategies.base import LearnedHeadStrategy
+from mcap.strategies.base import HeadStrategy, LearnedStrategy
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -102,17 +102,20 @@ def loads_strategies(files: set[Path]) -> bool:
                for path in files - {LOADER} for node in ast.walk(ast.parse(path.read_text())))
 
 
-LEARNED = [name for name in known_strategies() if isinstance(get_strategy(name), LearnedHeadStrategy)]
+LEARNED = [name for name in known_strategies() if isinstance(get_strategy(name), LearnedStrategy)]
+LEARNED_STRUCTURED = [name for name in LEARNED if get_strategy(name).kind == "structured"]
+LEARNED_LISTS = {"${mcap.strategies}": LEARNED, "${post_prune.learned}": LEARNED_STRUCTURED}
 
 
 def concrete_stages() -> list[tuple[str, Path, list[Path]]]:
     """(stage, script, declared deps) per stage; a stage over ``${item.strategy}`` once per strategy its list may
-    hold: the learned strategies for ``mcap.strategies``, every other one for the other lists."""
+    hold: the learned strategies for ``mcap.strategies``, the learned structured ones for ``post_prune.learned``,
+    every other one for the other lists."""
     found = []
     for name, body in STAGES.items():
         script = ROOT / body["cmd"].split()[1]
-        learned_list = body.get("matrix", {}).get("strategy") == "${mcap.strategies}"
-        strategies = [s for s in known_strategies() if (s in LEARNED) == learned_list]
+        listed = body.get("matrix", {}).get("strategy")
+        strategies = LEARNED_LISTS.get(listed, [s for s in known_strategies() if s not in LEARNED])
         for strategy in strategies if "${item.strategy}" in body["cmd"] else [None]:
             deps = [ROOT / dep.replace("${item.strategy}", strategy or "") for dep in body["deps"]]
             found.append((f"{name}@{strategy}" if strategy else name, script, deps))
@@ -161,20 +164,26 @@ def test_editing_one_head_strategy_reruns_only_its_own_stages(strategy):
 
 @pytest.mark.parametrize("strategy", LEARNED)
 def test_new_learned_scores_rerun_only_the_stages_of_their_strategy(strategy):
-    """A retrained controller's scores reach its strategy's prune stages (and the ranking of every strategy), not
-    the prune stage of any other strategy."""
+    """A retrained controller's scores reach its strategy's prune stages (and, for head scores, the ranking of every
+    head strategy), not the prune stage of any other strategy."""
+    ranking = {"ranking"} if isinstance(get_strategy(strategy), HeadStrategy) else set()
+    after_finetuning = {f"post_prune_mcap@{strategy}"} if strategy in LEARNED_STRUCTURED else set()
     assert stages_depending_on(ROOT / "reports" / strategy / "delta") == {
-        f"prune_mcap@{strategy}", f"prune_transfer_mcap@{strategy}", "ranking"}
+        f"prune_mcap@{strategy}", f"prune_transfer_mcap@{strategy}"} | ranking | after_finetuning
 
 
 def test_code_no_stage_runs_is_no_stage_dependency():
-    """A module listed in deps that the stage does not run reruns it for nothing (e.g. a helper in the wrong module)."""
-    for name, script, declared in concrete_stages():
-        strategy = name.split("@")[1] if "@" in name else None
-        used = code_run_by(script, strategy)
+    """A module listed in deps that the stage does not run reruns it for nothing (e.g. a helper in the wrong module).
+    A stage over strategies has one deps list for all of them: a module is in use if one of them runs it."""
+    stages = concrete_stages()
+    used_by: dict[str, set[Path]] = {}
+    for name, script, _declared in stages:
+        stage, _, strategy = name.partition("@")
+        used_by.setdefault(stage, set()).update(code_run_by(script, strategy or None))
+    for name, script, declared in stages:
         unused = [dep.relative_to(ROOT).as_posix() for dep in declared
-                  if dep.suffix == ".py" and dep != script and dep not in used]
-        assert not unused, f"stage {name} lists {unused} in deps but does not run them"
+                  if dep.suffix == ".py" and dep != script and dep not in used_by[name.partition("@")[0]]]
+        assert not unused, f"stage {name} lists {unused} in deps but none of its strategies runs them"
 
 
 def test_the_committed_lock_holds_exactly_the_stages_of_the_pipeline():

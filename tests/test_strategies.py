@@ -194,11 +194,11 @@ def test_the_readme_example_strategy_prunes_the_lowest_scored_heads(tiny_model):
 
 
 def test_structured_gradient_removes_heads_and_neurons_up_to_the_mac_budget_and_saves_loadably(tiny_model, tmp_path):
+    from mcap.budget import UnitCosts
     from mcap.evaluate import encoder_macs
     from mcap.ffn import ffn_layout
     from mcap.heads import head_layout
     from mcap.modeling import load_model, save_model
-    from mcap.structured import UnitCosts
 
     model, tokenizer = tiny_model
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
@@ -218,3 +218,26 @@ def test_structured_gradient_removes_heads_and_neurons_up_to_the_mac_budget_and_
     batch = tokenizer(["a short test sentence", "another one"], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(loaded(**batch).logits, model.eval()(**batch).logits, atol=1e-6)
+
+
+def test_structured_mcap_removes_the_lowest_delta_heads_and_neuron_groups_of_the_seeds_controller(tiny_model, tmp_path,
+                                                                                                  monkeypatch):
+    from mcap.budget import UnitCosts
+    from mcap.ffn import ffn_layout
+
+    monkeypatch.chdir(tmp_path)
+    delta_dir = tmp_path / "reports" / "structured_mcap" / "delta"
+    delta_dir.mkdir(parents=True)
+    groups = [[0.9] * 8, [0.9] * 8]  # FFN width 64 in groups of 8
+    groups[1][3] = groups[0][6] = 0.1
+    by_seed = {"1": {"heads": [[0.2, 0.9, 0.9, 0.9], [0.9, 0.9, 0.9, 0.9]], "neuron_groups": groups, "neuron_group_size": 8}}
+    (delta_dir / "toy.json").write_text(json.dumps({"delta_by_seed": by_seed}))
+    model = tiny_model[0]
+    costs = UnitCosts.of(model.config, 32)
+    total = 8 * costs.head + 128 * costs.neuron
+    record = prune_model("structured_mcap", context(tiny_model, (costs.head + 16 * costs.neuron) / total, seed=1))
+    assert record["kind"] == "structured" and record["removed_heads"] == {"0": [0]}
+    assert ffn_layout(model) == [56, 56]  # one whole group from each layer
+    assert record["removed_mac_fraction"] == pytest.approx((costs.head + 16 * costs.neuron) / total)
+    with pytest.raises(McapError, match=r"'seed' 2 has no meta-controller"):
+        get_strategy("structured_mcap").apply(context(tiny_model, 0.3, seed=2))

@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import BertConfig
 
+from mcap.budget import UnitCosts
 from mcap.errors import McapError
 from mcap.evaluate import encoder_macs
-from mcap.structured import UnitCosts, select_units
+from mcap.structured import select_units
 
 CONFIG = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 COSTS = UnitCosts.of(CONFIG, seq_len=16)
@@ -220,3 +221,29 @@ def test_mask_tuning_skips_a_sublayer_without_units_and_reconstructs_only_cls_in
         return float(difference[starts].pow(2).sum())
 
     assert cls_error(tuned) < cls_error(pruned)
+
+
+def test_whole_neuron_groups_and_heads_go_in_increasing_score_within_the_budget():
+    from mcap.budget import unit_cost_vector
+    from mcap.structured import select_groups
+
+    head_scores = torch.tensor([[0.9, 0.8, 0.7, 0.6], [0.5, 0.95, 0.99, 0.98]])
+    group_scores = torch.tensor([[0.1, 0.92, 0.93, 0.94, 0.96, 0.97, 0.91, 0.2], [0.3] + [0.999] * 7])  # 8 groups of 8
+    cost = unit_cost_vector(COSTS, 2, 4, 64, 8)
+    ratio = (3 * 8 * COSTS.neuron + COSTS.head + 1) / TOTAL  # the three lowest groups and the lowest head fit
+    selection = select_groups(head_scores, group_scores, 64, 8, COSTS, ratio)
+    assert selection.neurons == {0: [*range(8), *range(56, 64)], 1: list(range(8))}
+    assert selection.heads == {1: [0]}
+    assert selection.removed_macs == 3 * 8 * COSTS.neuron + COSTS.head <= ratio * selection.total_macs
+    assert selection.total_macs == TOTAL == int(cost.sum())
+    with pytest.raises(McapError, match=r"group scores of shape \(2, 7\); 2 layers of 64 FFN neurons in groups of 8 "
+                                        r"need \(2, 8\)"):
+        select_groups(head_scores, group_scores[:, :7], 64, 8, COSTS, 0.3)
+
+
+def test_the_last_neuron_group_of_an_uneven_width_is_smaller_and_costs_less():
+    from mcap.budget import neuron_groups, unit_cost_vector
+
+    assert [len(group) for group in neuron_groups(20, 8)] == [8, 8, 4]
+    cost = unit_cost_vector(COSTS, 1, 4, 20, 8)
+    assert cost.tolist() == [COSTS.head] * 4 + [8 * COSTS.neuron, 8 * COSTS.neuron, 4 * COSTS.neuron]

@@ -225,7 +225,7 @@ HEADLINE_SOURCES = (COMPARISON, Path("reports/comparison/sweep_points.csv"))
 # before fine-tuning needs a fine-tuning per ratio, so it is swept in the seed comparison's regime; pruning after
 # fine-tuning needs only the unpruned model, so it is swept at the CPU-scale training size.
 STRUCTURED_MODES = (
-    ("before", "before fine-tuning (`structured_gradient`)", Path("reports/runs/structured/structured.csv"),
+    ("before", "before fine-tuning", Path("reports/runs/structured/structured.csv"),
      "1,000 sentences, 1 epoch (`profiles/structured.args`)"),
     ("after", "after fine-tuning, no retraining (`post_prune`)", Path("reports/runs/structured-cpu-scale/structured.csv"),
      "6,000 sentences, 2 epochs (`profiles/structured-cpu-scale.args`)"),
@@ -239,8 +239,8 @@ def swept_structured_modes(modes=STRUCTURED_MODES) -> list[tuple[str, str, Path,
 
 
 def structured_headline_markdown(modes: list[tuple[str, str, Path, str]]) -> str:
-    """Per mode, the structured model with the largest PyTorch batch-32 speed-up within each MCC loss, from that
-    mode's merged sweep (reports/runs/<name>/structured.csv)."""
+    """Per mode, the structured model (of any structured strategy, named in its row) with the largest PyTorch
+    batch-32 speed-up within each MCC loss, from that mode's merged sweep (reports/runs/<name>/structured.csv)."""
     lines = [("| Structured pruning (heads + FFN neurons, to a MAC budget) | Fine-tuning data | MACs removed | MCC "
               "| ΔMCC (points) | speed-up PyTorch | speed-up onnxruntime | Fine-tuning seeds |"),
              "|---|---|---|---|---|---|---|---|"]
@@ -258,7 +258,7 @@ def structured_headline_markdown(modes: list[tuple[str, str, Path, str]]) -> str
             row = within.loc[within["speedup_torch_b32"].idxmax()]
             std = "" if pd.isna(row["mcc_std"]) else f" ± {row['mcc_std']:.3f}"
             onnx = "–" if pd.isna(row["speedup_onnx_b32"]) else f"{row['speedup_onnx_b32']:.2f}×"
-            lines.append(f"| {name}, ≤ {points:g} MCC points lost | {regime} | {row['mac_ratio']:.0%} | "
+            lines.append(f"| {name}, `{row['strategy']}`, ≤ {points:g} MCC points lost | {regime} | {row['mac_ratio']:.0%} | "
                          f"{row['mcc_mean']:.3f}{std} | {100 * row['mcc_delta']:+.1f} | {row['speedup_torch_b32']:.2f}× | "
                          f"{onnx} | {int(row['n'])} |")
     lines += ["", ("The fastest structured model of each mode within each MCC loss, SST-2, every test sentence, batch 32, "

@@ -23,12 +23,16 @@ features: no training on it.
 training with each step's budget over the heads that survived the earlier steps, the probe is
 refitted on the survivors (the task term then measures the loss added by this step's removal),
 and the surviving heads with the lowest δ are removed before the next step.
+
+``structured_mcap`` (not in the paper, :class:`StructuredMetaController`) gates groups of FFN neurons
+beside the heads, to a budget of encoder MACs, with the same objective.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -38,6 +42,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from mcap.budget import UnitCosts, mac_budget, neuron_groups, removed_within_budget, unit_cost_vector
+from mcap.errors import McapError
+from mcap.ffn import masked_neurons
 from mcap.heads import captured_attention, masked_heads, removed_head_count
 from mcap.params import McapSettings
 from mcap.patterns import VERTICAL, PatternCNN
@@ -56,17 +63,23 @@ class ControllerSettings:
     noise_start: float  # scale of the Gumbel noise on the logits in the first episode ...
     noise_end: float  # ... and in the last (linear in between)
     cnn_instances: int  # instances of the episode whose masked maps the CNN term scores
-    ratio: float  # prune.ratio: the budget
+    ratio: float  # prune.ratio: the budget (of heads; of encoder MACs with neuron groups)
     seed: int
+    neuron_group_size: int | None = None  # gate FFN neurons too, in groups of this many (None: heads only)
+    mac_seq_len: int | None = None  # with neuron groups: the length the MACs are counted at
 
     @classmethod
-    def of(cls, mcap: McapSettings, ratio: float, seed: int, iterative: bool) -> ControllerSettings:
+    def of(cls, mcap: McapSettings, ratio: float, seed: int, iterative: bool = False,
+           mac_seq_len: int | None = None) -> ControllerSettings:
         """The settings of one controller run: ``mcap.*``, the budget and the controller seed (``mcap_iterative``
-        trains ``mcap.iterative_passes`` passes per step instead of ``mcap.passes``)."""
+        trains ``mcap.iterative_passes`` passes per step instead of ``mcap.passes``). With ``mac_seq_len`` the
+        controller gates heads and groups of ``mcap.neuron_group_size`` FFN neurons to a MAC budget."""
+        structured = mac_seq_len is not None
         return cls(k=mcap.k, passes=mcap.iterative_passes if iterative else mcap.passes, update_every=mcap.update_every,
                    learning_rate=mcap.lr, conditional_learning_rate=mcap.conditional_lr, task_weight=mcap.task_weight,
                    cnn_weight=mcap.cnn_weight, noise_start=mcap.noise_start, noise_end=mcap.noise_end,
-                   cnn_instances=mcap.cnn_instances, ratio=ratio, seed=seed)
+                   cnn_instances=mcap.cnn_instances, ratio=ratio, seed=seed,
+                   neuron_group_size=mcap.neuron_group_size if structured else None, mac_seq_len=mac_seq_len)
 
 
 @dataclass
@@ -156,6 +169,102 @@ class MetaController(nn.Module):
         logits = self.mlp(hidden).squeeze(-1) + self.head_logits
         return logits - logits.mean()  # a shift of every logit changes no mask of an exact budget
 
+    def unit_logit_parameters(self) -> list[nn.Parameter]:
+        """The per-unit logits (Adam at ``mcap.lr``; the rest of g at ``mcap.conditional_lr``)."""
+        return [self.head_logits]
+
+    def sample_masks(self, task: torch.Tensor, head_features: torch.Tensor, ratio: float, surviving: torch.Tensor,
+                     noise_scale: float, generator: torch.Generator) -> UnitMasks:
+        """An episode's masks: the budget's heads by :func:`exact_budget_mask`."""
+        logits = self(task, head_features)
+        keep = logits.numel() - removed_head_count(ratio, logits.numel())
+        return UnitMasks(exact_budget_mask(logits, keep, noise_scale, generator, surviving))
+
+    @torch.no_grad()
+    def importance(self, pool: TaskPool) -> torch.Tensor:
+        """δ (layers, heads) for a task from all of its pooled instances — no training on the task."""
+        return torch.sigmoid(self(pool.representations.mean(dim=0), pool.head_features.mean(dim=0)))
+
+
+@dataclass
+class UnitMasks:
+    """An episode's masks on the frozen encoder: 0/1 forward, straight-through gradient backward."""
+
+    heads: torch.Tensor  # (layers, heads)
+    neurons: list[torch.Tensor] | None = None  # per layer (I,); None: the FFNs are left whole
+
+    @contextmanager
+    def applied(self, model: nn.Module) -> Iterator[None]:
+        with masked_heads(model, self.heads):
+            if self.neurons is None:
+                yield
+            else:
+                with masked_neurons(model, self.neurons):
+                    yield
+
+
+class StructuredMetaController(nn.Module):
+    """g(T, Φ) over heads and groups of FFN neurons (``structured_mcap``, not in the paper): a budget of MACs.
+
+    Heads get their logits from a :class:`MetaController`. A neuron group has no attention map, so its logit
+    is that controller's MLP applied to the projected task representation plus a learned embedding of the
+    group's position (layer, group), plus a learned per-group logit; like the heads', it starts at zero. Head
+    logits are centred over heads and group logits are not, so their common level is learned and no shift of
+    every logit is left free. The mask removes units in increasing perturbed logit, each whose MACs still fit in
+    the budget (:func:`mcap.budget.removed_within_budget`), the rule :func:`mcap.structured.select_groups` applies
+    to δ when pruning.
+    """
+
+    def __init__(self, hidden_size: int, feature_size: int, layers: int, heads: int, ffn_width: int, group_size: int,
+                 costs: UnitCosts, width: int = 64):
+        super().__init__()
+        self.heads = MetaController(hidden_size, feature_size, layers, heads, width)
+        self.groups = neuron_groups(ffn_width, group_size)
+        self.group_position = nn.Parameter(torch.zeros(layers, len(self.groups), width))
+        self.group_logits = nn.Parameter(torch.zeros(layers, len(self.groups)))
+        self.register_buffer("cost", unit_cost_vector(costs, layers, heads, ffn_width, group_size), persistent=False)
+        self.group_lengths = torch.tensor([len(group) for group in self.groups])
+
+    def forward(self, task: torch.Tensor, head_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # task: (d,); head_features: (layers, heads, F) -> logits of heads (layers, heads) and groups (layers, G)
+        hidden = self.heads.task_projection(task)[None, None] + self.group_position  # (layers, G, width)
+        return self.heads(task, head_features), self.heads.mlp(hidden).squeeze(-1) + self.group_logits
+
+    def unit_logit_parameters(self) -> list[nn.Parameter]:
+        return [self.heads.head_logits, self.group_logits]
+
+    def sample_masks(self, task: torch.Tensor, head_features: torch.Tensor, ratio: float, surviving: torch.Tensor,
+                     noise_scale: float, generator: torch.Generator) -> UnitMasks:
+        """An episode's masks of heads and neurons (each group's value repeated over its neurons), straight-through."""
+        if not surviving.all():
+            raise McapError("the structured meta-controller prunes the unpruned model only (no iterative variant)")
+        head_logits, group_logits = self(task, head_features)
+        logits = torch.cat([head_logits.flatten(), group_logits.flatten()])  # (units,)
+        perturbed = logits.detach() + noise_scale * gumbel_noise(logits.shape, generator)
+        removed = removed_within_budget(torch.argsort(perturbed, stable=True), self.cost,
+                                        mac_budget(ratio, int(self.cost.sum())))
+        mask = (~removed).float() + (logits - logits.detach())  # 0/1 forward, identity backward
+        head_count = head_logits.numel()
+        groups = mask[head_count:].view_as(group_logits)  # (layers, G)
+        return UnitMasks(mask[:head_count].view_as(head_logits),
+                         [layer.repeat_interleave(self.group_lengths) for layer in groups])
+
+    @torch.no_grad()
+    def importance(self, pool: TaskPool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scores of the heads (layers, heads) and of the neuron groups (layers, G) for a task — no training on
+        it: their logits, whose sigmoid is δ. Not δ itself: nothing bounds the groups' common level against the
+        centred heads', and where it grows large every group's δ rounds to 1 in float32, a tie the order must not have."""
+        return self(pool.representations.mean(dim=0), pool.head_features.mean(dim=0))
+
+
+Controller = MetaController | StructuredMetaController
+
+
+def gumbel_noise(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    """Standard Gumbel samples."""
+    uniform = torch.rand(shape, generator=generator).clamp(1e-10, 1 - 1e-10)
+    return -torch.log(-torch.log(uniform))
+
 
 def exact_budget_mask(logits: torch.Tensor, keep: int, noise_scale: float, generator: torch.Generator,
                       surviving: torch.Tensor) -> torch.Tensor:
@@ -166,8 +275,7 @@ def exact_budget_mask(logits: torch.Tensor, keep: int, noise_scale: float, gener
     the first-order change of the loss when that head is switched on, for kept and dropped heads
     alike. ``surviving`` (layers, heads, bool) excludes heads already removed: never kept, no gradient.
     """
-    uniform = torch.rand(logits.shape, generator=generator).clamp(1e-10, 1 - 1e-10)
-    perturbed = logits.detach() + noise_scale * -torch.log(-torch.log(uniform))  # (layers, heads)
+    perturbed = logits.detach() + noise_scale * gumbel_noise(logits.shape, generator)  # (layers, heads)
     perturbed = perturbed.masked_fill(~surviving, float("-inf"))
     hard = torch.zeros(logits.numel())
     hard[perturbed.flatten().topk(keep).indices] = 1.0
@@ -201,11 +309,10 @@ def episode_losses(model: nn.Module, cnn: PatternCNN, controller: MetaController
                    generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The loss terms of one episode on ``indices`` of one task's pool, pruning from ``state``."""
     index = torch.as_tensor(indices)
-    logits = controller(pool.representations[index].mean(dim=0), pool.head_features[index].mean(dim=0))
-    mask = exact_budget_mask(logits, logits.numel() - removed_head_count(settings.ratio, logits.numel()),
-                             noise_scale, generator, state.surviving)
+    masks = controller.sample_masks(pool.representations[index].mean(dim=0), pool.head_features[index].mean(dim=0),
+                                    settings.ratio, state.surviving, noise_scale, generator)
     input_ids, attention_mask = pool.input_ids[index], pool.attention_mask[index]
-    with masked_heads(model, mask), captured_attention(model) as layer_maps:
+    with masks.applied(model), captured_attention(model) as layer_maps:
         pruned = sentence_representations(model, input_ids, attention_mask)  # (k, d)
     kl = rdd_kl(pool.representations[index], pruned)
     task = kl.new_zeros(())
@@ -214,7 +321,7 @@ def episode_losses(model: nn.Module, cnn: PatternCNN, controller: MetaController
         task = F.cross_entropy(state.probe(pruned), labels) - F.cross_entropy(state.probe(state.representations[index]), labels)
     scored = settings.cnn_instances  # the CNN term looks at the first few instances only (cost)
     vertical = vertical_penalty(cnn, {layer: maps[:scored] for layer, maps in layer_maps.items()},
-                                attention_mask[:scored], mask)
+                                attention_mask[:scored], masks.heads)
     total = kl + settings.task_weight * task + settings.cnn_weight * vertical
     return {"total": total, "kl": kl, "task": task, "vertical": vertical}
 
@@ -239,9 +346,22 @@ def noise_at(episode: int, episodes: int, settings: ControllerSettings) -> float
     return settings.noise_start + progress * (settings.noise_end - settings.noise_start)
 
 
+def new_controller(model: nn.Module, pools: Mapping[str, TaskPool], train_tasks: list[str],
+                   settings: ControllerSettings) -> Controller:
+    """An untrained g for ``model`` (its layers and heads, and FFN widths if ``settings.neuron_group_size``) and the
+    pools' CNN features."""
+    first = pools[train_tasks[0]]
+    layers, heads, features = first.head_features.shape[1:]
+    if settings.neuron_group_size is None:
+        return MetaController(first.representations.shape[1], features, layers, heads)
+    return StructuredMetaController(first.representations.shape[1], features, layers, heads,
+                                    model.config.intermediate_size, settings.neuron_group_size,
+                                    UnitCosts.of(model.config, settings.mac_seq_len))
+
+
 def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], states: Mapping[str, PruningState],
                      train_tasks: list[str], settings: ControllerSettings,
-                     controller: MetaController | None = None) -> tuple[MetaController, list[dict[str, float]]]:
+                     controller: Controller | None = None) -> tuple[Controller, list[dict[str, float]]]:
     """Meta-train g on episodes of ``train_tasks``, each pruning from its task's ``states`` entry; return g and one
     record per optimiser step. ``controller`` continues training an existing g (None: a new one)."""
     torch.manual_seed(settings.seed)
@@ -249,13 +369,12 @@ def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, Task
     generator = torch.Generator().manual_seed(settings.seed)
     model.eval().requires_grad_(False)  # the encoder is frozen: only Φ learns
     cnn.eval().requires_grad_(False)
-    if controller is None:
-        first = pools[train_tasks[0]]
-        layers, heads, features = first.head_features.shape[1:]
-        controller = MetaController(first.representations.shape[1], features, layers, heads)
+    if controller is None:  # built once torch is seeded: its initialisation is the seed's
+        controller = new_controller(model, pools, train_tasks, settings)
     controller.train()
-    conditional = [parameter for name, parameter in controller.named_parameters() if name != "head_logits"]
-    optimizer = torch.optim.Adam([{"params": [controller.head_logits], "lr": settings.learning_rate},
+    unit_logits = controller.unit_logit_parameters()
+    conditional = [parameter for parameter in controller.parameters() if all(parameter is not u for u in unit_logits)]
+    optimizer = torch.optim.Adam([{"params": unit_logits, "lr": settings.learning_rate},
                                   {"params": conditional, "lr": settings.conditional_learning_rate}])
     schedule = episode_schedule({task: len(pools[task].input_ids) for task in train_tasks}, settings.k, settings.passes, rng)
     history, window = [], []
@@ -325,22 +444,16 @@ def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskP
         controller, step_history = train_controller(model, cnn, pools, states, train_tasks, step_settings, controller)
         history += [{**record, "ratio": ratio} for record in step_history]
         for task, pool in pools.items():
-            delta = head_importance(controller, pool)  # (layers, heads)
+            delta = controller.importance(pool)  # (layers, heads)
             removed = removed_head_count(ratio, delta.numel()) - int((~surviving[task]).sum())
             candidates = delta.masked_fill(~surviving[task], float("inf")).flatten()
             newly = torch.argsort(candidates, stable=True)[:removed]
             scores[task].view(-1)[newly] = number + delta.flatten()[newly]
             surviving[task].view(-1)[newly] = False
     for task, pool in pools.items():
-        final = len(ratios) + head_importance(controller, pool)
+        final = len(ratios) + controller.importance(pool)
         scores[task] = torch.where(surviving[task], final, scores[task])
     return controller, history, scores
-
-
-@torch.no_grad()
-def head_importance(controller: MetaController, pool: TaskPool) -> torch.Tensor:
-    """δ (layers, heads) for a task from all of its pooled instances — no training on the task."""
-    return torch.sigmoid(controller(pool.representations.mean(dim=0), pool.head_features.mean(dim=0)))
 
 
 @torch.no_grad()

@@ -283,11 +283,13 @@ class PostPruneSettings(Section):
     mac_ratios: list[float]  # fractions of encoder MACs removed, one pruned model each
     examples: int  # train sentences for the Fisher scores and the mask-tuning statistics
     mask_tuning: bool  # least-squares rescaling of the surviving units
+    learned: list[str]  # structured strategies whose meta-controller's δ also ranks the units (a stage each)
 
     def check(self) -> None:
         self.require("mac_ratios", bool(self.mac_ratios) and all(0 < r < 1 for r in self.mac_ratios)
                      and _distinct(self.mac_ratios), "a non-empty list of distinct numbers in (0, 1)")
         self.require("examples", self.examples > 0, "a positive integer")
+        self.require("learned", _distinct(self.learned), "a list of distinct strategy names")
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,7 @@ class McapSettings(Section):
     cnn_instances: int
     iterative_step: float
     iterative_passes: int
+    neuron_group_size: int  # structured_mcap: FFN neurons gated together
     seeds: list[int]  # controllers trained
     cnn_images: str | None = None  # folder with maps.npy + labels.txt; null = synthetic
 
@@ -351,7 +354,7 @@ class McapSettings(Section):
         self.require("train_tasks", bool(self.train_tasks) and _distinct(self.train_tasks),
                      "a non-empty list of distinct task names")
         for name in ("map_examples", "map_length", "cnn_maps", "cnn_epochs", "k", "passes", "update_every",
-                     "iterative_passes"):
+                     "iterative_passes", "neuron_group_size"):
             self.require(name, getattr(self, name) > 0, "a positive integer")
         self.require("pool_examples", self.pool_examples is None or self.pool_examples > 0,
                      "a positive integer or null (all)")

@@ -5,7 +5,9 @@ For a fine-tuned unpruned classifier:
 
 1. Fisher importance of every head and FFN neuron on labelled train sentences (:func:`unit_statistics`);
 2. for each budget, the least important units per MAC are removed up to that fraction of the encoder's
-   MACs (:func:`select_units`, :func:`remove_units`), then mask tuning rescales the survivors by least
+   MACs (:func:`select_units`, :func:`remove_units`) — or, given a structured meta-controller's scores
+   (``structured_mcap``, not in Kwon et al.), the heads and neuron groups of lowest δ
+   (:func:`select_learned`) — then mask tuning rescales the survivors by least
    squares, sublayer by sublayer, to reconstruct the unpruned model's pre-LayerNorm sums
    (:func:`tune_masks`);
 3. each pruned model is scored on every test sentence, exported to ONNX, checked against PyTorch, and
@@ -21,12 +23,16 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
 
+from mcap.budget import UnitCosts
 from mcap.deploy import DeployedModel, test_batches, timed_speedups
 from mcap.errors import McapError
 from mcap.evaluate import device_name
@@ -36,10 +42,10 @@ from mcap.modeling import count_parameters
 from mcap.params import EvaluateSettings, PostPruneSettings
 from mcap.structured import (
     ReconstructionTargets,
-    UnitCosts,
-    UnitStatistics,
+    StructuredSelection,
     reconstruction_targets,
     remove_units,
+    select_learned,
     select_units,
     tune_masks,
     unit_statistics,
@@ -58,33 +64,40 @@ def onnx_name(ratio: float | None) -> str:
 
 def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, test: pd.DataFrame,
                            settings: PostPruneSettings, timing: EvaluateSettings, max_seq_len: int,
-                           onnx_dir: Path) -> dict:
+                           onnx_dir: Path, learned_scores: Mapping[str, Any] | None = None) -> dict:
     """Prune the fine-tuned unpruned ``model`` (CPU) to each of ``settings.mac_ratios``; write the ONNX models to
-    ``onnx_dir``; return the metrics of the unpruned model and of every budget."""
+    ``onnx_dir``; return the metrics of the unpruned model and of every budget. Units are ranked by their Fisher
+    importance, or by ``learned_scores`` (a structured meta-controller's δ, :func:`select_learned`) if given."""
     if count_heads(model) != model.config.num_hidden_layers * model.config.num_attention_heads or (
             ffn_layout(model) != [model.config.intermediate_size] * model.config.num_hidden_layers):
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
     tuning_batches = list(make_loader(tokenizer, train.head(settings.examples), BATCH_SIZE, max_seq_len))
-    statistics = unit_statistics(model, tuning_batches)
     costs = UnitCosts.of(model.config, max_seq_len)
+    if learned_scores is None:
+        statistics = unit_statistics(model, tuning_batches)
+        select = partial(select_units, torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs)
+        ranking = {"ranking": "fisher", "fisher_examples": statistics.examples}
+    else:
+        select = partial(select_learned, learned_scores, model.config.intermediate_size, costs)
+        ranking = {"ranking": "meta-controller"}
     quality_batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
     reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
                             "parameters": count_parameters(model)},
-               "fisher_examples": statistics.examples, "mac_seq_len": max_seq_len,
+               **ranking, "mac_seq_len": max_seq_len,
                "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "budgets": []}
     targets = reconstruction_targets(model, tuning_batches) if settings.mask_tuning else None
     for ratio in settings.mac_ratios:
-        results["budgets"].append(_prune_to(model, statistics, costs, ratio, targets, reference, quality_batches, timed,
-                                            timing, onnx_dir))
+        results["budgets"].append(_prune_to(model, ratio, select(ratio), targets, reference, quality_batches, timed, timing,
+                                            onnx_dir))
     return results
 
 
-def _prune_to(model: nn.Module, statistics: UnitStatistics, costs: UnitCosts, ratio: float,
-              targets: ReconstructionTargets | None, reference: DeployedModel, quality_batches, timed: dict[int, list],
-              timing: EvaluateSettings, onnx_dir: Path) -> dict:
-    """One budget: select, prune, score, mask-tune (towards ``targets``, if any), score again, export and time."""
-    selection = select_units(torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs, ratio)
+def _prune_to(model: nn.Module, ratio: float, selection: StructuredSelection, targets: ReconstructionTargets | None,
+              reference: DeployedModel, quality_batches, timed: dict[int, list], timing: EvaluateSettings,
+              onnx_dir: Path) -> dict:
+    """One budget, ``ratio``: prune ``selection``, score, mask-tune (towards ``targets``, if any), score again, export
+    and time."""
     pruned = copy.deepcopy(model)
     remove_units(pruned, selection)
     record = {"mac_ratio": ratio, "removed_mac_fraction": selection.removed_fraction,

@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
+from mcap.budget import removed_mac_fraction
 from mcap.ffn import ffn_layout
 from mcap.figures import saved_figure
 from mcap.heads import head_layout, head_size
 from mcap.seeding import seed_everything
 from mcap.strategies import PruneContext, get_strategy
-from mcap.structured import removed_mac_fraction
 
 
 def prune_model(strategy_name: str, context: PruneContext) -> dict[str, Any]:

@@ -1,61 +1,27 @@
-"""Structured pruning to a compute budget: attention heads and FFN neurons selected together.
+"""Structured pruning to a compute budget: attention heads and FFN neurons selected together (their costs and
+the budget: :mod:`mcap.budget`).
 
-Cost. At sequence length L, hidden size d and head size d_h, a unit costs per sequence (in
-multiply-accumulates, counted as :func:`mcap.evaluate.encoder_macs` counts them):
-
-* a head:   4·L·d·d_h + 2·L²·d_h  (its Q, K and V rows and output-projection columns; its scores and context)
-* a neuron: 2·L·d                 (its row of the FFN's up projection and column of the down one)
-
-A structured strategy's ``prune.ratio`` is the fraction of the encoder's MACs it removes (the
-embeddings and the classifier are not encoder MACs).
-
-Selection. Given an importance per unit (higher = keep), units are removed in order of importance
-per MAC, lowest first, skipping any unit that would take the removed MACs past the budget. The
-removed MACs therefore never exceed ``ratio`` × the total and fall short of it by less than the
-cheapest unit still in the model (a neuron, 2·L·d MACs, where any is left).
+Selection. Given an importance per unit (higher = keep), :func:`select_units` removes units in order of
+importance per MAC, lowest first, skipping any unit that would take the removed MACs past the budget. The
+removed MACs therefore never exceed ``ratio`` × the total and fall short of it by less than the cheapest unit
+still in the model (a neuron, 2·L·d MACs, where any is left). :func:`select_groups` removes heads and whole
+groups of FFN neurons in the order of a learned score (:func:`select_learned`: a structured meta-controller's).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from mcap.budget import UnitCosts, mac_budget, neuron_groups, removed_within_budget, unit_cost_vector
 from mcap.errors import McapError
-from mcap.ffn import count_neurons, feed_forward_blocks, prune_neurons
-from mcap.heads import attention_blocks, count_heads, head_size, prune_heads
-
-
-@dataclass(frozen=True)
-class UnitCosts:
-    """MACs per sequence of one head and of one FFN neuron, at ``seq_len`` tokens."""
-
-    head: int
-    neuron: int
-    seq_len: int
-
-    @classmethod
-    def of(cls, config, seq_len: int) -> UnitCosts:
-        d, length = config.hidden_size, seq_len
-        d_h = d // config.num_attention_heads
-        return cls(head=4 * length * d * d_h + 2 * length * length * d_h, neuron=2 * length * d, seq_len=seq_len)
-
-    def encoder_macs(self, heads: int, neurons: int) -> int:
-        """MACs of an encoder with ``heads`` heads and ``neurons`` FFN neurons in all (the heads' and neurons' own)."""
-        return heads * self.head + neurons * self.neuron
-
-
-def removed_mac_fraction(model: nn.Module, seq_len: int) -> float:
-    """The fraction of the unpruned encoder's MACs at ``seq_len`` tokens that ``model``'s removed heads and FFN
-    neurons did."""
-    config, costs = model.config, UnitCosts.of(model.config, seq_len)
-    full = costs.encoder_macs(config.num_hidden_layers * config.num_attention_heads,
-                              config.num_hidden_layers * config.intermediate_size)
-    return 1 - costs.encoder_macs(count_heads(model), count_neurons(model)) / full
+from mcap.ffn import feed_forward_blocks, prune_neurons
+from mcap.heads import attention_blocks, head_size, prune_heads
 
 
 @dataclass(frozen=True)
@@ -71,6 +37,10 @@ class StructuredSelection:
     def removed_fraction(self) -> float:
         return self.removed_macs / self.total_macs
 
+    def summary(self, seq_len: int) -> str:
+        return (f"removed {sum(map(len, self.neurons.values()))} FFN neurons and {sum(map(len, self.heads.values()))} "
+                f"heads: {self.removed_fraction:.1%} of the encoder's MACs at {seq_len} tokens")
+
 
 def select_units(head_scores: torch.Tensor, neuron_scores: list[torch.Tensor], costs: UnitCosts,
                  ratio: float) -> StructuredSelection:
@@ -79,8 +49,6 @@ def select_units(head_scores: torch.Tensor, neuron_scores: list[torch.Tensor], c
     ``head_scores``: (layers, H) for an unpruned attention (index = original head); ``neuron_scores``:
     one (I_l,) tensor per layer (index = position in the layer).
     """
-    if not 0 <= ratio < 1:
-        raise McapError(f"a MAC budget is a fraction in [0, 1), got {ratio!r}")
     if len(neuron_scores) != head_scores.shape[0]:
         raise McapError(f"{head_scores.shape[0]} layers of head scores but {len(neuron_scores)} of neuron scores")
     heads = head_scores.numel()
@@ -88,16 +56,45 @@ def select_units(head_scores: torch.Tensor, neuron_scores: list[torch.Tensor], c
     cost = torch.cat([torch.full((heads,), costs.head, dtype=torch.float64),
                       torch.full((len(scores) - heads,), costs.neuron, dtype=torch.float64)])
     total = int(cost.sum())
-    budget = math.floor(ratio * total + 1e-9)
-    order = torch.argsort(scores / cost, stable=True).tolist()  # stable: ties go to heads, then lower layers
-    removed_macs, removed = 0, []
-    for unit in order:
-        unit_cost = int(cost[unit])
-        if removed_macs + unit_cost <= budget:
-            removed.append(unit)
-            removed_macs += unit_cost
-    return StructuredSelection(*_by_layer(sorted(removed), head_scores.shape[1], [len(s) for s in neuron_scores]),
-                               removed_macs=removed_macs, total_macs=total)
+    order = torch.argsort(scores / cost, stable=True)  # stable: ties go to heads, then lower layers
+    removed = removed_within_budget(order, cost, mac_budget(ratio, total))
+    return StructuredSelection(*_by_layer(removed.nonzero().flatten().tolist(), head_scores.shape[1],
+                                          [len(s) for s in neuron_scores]),
+                               removed_macs=int(cost[removed].sum()), total_macs=total)
+
+
+def select_groups(head_scores: torch.Tensor, group_scores: torch.Tensor, width: int, group_size: int, costs: UnitCosts,
+                  ratio: float) -> StructuredSelection:
+    """Remove heads and whole FFN neuron groups, lowest score first, up to ``ratio`` of the encoder's MACs.
+
+    ``head_scores``: (layers, H); ``group_scores``: (layers, G), the groups of :func:`neuron_groups` of an unpruned
+    FFN of ``width`` neurons. The order is the scores' alone, not per MAC: a learned score (the structured
+    meta-controller's, trained with this very rule) already weighs what a unit costs against what it gives.
+    """
+    layers, heads = head_scores.shape
+    groups = neuron_groups(width, group_size)
+    if group_scores.shape != (layers, len(groups)):
+        raise McapError(f"group scores of shape {tuple(group_scores.shape)}; {layers} layers of {width} FFN neurons in "
+                        f"groups of {group_size} need ({layers}, {len(groups)})")
+    cost = unit_cost_vector(costs, layers, heads, width, group_size)
+    scores = torch.cat([head_scores.flatten(), group_scores.flatten()]).double()
+    removed = removed_within_budget(torch.argsort(scores, stable=True), cost, mac_budget(ratio, int(cost.sum())))
+    removed_heads: dict[int, list[int]] = {}
+    for unit in removed[:layers * heads].nonzero().flatten().tolist():
+        removed_heads.setdefault(unit // heads, []).append(unit % heads)
+    removed_neurons: dict[int, list[int]] = {}
+    for unit in removed[layers * heads:].nonzero().flatten().tolist():
+        layer, group = divmod(unit, len(groups))
+        removed_neurons.setdefault(layer, []).extend(groups[group])
+    return StructuredSelection(removed_heads, removed_neurons, removed_macs=int(cost[removed].sum()),
+                               total_macs=int(cost.sum()))
+
+
+def select_learned(scores: Mapping[str, Any], width: int, costs: UnitCosts, ratio: float) -> StructuredSelection:
+    """:func:`select_groups` on one structured meta-controller's scores as the meta_controller_structured stage
+    writes them: ``{"heads": (layers, H), "neuron_groups": (layers, G), "neuron_group_size": int}``."""
+    return select_groups(torch.tensor(scores["heads"]), torch.tensor(scores["neuron_groups"]), width,
+                         scores["neuron_group_size"], costs, ratio)
 
 
 def _by_layer(units: list[int], heads_per_layer: int, widths: list[int]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:

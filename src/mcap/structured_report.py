@@ -1,11 +1,12 @@
 """The structured-pruning comparison: quality against measured speed-up for each MAC budget, pruning before
-fine-tuning (the prune stage's structured strategies) and after it (the post_prune stage), beside the head-only
+fine-tuning (the prune stage's structured strategies) and after it (the post_prune stages), beside the head-only
 strategies; reports/structured.{md,csv} and the Pareto figure."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,12 @@ def _aggregate(runs: list[dict], unpruned_mcc: list[float]) -> dict:
     return row
 
 
-def after_finetuning_rows(post_dir: Path, tasks: list[str], seeds: list[int]) -> list[dict]:
-    """One row per task and MAC budget of the post_prune stage's results, over the fine-tuning seeds."""
+def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int]) -> list[dict]:
+    """One row per task and MAC budget of a post_prune stage's results (``run_dirs``: per task, the folder of its
+    ``seed-N.json``), over the fine-tuning seeds; the units were ranked by ``strategy``'s criterion."""
     rows = []
-    for task in tasks:
-        results = [json.loads((post_dir / task / f"seed-{seed}.json").read_text()) for seed in seeds]
+    for task, run_dir in run_dirs.items():
+        results = [json.loads((run_dir / f"seed-{seed}.json").read_text()) for seed in seeds]
         unpruned = [result["unpruned"]["test"]["mcc"] for result in results]
         for index, budget in enumerate(results[0]["budgets"]):
             runs = [{"mcc": budgets["test"]["mcc"],
@@ -51,7 +53,7 @@ def after_finetuning_rows(post_dir: Path, tasks: list[str], seeds: list[int]) ->
                      "speedups": {f"speedup_{runtime}_b{size}": _speedup(budgets["speedup"], f"{runtime}_batch_{size}")
                                   for runtime in ("torch", "onnx") for size in (1, 32)}}
                     for budgets in (result["budgets"][index] for result in results)]
-            rows.append({"task": task, "strategy": "structured_gradient", "mode": "after",
+            rows.append({"task": task, "strategy": strategy, "mode": "after",
                          "mac_ratio": budget["mac_ratio"], **_aggregate(runs, unpruned)})
     return rows
 

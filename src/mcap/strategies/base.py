@@ -154,25 +154,33 @@ class HeadStrategy(Strategy):
 
 
 def learned_scores_dir(strategy: str) -> Path:
-    """Where the stage that learns ``strategy``'s head scores writes them, one ``<task>.json`` per task."""
+    """Where the stage that learns ``strategy``'s scores writes them, one ``<task>.json`` per task."""
     return Path("reports") / strategy / "delta"
 
 
-class LearnedHeadStrategy(HeadStrategy):
-    """Scores written by a stage upstream of pruning (the meta-controllers), per task and per seed: the prune
-    stage takes the scores of the controller whose seed is the run's ``seed``."""
+def learned_scores(strategy: str, task: str, seed: int) -> Any:
+    """``task``'s scores of the learned ``strategy`` from its controller of seed ``seed``, as its stage wrote them."""
+    path = learned_scores_dir(strategy) / f"{task}.json"
+    if not path.is_file():
+        raise McapError(f"{path}: missing; the meta-controller stage of {strategy!r} writes scores for every task in "
+                        "'tasks' and 'transfer.tasks'")
+    by_seed = json.loads(path.read_text())["delta_by_seed"]
+    if str(seed) not in by_seed:
+        raise McapError(f"params.yaml: 'seed' {seed} has no meta-controller; add it to 'mcap.seeds' "
+                        f"(controllers trained: {', '.join(by_seed)})")
+    return by_seed[str(seed)]
 
-    stage: ClassVar[str]  # the stage that writes the scores
+
+class LearnedStrategy(Strategy):
+    """A strategy whose scores a stage upstream of pruning learned (a meta-controller), per task and per seed: the
+    prune stage takes the scores of the controller whose seed is the run's ``seed`` (:func:`learned_scores`)."""
+
+
+class LearnedHeadStrategy(LearnedStrategy, HeadStrategy):
+    """Head scores learned upstream (:class:`LearnedStrategy`)."""
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
-        path = learned_scores_dir(self.name) / f"{context.task}.json"
-        if not path.is_file():
-            raise McapError(f"{path}: missing; the {self.stage} stage writes scores for every task in 'tasks' and 'transfer.tasks'")
-        by_seed = json.loads(path.read_text())["delta_by_seed"]
-        if str(context.seed) not in by_seed:
-            raise McapError(f"params.yaml: 'seed' {context.seed} has no meta-controller; add it to 'mcap.seeds' "
-                            f"(controllers trained: {', '.join(by_seed)})")
-        return torch.tensor(by_seed[str(context.seed)])
+        return torch.tensor(learned_scores(self.name, context.task, context.seed))
 
 
 def mean_attention_statistic(

@@ -12,4 +12,3 @@ from mcap.strategies.base import LearnedHeadStrategy, register
 class MetaControllerHeads(LearnedHeadStrategy):
     name = "mcap"
     label = "7. MCAP"
-    stage = "meta_controller"

@@ -13,4 +13,3 @@ from mcap.strategies.base import LearnedHeadStrategy, register
 class IterativeMetaControllerHeads(LearnedHeadStrategy):
     name = "mcap_iterative"
     label = "7b. MCAP, iterative (not in paper)"
-    stage = "meta_controller_iterative"

@@ -12,8 +12,9 @@ import copy
 
 import torch
 
+from mcap.budget import UnitCosts
 from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, classifier_parameters, register, short_training
-from mcap.structured import UnitCosts, remove_units, select_units, unit_statistics
+from mcap.structured import remove_units, select_units, unit_statistics
 from mcap.training import batches_on, make_loader
 
 
@@ -35,7 +36,4 @@ class StructuredGradient(Strategy):
         selection = select_units(head_fisher, statistics.neuron_fisher, UnitCosts.of(model.config, context.max_seq_len),
                                  context.ratio)
         remove_units(model, selection)
-        note = (f"removed {sum(map(len, selection.neurons.values()))} FFN neurons and "
-                f"{sum(map(len, selection.heads.values()))} heads: "
-                f"{selection.removed_fraction:.1%} of the encoder's MACs at {context.max_seq_len} tokens")
-        return PruneOutcome(kind=self.kind, head_scores=head_fisher, removed_heads=selection.heads, notes=[note])
+        return PruneOutcome(kind=self.kind, head_scores=head_fisher, removed_heads=selection.heads, notes=[selection.summary(context.max_seq_len)])
