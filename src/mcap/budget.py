@@ -59,12 +59,16 @@ def mac_budget(ratio: float, total: int) -> int:
     return math.floor(ratio * total + 1e-9)
 
 
-def removed_within_budget(order: torch.Tensor, cost: torch.Tensor, budget: int) -> torch.Tensor:
-    """(units,) bool: walking ``order`` (unit indices, first removed first), each unit is removed if its ``cost``
-    still fits in ``budget`` and skipped otherwise, so that cheaper units further on may fill the budget."""
+def removed_lowest_first(scores: torch.Tensor, cost: torch.Tensor, ratio: float) -> torch.Tensor:
+    """(units,) bool: the units removed by a budget of ``ratio`` of ``cost.sum()`` MACs, lowest ``scores`` first.
+
+    Walking the units in increasing score (stable: ties go to the lower index), each one is removed if its
+    ``cost`` still fits in the budget and skipped otherwise, so that cheaper units further on may fill it.
+    """
+    budget = mac_budget(ratio, int(cost.sum()))
     removed = torch.zeros(len(cost), dtype=torch.bool)
     removed_macs = 0
-    for unit in order.tolist():
+    for unit in torch.argsort(scores, stable=True).tolist():
         unit_cost = int(cost[unit])
         if removed_macs + unit_cost <= budget:
             removed[unit] = True

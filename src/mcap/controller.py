@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from mcap.budget import UnitCosts, mac_budget, neuron_groups, removed_within_budget, unit_cost_vector
+from mcap.budget import UnitCosts, neuron_groups, removed_lowest_first, unit_cost_vector
 from mcap.errors import McapError
 from mcap.ffn import masked_neurons
 from mcap.heads import captured_attention, masked_heads, removed_head_count
@@ -211,7 +211,7 @@ class StructuredMetaController(nn.Module):
     group's position (layer, group), plus a learned per-group logit; like the heads', it starts at zero. Head
     logits are centred over heads and group logits are not, so their common level is learned and no shift of
     every logit is left free. The mask removes units in increasing perturbed logit, each whose MACs still fit in
-    the budget (:func:`mcap.budget.removed_within_budget`), the rule :func:`mcap.structured.select_groups` applies
+    the budget (:func:`mcap.budget.removed_lowest_first`), the rule :func:`mcap.structured.select_groups` applies
     to δ when pruning.
     """
 
@@ -241,8 +241,7 @@ class StructuredMetaController(nn.Module):
         head_logits, group_logits = self(task, head_features)
         logits = torch.cat([head_logits.flatten(), group_logits.flatten()])  # (units,)
         perturbed = logits.detach() + noise_scale * gumbel_noise(logits.shape, generator)
-        removed = removed_within_budget(torch.argsort(perturbed, stable=True), self.cost,
-                                        mac_budget(ratio, int(self.cost.sum())))
+        removed = removed_lowest_first(perturbed, self.cost, ratio)
         mask = (~removed).float() + (logits - logits.detach())  # 0/1 forward, identity backward
         head_count = head_logits.numel()
         groups = mask[head_count:].view_as(group_logits)  # (layers, G)

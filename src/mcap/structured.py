@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mcap.budget import UnitCosts, mac_budget, neuron_groups, removed_within_budget, unit_cost_vector
+from mcap.budget import UnitCosts, neuron_groups, removed_lowest_first, unit_cost_vector
 from mcap.errors import McapError
 from mcap.ffn import feed_forward_blocks, prune_neurons
 from mcap.heads import attention_blocks, head_size, prune_heads
@@ -55,12 +55,10 @@ def select_units(head_scores: torch.Tensor, neuron_scores: list[torch.Tensor], c
     scores = torch.cat([head_scores.flatten().double(), *(s.flatten().double() for s in neuron_scores)])  # (units,)
     cost = torch.cat([torch.full((heads,), costs.head, dtype=torch.float64),
                       torch.full((len(scores) - heads,), costs.neuron, dtype=torch.float64)])
-    total = int(cost.sum())
-    order = torch.argsort(scores / cost, stable=True)  # stable: ties go to heads, then lower layers
-    removed = removed_within_budget(order, cost, mac_budget(ratio, total))
+    removed = removed_lowest_first(scores / cost, cost, ratio)  # ties go to heads, then lower layers
     return StructuredSelection(*_by_layer(removed.nonzero().flatten().tolist(), head_scores.shape[1],
                                           [len(s) for s in neuron_scores]),
-                               removed_macs=int(cost[removed].sum()), total_macs=total)
+                               removed_macs=int(cost[removed].sum()), total_macs=int(cost.sum()))
 
 
 def select_groups(head_scores: torch.Tensor, group_scores: torch.Tensor, width: int, group_size: int, costs: UnitCosts,
@@ -78,7 +76,7 @@ def select_groups(head_scores: torch.Tensor, group_scores: torch.Tensor, width: 
                         f"groups of {group_size} need ({layers}, {len(groups)})")
     cost = unit_cost_vector(costs, layers, heads, width, group_size)
     scores = torch.cat([head_scores.flatten(), group_scores.flatten()]).double()
-    removed = removed_within_budget(torch.argsort(scores, stable=True), cost, mac_budget(ratio, int(cost.sum())))
+    removed = removed_lowest_first(scores, cost, ratio)
     removed_heads: dict[int, list[int]] = {}
     for unit in removed[:layers * heads].nonzero().flatten().tolist():
         removed_heads.setdefault(unit // heads, []).append(unit % heads)
