@@ -13,13 +13,11 @@ how much the scores depend on the controller's seed.
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from mcap.attention_maps import extract_maps
 from mcap.cli import run_stage
 from mcap.controller import (
     ControllerSettings,
-    build_pool,
     controller_diagnostics,
     iterative_diagnostics,
     train_controller,
@@ -27,14 +25,14 @@ from mcap.controller import (
     unpruned_states,
 )
 from mcap.errors import McapError
+from mcap.meta_training import load_pattern_cnn, task_pools, unpruned_probes
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
-from mcap.patterns import PatternCNN
-from mcap.probe import TaskProbe
 from mcap.splits import read_split
 from mcap.strategies import PruneContext
 from mcap.strategies.base import learned_scores_dir
 from mcap.strategies.head_gradient import GradientHeads  # the diagnostics compare the scores with its scores
+from mcap.structured import learned_scores_json
 from mcap.tracking import log_history
 
 ITERATIVE, STRUCTURED = "mcap_iterative", "structured_mcap"
@@ -46,10 +44,7 @@ VARIANTS = {"mcap": (Path("models/meta_controller"), Path("reports/mcap/controll
 
 def json_scores(delta, group_size: int | None):
     """A task's scores as the strategy reads them: δ (layers, heads), or with neuron groups heads and groups."""
-    if group_size is None:
-        return delta.tolist()
-    heads, groups = delta
-    return {"heads": heads.tolist(), "neuron_groups": groups.tolist(), "neuron_group_size": group_size}
+    return delta.tolist() if group_size is None else learned_scores_json(*delta, group_size)
 
 
 def flat_scores(delta) -> np.ndarray:
@@ -65,19 +60,16 @@ def main(params, args):
     mcap, tasks, train_tasks = params.mcap, params.all_tasks(), params.mcap_train_tasks()
     seed = mcap.seeds[0]  # the classifier head's initialisation for head_gradient's probe, and the diagnostics' focus
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
-    cnn = PatternCNN()
-    cnn.load_state_dict(load_file("models/pattern_cnn/model.safetensors"))
-    cnn.eval()
+    cnn = load_pattern_cnn()
     train = {task: read_split(Path("data/processed") / task, "train").head(mcap.pool_examples) for task in tasks}
-    pools = {task: build_pool(model, cnn, extract_maps(model, tokenizer, list(frame["sentence"]), mcap.map_length, 32),
-                              frame["label"].to_numpy()) for task, frame in train.items()}
+    pools = task_pools(model, tokenizer, cnn, train, mcap.map_length)
     # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps. Structured scores
     # cover neuron groups too: they are not compared with head scores.
     reference = {} if structured else {
         task: GradientHeads().seeded_scores(PruneContext.of(params, model, tokenizer, task, train[task], seed)).numpy()
         for task in train_tasks}
     if not iterative:  # mcap's probes: fitted once, on the unpruned model (train_iterative refits its own per step)
-        probes = {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in train_tasks}
+        probes = unpruned_probes(pools, train_tasks)
     histories, scores = {}, {}
     with atomic_dir(controller_dir) as staging:
         for controller_seed in mcap.seeds:

@@ -23,11 +23,11 @@ def main(params, args):
                                params.all_strategies(), deployed, seeds)
         + after_finetuning_rows({task: REPORTS / "post_prune" / task for task in tasks}, "structured_gradient", seeds)
         + [row for strategy in params.post_prune.learned for row in after_finetuning_rows(
-            {task: REPORTS / "post_prune_mcap" / f"{task}-{strategy}" for task in tasks}, strategy, seeds)])
+            {task: REPORTS / "post_prune" / f"{task}-{strategy}" for task in tasks}, strategy, seeds)])
     post = json.loads((REPORTS / "post_prune" / tasks[0] / f"seed-{seeds[0]}.json").read_text())
     tuning = "with" if params.post_prune.mask_tuning else "without"
-    learned = "".join(f" or {strategy}'s δ (post_prune_mcap, the controller of seed {params.seed})"
-                      for strategy in params.post_prune.learned)
+    learned = "".join(f" or, at each budget, the scores of the {strategy} controller of seed {params.seed} trained at "
+                      "that budget (post_prune_mcap)" for strategy in params.post_prune.learned)
     setup = (
         f"Model `{params.model.name_or_path}`, {params.train.epochs} epoch(s) of fine-tuning, train/eval caps "
         f"{params.data.max_train_examples}/{params.data.max_eval_examples} (null = full data; the test split is "

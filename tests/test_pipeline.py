@@ -42,7 +42,7 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["train"].update(epochs=1, learning_rates=[1e-3], max_seq_len=32)
     params["prune"].update(importance_examples=16, gradient_probe_steps=3, imp_retrain_steps=2)
     params["evaluate"].update(warmup=1, repetitions=3, flops_seq_len=32)
-    params["post_prune"].update(mac_ratios=[0.4], examples=16)
+    params["post_prune"].update(mac_ratios=[0.4], examples=16, learned=["structured_mcap"])
     params["ranking"].update(ratios=[0.25, 0.5], seeds=[42, 43], train_examples=32)
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
                              faithfulness_shap_max_evals=20, texts=["", "good film"])
@@ -139,9 +139,11 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     before_row = table[(table["strategy"] == "structured_gradient") & (table["mode"] == "before")].iloc[0]
     assert before_row["speedup_onnx_b32"] == pytest.approx(deployed["speedup"]["onnx_batch_32"]["median"], rel=1e-5)
     assert (table[table["strategy"] == "head_gradient"]["speedup_onnx_b32"]).isna().all()  # not deployed
-    learned = json.loads((repo / "reports" / "post_prune_mcap" / "sst2-structured_mcap" / "seed-42.json").read_text())
+    learned = json.loads((repo / "reports" / "post_prune" / "sst2-structured_mcap" / "seed-42.json").read_text())
     assert learned["ranking"] == "meta-controller" and learned["budgets"][0]["onnx_max_abs_diff"] < 1e-4
     assert learned["unpruned"]["test"] == after["unpruned"]["test"]  # the same fine-tuned model, ranked by δ instead
+    by_budget = json.loads((repo / "reports" / "structured_mcap" / "delta_by_budget" / "sst2.json").read_text())
+    assert list(by_budget["by_budget"]) == ["0.4"] and by_budget["seed"] == 42  # a controller per budget
     mcap_before = json.loads((repo / "reports" / "prune" / "sst2-structured_mcap" / "heads.json").read_text())
     assert mcap_before["kind"] == "structured" and 0.1 < mcap_before["removed_mac_fraction"] <= 0.2
     assert metrics["reports/deploy/sst2-structured_mcap/seed-42.json"]["onnx_max_abs_diff"] < 1e-4
@@ -221,13 +223,14 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
     # A subset of strategies keeps this fast; what matters is which stages the ratio reaches.
     output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none]",
                   "-S", "mcap.strategies=[mcap]", "-S", "transfer.strategies=[]", "-S", "seeds=[42,7]",
-                  "-S", "deploy.strategies=[]", "-S", "post_prune.learned=[]"], repo)  # deploy: among the pruned ones
+                  "-S", "deploy.strategies=[]"], repo)  # deploy: among the pruned ones
     for stage in ("meta_controller", "prune_mcap@sst2-mcap", "prune_transfer_mcap@subj-mcap", "finetune_mcap@sst2-mcap-7",
                   "evaluate_transfer_mcap@subj-mcap-7", "report", "explain_report"):
         assert f"Running stage '{stage}'" in output
     # The unpruned model does not depend on the ratio: its pruning reruns but writes the same
     # model, so its fine-tuning is not repeated.
-    for stage in ("split", "attention_maps", "pattern_cnn", "finetune@sst2-none-42"):
+    for stage in ("split", "attention_maps", "pattern_cnn", "finetune@sst2-none-42",
+                  "meta_controller_budgets@structured_mcap"):  # the after-fine-tuning controllers: trained per budget
         assert f"Running stage '{stage}'" not in output
     mcap_row = next(row for row in table_rows((repo / "reports" / "table1.md").read_text(), "sst2")
                     if row.startswith("| 7. MCAP |"))
@@ -236,7 +239,8 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
 
 
 def test_a_strategy_in_the_wrong_list_is_named_before_anything_runs(pipeline_repo):
-    """A learned strategy in prune.strategies would read scores its stage does not depend on."""
+    """A learned strategy in prune.strategies would read scores its stage does not depend on; post_prune.learned takes
+    the structured controllers only."""
     repo, _params = pipeline_repo
     result = subprocess.run([sys.executable, "stages/prune.py", "--task", "sst2", "--strategy", "mcap"], cwd=repo,
                             capture_output=True, text=True, check=False)
@@ -245,3 +249,7 @@ def test_a_strategy_in_the_wrong_list_is_named_before_anything_runs(pipeline_rep
     result = subprocess.run([sys.executable, "stages/prune.py", "--task", "sst2", "--strategy", "head_random", "--learned"],
                             cwd=repo, capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "list it in 'prune.strategies'" in result.stderr
+    result = subprocess.run([sys.executable, "stages/meta_controller_budgets.py", "--strategy", "mcap"], cwd=repo,
+                            capture_output=True, text=True, check=False)  # post_prune.learned: a head-only controller
+    assert result.returncode == 2 and "'post_prune.learned' lists 'mcap'" in result.stderr
+    assert not (repo / "reports" / "mcap" / "delta_by_budget").exists()

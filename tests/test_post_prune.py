@@ -8,6 +8,7 @@ from mcap.errors import McapError
 from mcap.heads import prune_heads
 from mcap.params import EvaluateSettings, PostPruneSettings
 from mcap.post_prune import onnx_name, prune_after_finetuning
+from mcap.structured import select_learned
 
 TIMING = EvaluateSettings(threads=1, batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16)
 
@@ -41,19 +42,24 @@ def test_without_mask_tuning_there_is_one_model_per_budget(tiny_model, tmp_path)
     assert "test_without_tuning" not in budget and "tuned_sublayers" not in budget and budget["mask_tuning"] is False
 
 
-def test_a_meta_controllers_scores_remove_its_lowest_heads_and_neuron_groups(tiny_model, tmp_path):
-    """structured_mcap after fine-tuning: the units go in increasing δ (tiny model: 2 layers x 4 heads, FFN 64)."""
+def test_each_budget_is_ranked_by_the_scores_of_the_controller_trained_at_it(tiny_model, tmp_path):
+    """structured_mcap after fine-tuning: at each budget the units go in increasing score of that budget's controller
+    (tiny model: 2 layers x 4 heads, FFN 64 in groups of 16)."""
     heads = [[0.9, 0.1, 0.8, 0.7], [0.6, 0.5, 0.95, 0.2]]  # heads (0, 1) and (1, 3) lowest
-    groups = [[0.99] * 4, [0.05, 0.99, 0.99, 0.99]]  # FFN groups of 16: layer 1's first lowest of all
-    scores = {"heads": heads, "neuron_groups": groups, "neuron_group_size": 16}
-    results = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.2,), learned_scores=scores)
-    (budget,) = results["budgets"]
+    groups = [[0.99] * 4, [0.05, 0.99, 0.99, 0.99]]  # layer 1's first group lowest of all
+    at_20 = {"heads": heads, "neuron_groups": groups, "neuron_group_size": 16}
+    at_30 = {"heads": [[0.99] * 4] * 2, "neuron_groups": [[0.1, 0.2, 0.3, 0.4], [0.5] * 4], "neuron_group_size": 16}
+    results = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.2, 0.3), learned_scores={0.2: at_20, 0.3: at_30})
+    first, second = results["budgets"]
     assert results["ranking"] == "meta-controller" and "fisher_examples" not in results
     costs = UnitCosts.of(tiny_model[0].config, 32)
-    assert budget["ffn_neurons"] == 2 * 64 - 16 and budget["heads"] == 8 - 2  # the group and the two lowest heads
-    assert budget["removed_mac_fraction"] == pytest.approx((16 * costs.neuron + 2 * costs.head)
-                                                           / costs.encoder_macs(8, 128))
-    assert budget["onnx_max_abs_diff"] < 1e-4
+    assert first["ffn_neurons"] == 2 * 64 - 16 and first["heads"] == 8 - 2  # the group and the two lowest heads
+    assert first["removed_mac_fraction"] == pytest.approx((16 * costs.neuron + 2 * costs.head)
+                                                          / costs.encoder_macs(8, 128))
+    expected = select_learned(at_30, 64, costs, 0.3)  # the 0.3 controller's order: FFN groups before any head
+    assert second["heads"] == 8 - sum(map(len, expected.heads.values())) and expected.neurons
+    assert second["ffn_neurons"] == 2 * 64 - sum(map(len, expected.neurons.values()))
+    assert first["onnx_max_abs_diff"] < 1e-4 and second["onnx_max_abs_diff"] < 1e-4
 
 
 def test_a_model_pruned_before_is_refused_and_nothing_is_written(tiny_model, tmp_path):

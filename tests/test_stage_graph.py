@@ -167,9 +167,17 @@ def test_new_learned_scores_rerun_only_the_stages_of_their_strategy(strategy):
     """A retrained controller's scores reach its strategy's prune stages (and, for head scores, the ranking of every
     head strategy), not the prune stage of any other strategy."""
     ranking = {"ranking"} if isinstance(get_strategy(strategy), HeadStrategy) else set()
-    after_finetuning = {f"post_prune_mcap@{strategy}"} if strategy in LEARNED_STRUCTURED else set()
     assert stages_depending_on(ROOT / "reports" / strategy / "delta") == {
-        f"prune_mcap@{strategy}", f"prune_transfer_mcap@{strategy}"} | ranking | after_finetuning
+        f"prune_mcap@{strategy}", f"prune_transfer_mcap@{strategy}"} | ranking
+
+
+@pytest.mark.parametrize("strategy", LEARNED_STRUCTURED)
+def test_controllers_trained_per_budget_rerun_only_the_after_finetuning_sweep_they_rank(strategy):
+    """The controllers of meta_controller_budgets rank post_prune_mcap's units, and nothing pruned before fine-tuning;
+    the controller trained at prune.ratio is not among their inputs, so `-S prune.ratio` reruns neither."""
+    assert stages_depending_on(ROOT / "reports" / strategy / "delta_by_budget") == {f"post_prune_mcap@{strategy}"}
+    assert "prune.ratio" not in stage_params(STAGES["meta_controller_budgets"])
+    assert "prune.ratio" not in stage_params(STAGES["post_prune_mcap"])
 
 
 def test_code_no_stage_runs_is_no_stage_dependency():

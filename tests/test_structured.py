@@ -247,3 +247,22 @@ def test_the_last_neuron_group_of_an_uneven_width_is_smaller_and_costs_less():
     assert [len(group) for group in neuron_groups(20, 8)] == [8, 8, 4]
     cost = unit_cost_vector(COSTS, 1, 4, 20, 8)
     assert cost.tolist() == [COSTS.head] * 4 + [8 * COSTS.neuron, 8 * COSTS.neuron, 4 * COSTS.neuron]
+
+
+def test_scores_by_budget_are_read_for_each_budget_and_a_missing_budget_is_named(tmp_path, monkeypatch):
+    import json
+
+    from mcap.structured import budget_scores_path, learned_scores_json, read_budget_scores
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(McapError, match=r"delta_by_budget/sst2\.json: missing; the meta_controller_budgets stage"):
+        read_budget_scores("structured_mcap", "sst2", [0.1])
+    scores = {f"{ratio:g}": learned_scores_json(torch.full((2, 4), ratio), torch.zeros(2, 8), 8) for ratio in (0.1, 0.3)}
+    path = budget_scores_path("structured_mcap", "sst2")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"by_budget": scores}))
+    read = read_budget_scores("structured_mcap", "sst2", [0.3, 0.1])
+    assert list(read) == [0.3, 0.1] and read[0.3]["heads"][0][0] == pytest.approx(0.3)
+    with pytest.raises(McapError, match=r"no controller trained at the budgets \[0\.2\] of 'post_prune.mac_ratios' "
+                                        r"\(trained at 0\.1, 0\.3\)"):
+        read_budget_scores("structured_mcap", "sst2", [0.1, 0.2])

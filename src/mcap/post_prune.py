@@ -5,9 +5,9 @@ For a fine-tuned unpruned classifier:
 
 1. Fisher importance of every head and FFN neuron on labelled train sentences (:func:`unit_statistics`);
 2. for each budget, the least important units per MAC are removed up to that fraction of the encoder's
-   MACs (:func:`select_units`, :func:`remove_units`) — or, given a structured meta-controller's scores
-   (``structured_mcap``, not in Kwon et al.), the heads and neuron groups of lowest δ
-   (:func:`select_learned`) — then mask tuning rescales the survivors by least
+   MACs (:func:`select_units`, :func:`remove_units`) — or, given the scores of structured meta-controllers trained
+   at each budget (``structured_mcap``, not in Kwon et al.), the heads and neuron groups of lowest score by the
+   budget's controller (:func:`select_learned`) — then mask tuning rescales the survivors by least
    squares, sublayer by sublayer, to reconstruct the unpruned model's pre-LayerNorm sums
    (:func:`tune_masks`);
 3. each pruned model is scored on every test sentence, exported to ONNX, checked against PyTorch, and
@@ -64,10 +64,11 @@ def onnx_name(ratio: float | None) -> str:
 
 def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, test: pd.DataFrame,
                            settings: PostPruneSettings, timing: EvaluateSettings, max_seq_len: int,
-                           onnx_dir: Path, learned_scores: Mapping[str, Any] | None = None) -> dict:
+                           onnx_dir: Path, learned_scores: Mapping[float, Mapping[str, Any]] | None = None) -> dict:
     """Prune the fine-tuned unpruned ``model`` (CPU) to each of ``settings.mac_ratios``; write the ONNX models to
     ``onnx_dir``; return the metrics of the unpruned model and of every budget. Units are ranked by their Fisher
-    importance, or by ``learned_scores`` (a structured meta-controller's δ, :func:`select_learned`) if given."""
+    importance, or, if ``learned_scores`` is given ({budget: a structured meta-controller's scores}), at each budget
+    by the scores of the controller trained at it (:func:`select_learned`)."""
     if count_heads(model) != model.config.num_hidden_layers * model.config.num_attention_heads or (
             ffn_layout(model) != [model.config.intermediate_size] * model.config.num_hidden_layers):
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
@@ -78,8 +79,9 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
         select = partial(select_units, torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs)
         ranking = {"ranking": "fisher", "fisher_examples": statistics.examples}
     else:
-        select = partial(select_learned, learned_scores, model.config.intermediate_size, costs)
-        ranking = {"ranking": "meta-controller"}
+        def select(ratio: float) -> StructuredSelection:
+            return select_learned(learned_scores[ratio], model.config.intermediate_size, costs, ratio)
+        ranking = {"ranking": "meta-controller"}  # the controller trained at each budget
     quality_batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
     reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,

@@ -10,9 +10,11 @@ groups of FFN neurons in the order of a learned score (:func:`select_learned`: a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -89,10 +91,34 @@ def select_groups(head_scores: torch.Tensor, group_scores: torch.Tensor, width: 
 
 
 def select_learned(scores: Mapping[str, Any], width: int, costs: UnitCosts, ratio: float) -> StructuredSelection:
-    """:func:`select_groups` on one structured meta-controller's scores as the meta_controller_structured stage
-    writes them: ``{"heads": (layers, H), "neuron_groups": (layers, G), "neuron_group_size": int}``."""
+    """:func:`select_groups` on one structured meta-controller's scores as :func:`learned_scores_json` writes them."""
     return select_groups(torch.tensor(scores["heads"]), torch.tensor(scores["neuron_groups"]), width,
                          scores["neuron_group_size"], costs, ratio)
+
+
+def learned_scores_json(heads: torch.Tensor, groups: torch.Tensor, group_size: int) -> dict[str, Any]:
+    """A structured meta-controller's scores of heads (layers, H) and of neuron groups (layers, G) as JSON."""
+    return {"heads": heads.tolist(), "neuron_groups": groups.tolist(), "neuron_group_size": group_size}
+
+
+def budget_scores_path(strategy: str, task: str) -> Path:
+    """Where the meta_controller_budgets stage writes ``task``'s scores from ``strategy``'s controllers, one trained
+    at each budget of post_prune.mac_ratios."""
+    return Path("reports") / strategy / "delta_by_budget" / f"{task}.json"
+
+
+def read_budget_scores(strategy: str, task: str, ratios: list[float]) -> dict[float, dict[str, Any]]:
+    """{budget: scores} for each of ``ratios``, from :func:`budget_scores_path`."""
+    path = budget_scores_path(strategy, task)
+    if not path.is_file():
+        raise McapError(f"{path}: missing; the meta_controller_budgets stage writes it for each strategy of "
+                        "'post_prune.learned' and each task of 'tasks'")
+    by_budget = json.loads(path.read_text())["by_budget"]
+    missing = [ratio for ratio in ratios if f"{ratio:g}" not in by_budget]
+    if missing:
+        raise McapError(f"{path}: no controller trained at the budgets {missing} of 'post_prune.mac_ratios' "
+                        f"(trained at {', '.join(by_budget)})")
+    return {ratio: by_budget[f"{ratio:g}"] for ratio in ratios}
 
 
 def _by_layer(units: list[int], heads_per_layer: int, widths: list[int]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
