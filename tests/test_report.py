@@ -219,3 +219,26 @@ def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode
     assert lines[4].endswith("| large | 30% | 0.545 ± 0.010 | -0.5 | 1.50× | 1.40× | 2 |")
     assert lines[5].endswith("| 50% | 0.530 ± 0.010 | -2.0 | 1.90× | 1.80× | 2 |")  # 60% loses more than 3 points
     assert len(lines) == 2 + 4 + 2 and "elsewhere" not in "\n".join(lines)  # a missing sweep is left out
+
+
+def test_a_structured_sweep_keeps_named_runs_and_shows_each_row_once_from_the_first_run(tmp_path):
+    import structured_sweep
+
+    def kept(name: str, rows: list[tuple], commit: str) -> None:
+        run = tmp_path / name
+        run.mkdir()
+        frame = pd.DataFrame([dict(zip(["strategy", "mode", "mac_ratio", "mcc_mean", "mcc_delta"], row), task="sst2", n=2)
+                              for row in rows])
+        frame.to_csv(run / "structured.csv", index=False)
+        (run / "structured.md").write_text(f"# title\n\nsetup of {name}\n\n## Targets\n")
+        (run / "commit").write_text(commit + "\n")
+
+    kept("ratio-0.2", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02)], "a" * 40)
+    kept("after-structured_mcap", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02),
+                                   ("structured_mcap", "after", 0.3, 0.40, -0.15)], "b" * 40)
+    table = structured_sweep.merged_table(tmp_path)
+    assert sorted(zip(table["strategy"], table["mode"])) == [
+        ("none", ""), ("structured_gradient", "after"), ("structured_mcap", "after")]
+    setup = structured_sweep.setup_of(tmp_path)
+    assert setup.startswith("setup of after-structured_mcap")
+    assert f"after-structured_mcap: `{'b' * 10}`, ratio-0.2: `{'a' * 10}`" in setup

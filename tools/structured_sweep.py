@@ -8,8 +8,10 @@ produced it, and ``render`` writes the merged structured.{md,csv,png} beside the
     python tools/structured_sweep.py add reports/runs/structured       # after each `dvc exp run ... structured_report`
     python tools/structured_sweep.py render reports/runs/structured
 
-Rows that do not depend on the ratio (the unpruned model, every after-fine-tuning budget) are the same in
-every run (DVC reruns none of their stages) and are kept once, from the first run that has them.
+A run is kept as ``ratio-<prune.ratio>/``, or under a name given after the folder (``add FOLDER NAME``: e.g. a
+run that adds a ranking to an after-fine-tuning sweep kept before). Rows that do not depend on the ratio (the
+unpruned model, every after-fine-tuning budget) are the same in every run (DVC reruns none of their stages) and
+are kept once, from the first run (in name order) that has them.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ REPORTS = Path("reports")
 KEY = ["task", "strategy", "mode", "mac_ratio"]
 
 
-def add_run(folder: Path) -> Path:
-    """Keep the workspace's reports/structured.csv, params.yaml and dvc.lock as ``folder/ratio-<prune.ratio>/``."""
+def add_run(folder: Path, name: str | None = None) -> Path:
+    """Keep the workspace's reports/structured.csv, params.yaml and dvc.lock as ``folder/<name>/`` (default
+    ``ratio-<prune.ratio>``)."""
     table = REPORTS / "structured.csv"
     if not table.is_file():
         raise McapError(f"{table}: missing; run the structured_report stage first")
     ratio = yaml.safe_load(Path("params.yaml").read_text())["prune"]["ratio"]
-    run = folder / f"ratio-{ratio:g}"
+    run = folder / (name or f"ratio-{ratio:g}")
     run.mkdir(parents=True, exist_ok=True)
     for path in (table, REPORTS / "structured.md", Path("params.yaml"), Path("dvc.lock")):
         shutil.copy(path, run / path.name)
@@ -46,7 +49,7 @@ def add_run(folder: Path) -> Path:
 
 def merged_table(folder: Path) -> pd.DataFrame:
     """Every kept run's rows, each (task, strategy, mode, MAC ratio) once."""
-    runs = sorted(folder.glob("ratio-*/structured.csv"))
+    runs = sorted(folder.glob("*/structured.csv"))
     if not runs:
         raise McapError(f"{folder}: no runs kept; `python tools/structured_sweep.py add {folder}` after each run")
     frame = pd.concat([pd.read_csv(run, keep_default_na=False, na_values=[""]) for run in runs], ignore_index=True)
@@ -57,11 +60,11 @@ def merged_table(folder: Path) -> pd.DataFrame:
 
 def setup_of(folder: Path) -> str:
     """The first run's setup paragraph, and which commit produced each run."""
-    runs = sorted(folder.glob("ratio-*"))
+    runs = sorted(path.parent for path in folder.glob("*/structured.csv"))
     setup = (runs[0] / "structured.md").read_text().split("\n\n")[1]
-    commits = ", ".join(f"{run.name.removeprefix('ratio-')}: `{(run / 'commit').read_text().strip()[:10]}`" for run in runs)
-    return (f"{setup}\n\nOne run per `prune.ratio` (the before-fine-tuning rows); the runs' params and locks are kept "
-            f"beside this file. Commits by ratio: {commits}.")
+    commits = ", ".join(f"{run.name}: `{(run / 'commit').read_text().strip()[:10]}`" for run in runs)
+    return (f"{setup}\n\nOne run per `prune.ratio` (the before-fine-tuning rows), each kept with its params and lock "
+            f"beside this file; a row in several runs is shown from the first. Commits by run: {commits}.")
 
 
 def render(folder: Path) -> None:
@@ -72,12 +75,12 @@ def render(folder: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) != 3 or sys.argv[1] not in ("add", "render"):
-        sys.exit("usage: python tools/structured_sweep.py add|render FOLDER")
+    if not (len(sys.argv) == 3 or (len(sys.argv) == 4 and sys.argv[1] == "add")) or sys.argv[1] not in ("add", "render"):
+        sys.exit("usage: python tools/structured_sweep.py add FOLDER [NAME] | render FOLDER")
     folder = Path(sys.argv[2])
     try:
         if sys.argv[1] == "add":
-            print(f"{add_run(folder)}: kept")
+            print(f"{add_run(folder, *sys.argv[3:])}: kept")
         else:
             render(folder)
             print(f"{folder}/structured.{{md,csv,png}}: written")
