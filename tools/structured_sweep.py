@@ -9,9 +9,10 @@ produced it, and ``render`` writes the merged structured.{md,csv,png} beside the
     python tools/structured_sweep.py render reports/runs/structured
 
 A run is kept as ``ratio-<prune.ratio>/``, or under a name given after the folder (``add FOLDER NAME``: e.g. a
-run that adds a ranking to an after-fine-tuning sweep kept before). Rows that do not depend on the ratio (the
-unpruned model, every after-fine-tuning budget) are the same in every run (DVC reruns none of their stages) and
-are kept once, from the first run (in name order) that has them.
+run that adds a ranking to an after-fine-tuning sweep kept before, named to sort after it). Rows that do not
+depend on the ratio (the unpruned model, every after-fine-tuning budget) are the same in every run (DVC reruns
+none of their stages) and are kept once, from the first run (in name order) that has them; the setup paragraph
+is the last run's.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def merged_table(folder: Path) -> pd.DataFrame:
 
 
 def setup_of(folder: Path) -> str:
-    """The first run's setup paragraph, and which commit produced each run."""
+    """The last run's setup paragraph, and which commit produced each run."""
     runs = sorted(path.parent for path in folder.glob("*/structured.csv"))
-    setup = (runs[0] / "structured.md").read_text().split("\n\n")[1]
+    setup = (runs[-1] / "structured.md").read_text().split("\n\n")[1]  # a run adding rows describes them too
     commits = ", ".join(f"{run.name}: `{(run / 'commit').read_text().strip()[:10]}`" for run in runs)
     return (f"{setup}\n\nOne run per `prune.ratio` (the before-fine-tuning rows), each kept with its params and lock "
             f"beside this file; a row in several runs is shown from the first. Commits by run: {commits}.")
