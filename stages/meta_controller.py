@@ -25,10 +25,9 @@ from mcap.controller import (
     unpruned_states,
 )
 from mcap.errors import McapError
-from mcap.meta_training import load_pattern_cnn, task_pools, unpruned_probes
+from mcap.meta_training import load_pattern_cnn, pooled_sentences, task_pools, unpruned_probes
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
-from mcap.splits import read_split
 from mcap.strategies import PruneContext
 from mcap.strategies.base import learned_scores_dir
 from mcap.strategies.head_gradient import GradientHeads  # the diagnostics compare the scores with its scores
@@ -61,7 +60,7 @@ def main(params, args):
     seed = mcap.seeds[0]  # the classifier head's initialisation for head_gradient's probe, and the diagnostics' focus
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
     cnn = load_pattern_cnn()
-    train = {task: read_split(Path("data/processed") / task, "train").head(mcap.pool_examples) for task in tasks}
+    train = pooled_sentences(tasks, mcap.pool_examples)
     pools = task_pools(model, tokenizer, cnn, train, mcap.map_length)
     # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps. Structured scores
     # cover neuron groups too: they are not compared with head scores.

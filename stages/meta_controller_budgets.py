@@ -13,11 +13,10 @@ from safetensors.torch import save_file
 from mcap.cli import run_stage
 from mcap.controller import ControllerSettings, objective_change, train_controller, unpruned_states
 from mcap.errors import McapError
-from mcap.meta_training import load_pattern_cnn, task_pools, unpruned_probes
+from mcap.meta_training import load_pattern_cnn, pooled_sentences, task_pools, unpruned_probes
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
-from mcap.splits import read_split
-from mcap.structured import budget_scores_path, learned_scores_json
+from mcap.structured import budget_key, budget_scores_path, learned_scores_json
 
 STRUCTURED = "structured_mcap"  # the meta-controller that scores heads and FFN neuron groups
 
@@ -28,23 +27,22 @@ def main(params, args):
                         f"meta-controllers, which score heads and FFN neuron groups: {STRUCTURED}")
     mcap, tasks, train_tasks, seed = params.mcap, params.tasks, params.mcap_train_tasks(), params.seed
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
-    train = {task: read_split(Path("data/processed") / task, "train").head(mcap.pool_examples) for task in tasks}
     cnn = load_pattern_cnn()
-    pools = task_pools(model, tokenizer, cnn, train, mcap.map_length)
+    pools = task_pools(model, tokenizer, cnn, pooled_sentences(tasks, mcap.pool_examples), mcap.map_length)
     states = unpruned_states(pools, unpruned_probes(pools, train_tasks), mcap.task_weight)
     by_budget, learning = {}, {}
     with atomic_dir(Path("models/meta_controller_budgets") / args.strategy) as staging:
         for ratio in params.post_prune.mac_ratios:
             settings = ControllerSettings.of(mcap, ratio, seed, mac_seq_len=params.train.max_seq_len)
             controller, history = train_controller(model, cnn, pools, states, train_tasks, settings)
-            by_budget[f"{ratio:g}"] = {task: controller.importance(pools[task]) for task in tasks}
-            learning[f"{ratio:g}"] = objective_change(history)
-            save_file(controller.state_dict(), str(staging / f"controller-macs-removed-{ratio:g}.safetensors"))
+            by_budget[budget_key(ratio)] = {task: controller.importance(pools[task]) for task in tasks}
+            learning[budget_key(ratio)] = objective_change(history)
+            save_file(controller.state_dict(), str(staging / f"controller-macs-removed-{budget_key(ratio)}.safetensors"))
     for task in tasks:
         write_json(budget_scores_path(args.strategy, task), {
             "task": task, "meta_trained_on": train_tasks, "seed": seed,
-            "by_budget": {ratio: learned_scores_json(*scores[task], settings.neuron_group_size)
-                          for ratio, scores in by_budget.items()},
+            "by_budget": {key: learned_scores_json(*scores[task], mcap.neuron_group_size)
+                          for key, scores in by_budget.items()},
         })
     write_json(Path("reports") / args.strategy / "controller_budgets" / "diagnostics.json", {"seed": seed, "by_budget": learning})
 

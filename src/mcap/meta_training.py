@@ -13,6 +13,7 @@ from mcap.attention_maps import extract_maps
 from mcap.controller import TaskPool, build_pool
 from mcap.patterns import PatternCNN
 from mcap.probe import TaskProbe
+from mcap.splits import read_split
 
 PATTERN_CNN = Path("models/pattern_cnn/model.safetensors")  # written by the pattern_cnn stage
 MAP_BATCH_SIZE = 32
@@ -23,6 +24,11 @@ def load_pattern_cnn(path: Path = PATTERN_CNN) -> PatternCNN:
     cnn = PatternCNN()
     cnn.load_state_dict(load_file(str(path)))
     return cnn.eval()
+
+
+def pooled_sentences(tasks: list[str], pool_examples: int | None) -> dict[str, pd.DataFrame]:
+    """Per task, the first ``pool_examples`` sentences of its train split (None: all of them)."""
+    return {task: read_split(Path("data/processed") / task, "train").head(pool_examples) for task in tasks}
 
 
 def task_pools(model: nn.Module, tokenizer, cnn: PatternCNN, frames: Mapping[str, pd.DataFrame],

@@ -101,6 +101,11 @@ def learned_scores_json(heads: torch.Tensor, groups: torch.Tensor, group_size: i
     return {"heads": heads.tolist(), "neuron_groups": groups.tolist(), "neuron_group_size": group_size}
 
 
+def budget_key(ratio: float) -> str:
+    """A budget as a key of the scores by budget (``0.1`` → ``"0.1"``)."""
+    return f"{ratio:g}"
+
+
 def budget_scores_path(strategy: str, task: str) -> Path:
     """Where the meta_controller_budgets stage writes ``task``'s scores from ``strategy``'s controllers, one trained
     at each budget of post_prune.mac_ratios."""
@@ -114,11 +119,11 @@ def read_budget_scores(strategy: str, task: str, ratios: list[float]) -> dict[fl
         raise McapError(f"{path}: missing; the meta_controller_budgets stage writes it for each strategy of "
                         "'post_prune.learned' and each task of 'tasks'")
     by_budget = json.loads(path.read_text())["by_budget"]
-    missing = [ratio for ratio in ratios if f"{ratio:g}" not in by_budget]
+    missing = [ratio for ratio in ratios if budget_key(ratio) not in by_budget]
     if missing:
         raise McapError(f"{path}: no controller trained at the budgets {missing} of 'post_prune.mac_ratios' "
                         f"(trained at {', '.join(by_budget)})")
-    return {ratio: by_budget[f"{ratio:g}"] for ratio in ratios}
+    return {ratio: by_budget[budget_key(ratio)] for ratio in ratios}
 
 
 def _by_layer(units: list[int], heads_per_layer: int, widths: list[int]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
