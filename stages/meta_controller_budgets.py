@@ -2,21 +2,23 @@
 trained on mcap.train_tasks once per budget of post_prune.mac_ratios, for post_prune_mcap.
 
 A controller trained at one budget ranks the units for that budget: cut at another, its order is not what it
-learned (trained at 20% of the MACs, it removes heads only, so at 30% its order removes every head before any
-FFN group). Each budget of the after-fine-tuning sweep is therefore ranked by a controller trained at it.
+learned. Each budget of the after-fine-tuning sweep is therefore ranked by a controller trained at it. The
+diagnostics record, per budget, the objective's change over training and how many heads and FFN neurons the
+controller's scores remove for each task.
 """
 
 from pathlib import Path
 
 from safetensors.torch import save_file
 
+from mcap.budget import UnitCosts
 from mcap.cli import run_stage
 from mcap.controller import ControllerSettings, objective_change, train_controller, unpruned_states
 from mcap.errors import McapError
 from mcap.meta_training import load_pattern_cnn, pooled_sentences, task_pools, unpruned_probes
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
-from mcap.structured import budget_key, budget_scores_path, learned_scores_json
+from mcap.structured import budget_key, budget_scores_path, learned_scores_json, select_learned
 
 STRUCTURED = "structured_mcap"  # the meta-controller that scores heads and FFN neuron groups
 
@@ -30,19 +32,22 @@ def main(params, args):
     cnn = load_pattern_cnn()
     pools = task_pools(model, tokenizer, cnn, pooled_sentences(tasks, mcap.pool_examples), mcap.map_length)
     states = unpruned_states(pools, unpruned_probes(pools, train_tasks), mcap.task_weight)
+    costs, width = UnitCosts.of(model.config, params.train.max_seq_len), model.config.intermediate_size
     by_budget, learning = {}, {}
     with atomic_dir(Path("models/meta_controller_budgets") / args.strategy) as staging:
         for ratio in params.post_prune.mac_ratios:
             settings = ControllerSettings.of(mcap, ratio, seed, mac_seq_len=params.train.max_seq_len)
             controller, history = train_controller(model, cnn, pools, states, train_tasks, settings)
-            by_budget[budget_key(ratio)] = {task: controller.importance(pools[task]) for task in tasks}
-            learning[budget_key(ratio)] = objective_change(history)
+            scores = {task: learned_scores_json(*controller.importance(pools[task]), mcap.neuron_group_size)
+                      for task in tasks}
+            by_budget[budget_key(ratio)] = scores
+            learning[budget_key(ratio)] = {**objective_change(history), "removed": {
+                task: select_learned(scores[task], width, costs, ratio).composition() for task in tasks}}
             save_file(controller.state_dict(), str(staging / f"controller-macs-removed-{budget_key(ratio)}.safetensors"))
     for task in tasks:
         write_json(budget_scores_path(args.strategy, task), {
             "task": task, "meta_trained_on": train_tasks, "seed": seed,
-            "by_budget": {key: learned_scores_json(*scores[task], mcap.neuron_group_size)
-                          for key, scores in by_budget.items()},
+            "by_budget": {key: scores[task] for key, scores in by_budget.items()},
         })
     write_json(Path("reports") / args.strategy / "controller_budgets" / "diagnostics.json", {"seed": seed, "by_budget": learning})
 

@@ -259,8 +259,34 @@ def test_structured_masks_remove_heads_and_whole_neuron_groups_within_the_mac_bu
         assert ratio * total - float(controller.cost.max()) < removed <= ratio * total
     upstream = [torch.randn(64), torch.randn(64)]
     sum((mask * grad).sum() for mask, grad in zip(masks.neurons, upstream)).backward()
-    expected = torch.stack(upstream).view(2, 8, 8).sum(-1)  # straight-through: a group's gradient is its neurons' sum
-    assert torch.allclose(controller.group_logits.grad, expected, atol=1e-6)
+    # Straight-through: a group's mask gets its neurons' summed gradient; the centring over all 8 heads and 16 groups
+    # then takes the mean over the units away.
+    per_group = torch.stack(upstream).view(2, 8, 8).sum(-1)
+    assert torch.allclose(controller.group_logits.grad, per_group - per_group.sum() / 24, atol=1e-5)
+
+
+def test_a_gain_every_unit_shares_moves_neither_heads_nor_neuron_groups_ahead_of_the_other(tiny_model):
+    """Keeping any unit lowers the loss, so the straight-through gradient pushes every logit up. A push shared by
+    every unit alike must not change the order: neither kind of unit may gain a level of its own (which would put
+    every unit of the other kind first in the removal order)."""
+    model, _ = tiny_model
+    controller = structured_controller(model)
+    optimizer = torch.optim.Adam(controller.unit_logit_parameters(), lr=0.1)
+    generator = torch.Generator().manual_seed(0)
+    task, features, surviving = torch.randn(32), torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool)
+    for _ in range(20):
+        masks = controller.sample_masks(task, features, 0.3, surviving, 1.0, generator)
+        kept_units = masks.heads.sum() + sum(mask.sum() / 8 for mask in masks.neurons)  # a group of 8 neurons is one unit
+        optimizer.zero_grad()
+        (-kept_units).backward()  # the same gain for each unit kept
+        optimizer.step()
+    head_logits, group_logits = controller(task, features)
+    assert head_logits.abs().max() < 1e-5 and group_logits.abs().max() < 1e-5  # all still tied at the common level 0
+    with torch.no_grad():
+        controller.group_logits.add_(3.0)  # a level of the groups' own is removed with the heads' common level
+    head_logits, group_logits = controller(task, features)
+    assert torch.cat([head_logits.flatten(), group_logits.flatten()]).mean().abs() < 1e-5
+    assert float(group_logits.mean() - head_logits.mean()) == pytest.approx(3.0, abs=1e-5)
 
 
 def test_a_planted_neuron_group_ranks_first_among_the_groups(tiny_model):

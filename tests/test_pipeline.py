@@ -144,6 +144,10 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     assert learned["unpruned"]["test"] == after["unpruned"]["test"]  # the same fine-tuned model, ranked by δ instead
     by_budget = json.loads((repo / "reports" / "structured_mcap" / "delta_by_budget" / "sst2.json").read_text())
     assert list(by_budget["by_budget"]) == ["0.4"] and by_budget["seed"] == 42  # a controller per budget
+    budgets = json.loads((repo / "reports" / "structured_mcap" / "controller_budgets" / "diagnostics.json").read_text())
+    removed = budgets["by_budget"]["0.4"]["removed"]["sst2"]  # what that controller's scores remove
+    assert 0.3 < removed["removed_mac_fraction"] <= 0.4
+    assert removed["removed_mac_fraction"] == pytest.approx(learned["budgets"][0]["removed_mac_fraction"])
     mcap_before = json.loads((repo / "reports" / "prune" / "sst2-structured_mcap" / "heads.json").read_text())
     assert mcap_before["kind"] == "structured" and 0.1 < mcap_before["removed_mac_fraction"] <= 0.2
     assert metrics["reports/deploy/sst2-structured_mcap/seed-42.json"]["onnx_max_abs_diff"] < 1e-4

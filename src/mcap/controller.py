@@ -165,9 +165,13 @@ class MetaController(nn.Module):
 
     def forward(self, task: torch.Tensor, head_features: torch.Tensor) -> torch.Tensor:
         # task: (d,); head_features: (layers, heads, F) -> logits (layers, heads)
-        hidden = self.task_projection(task)[None, None] + self.feature_projection(head_features) + self.position
-        logits = self.mlp(hidden).squeeze(-1) + self.head_logits
+        logits = self.uncentred_logits(task, head_features)
         return logits - logits.mean()  # a shift of every logit changes no mask of an exact budget
+
+    def uncentred_logits(self, task: torch.Tensor, head_features: torch.Tensor) -> torch.Tensor:
+        """The logits before centring (layers, heads): their common level is free, and the caller removes it."""
+        hidden = self.task_projection(task)[None, None] + self.feature_projection(head_features) + self.position
+        return self.mlp(hidden).squeeze(-1) + self.head_logits
 
     def unit_logit_parameters(self) -> list[nn.Parameter]:
         """The per-unit logits (Adam at ``mcap.lr``; the rest of g at ``mcap.conditional_lr``)."""
@@ -208,11 +212,13 @@ class StructuredMetaController(nn.Module):
 
     Heads get their logits from a :class:`MetaController`. A neuron group has no attention map, so its logit
     is that controller's MLP applied to the projected task representation plus a learned embedding of the
-    group's position (layer, group), plus a learned per-group logit; like the heads', it starts at zero. Head
-    logits are centred over heads and group logits are not, so their common level is learned and no shift of
-    every logit is left free. The mask removes units in increasing perturbed logit, each whose MACs still fit in
-    the budget (:func:`mcap.budget.removed_lowest_first`), the rule :func:`mcap.structured.select_groups` applies
-    to δ when pruning.
+    group's position (layer, group), plus a learned per-group logit; like the heads', it starts at zero. All the
+    logits, heads' and groups' together, are centred over the units: keeping any unit lowers the loss, so the
+    straight-through gradient pushes every logit up, and a level left free for one kind of unit alone (centring
+    the heads only) climbs without bound and puts every unit of the other kind first in the removal order. The
+    mask removes units in increasing perturbed logit, each whose MACs still fit in the budget
+    (:func:`mcap.budget.removed_lowest_first`), the rule :func:`mcap.structured.select_groups` applies to δ when
+    pruning.
     """
 
     def __init__(self, hidden_size: int, feature_size: int, layers: int, heads: int, ffn_width: int, group_size: int,
@@ -228,7 +234,10 @@ class StructuredMetaController(nn.Module):
     def forward(self, task: torch.Tensor, head_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # task: (d,); head_features: (layers, heads, F) -> logits of heads (layers, heads) and groups (layers, G)
         hidden = self.heads.task_projection(task)[None, None] + self.group_position  # (layers, G, width)
-        return self.heads(task, head_features), self.heads.mlp(hidden).squeeze(-1) + self.group_logits
+        head_logits = self.heads.uncentred_logits(task, head_features)
+        group_logits = self.heads.mlp(hidden).squeeze(-1) + self.group_logits
+        level = torch.cat([head_logits.flatten(), group_logits.flatten()]).mean()
+        return head_logits - level, group_logits - level
 
     def unit_logit_parameters(self) -> list[nn.Parameter]:
         return [self.heads.head_logits, self.group_logits]
@@ -251,8 +260,8 @@ class StructuredMetaController(nn.Module):
     @torch.no_grad()
     def importance(self, pool: TaskPool) -> tuple[torch.Tensor, torch.Tensor]:
         """The scores of the heads (layers, heads) and of the neuron groups (layers, G) for a task — no training on
-        it: their logits, whose sigmoid is δ. Not δ itself: nothing bounds the groups' common level against the
-        centred heads', and where it grows large every group's δ rounds to 1 in float32, a tie the order must not have."""
+        it: their logits, whose sigmoid is δ. Not δ itself: a logit far from 0 rounds its δ to 0 or 1 in float32,
+        a tie the order must not have."""
         return self(pool.representations.mean(dim=0), pool.head_features.mean(dim=0))
 
 

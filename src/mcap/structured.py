@@ -39,6 +39,11 @@ class StructuredSelection:
     def removed_fraction(self) -> float:
         return self.removed_macs / self.total_macs
 
+    def composition(self) -> dict[str, float]:
+        """How many heads and FFN neurons go, and their share of the encoder's MACs."""
+        return {"removed_heads": sum(map(len, self.heads.values())),
+                "removed_ffn_neurons": sum(map(len, self.neurons.values())), "removed_mac_fraction": self.removed_fraction}
+
     def summary(self, seq_len: int) -> str:
         return (f"removed {sum(map(len, self.neurons.values()))} FFN neurons and {sum(map(len, self.heads.values()))} "
                 f"heads: {self.removed_fraction:.1%} of the encoder's MACs at {seq_len} tokens")
