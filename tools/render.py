@@ -221,14 +221,13 @@ def render(text: str, block: str, start: str = START, end: str = END) -> str:
 
 
 HEADLINE_SOURCES = (COMPARISON, Path("reports/comparison/sweep_points.csv"))
-# Each mode's headline rows come from one merged sweep (`python tools/structured_sweep.py render` writes them): pruning
-# before fine-tuning needs a fine-tuning per ratio, so it is swept in the seed comparison's regime; pruning after
-# fine-tuning needs only the unpruned model, so it is swept at the CPU-scale training size.
+# The headline's structured rows come from one merged sweep (`python tools/structured_sweep.py render` writes it) at the
+# CPU-scale training size: both modes, pruning before fine-tuning (one run per ratio) and after it (every budget).
+STRUCTURED_SWEEP = Path("reports/runs/structured-cpu-scale/structured.csv")
+CPU_SCALE = "6,000 sentences, 2 epochs (`profiles/structured-cpu-scale.args`)"
 STRUCTURED_MODES = (
-    ("before", "before fine-tuning", Path("reports/runs/structured/structured.csv"),
-     "1,000 sentences, 1 epoch (`profiles/structured.args`)"),
-    ("after", "after fine-tuning, no retraining (`post_prune`)", Path("reports/runs/structured-cpu-scale/structured.csv"),
-     "6,000 sentences, 2 epochs (`profiles/structured-cpu-scale.args`)"),
+    ("before", "before fine-tuning", STRUCTURED_SWEEP, CPU_SCALE),
+    ("after", "after fine-tuning, no retraining (`post_prune`)", STRUCTURED_SWEEP, CPU_SCALE),
 )
 STRUCTURED_LOSSES = (1.0, 3.0)  # MCC points below unpruned: the structured targets' bounds
 
@@ -244,9 +243,9 @@ def structured_headline_markdown(modes: list[tuple[str, str, Path, str]]) -> str
     lines = [("| Structured pruning (heads + FFN neurons, to a MAC budget) | Fine-tuning data | MACs removed | MCC "
               "| ΔMCC (points) | speed-up PyTorch | speed-up onnxruntime | Fine-tuning seeds |"),
              "|---|---|---|---|---|---|---|---|"]
-    sources = []
+    sources = {}  # the modes may share a sweep
     for mode, name, path, regime in modes:
-        sources.append(f"[{path.parent.as_posix()}/structured.md]({path.parent.as_posix()}/structured.md)")
+        sources[f"[{path.parent.as_posix()}/structured.md]({path.parent.as_posix()}/structured.md)"] = None
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
         rows = table[table["strategy"].str.startswith("structured") & (table["task"] == HEADLINE_TASK)
                      & (table["mode"] == mode)]
@@ -284,7 +283,7 @@ def main() -> None:
         print(f"{RESULTS}: results block updated from {', '.join(map(str, shown))}", file=sys.stderr)
     elif target == "readme":
         README.write_text(render(README.read_text(), readme_headline(), HEADLINE_START, HEADLINE_END))
-        structured = [path for _mode, _name, path, _regime in swept_structured_modes()]
+        structured = dict.fromkeys(path for _mode, _name, path, _regime in swept_structured_modes())
         print(f"{README}: headline updated from {', '.join(map(str, (*HEADLINE_SOURCES, *structured)))}", file=sys.stderr)
     else:
         sys.exit("usage: python tools/render.py results|readme")
