@@ -45,7 +45,8 @@ class StructuredSelection:
                 "removed_ffn_neurons": sum(map(len, self.neurons.values())), "removed_mac_fraction": self.removed_fraction}
 
     def summary(self, seq_len: int) -> str:
-        return (f"removed {sum(map(len, self.neurons.values()))} FFN neurons and {sum(map(len, self.heads.values()))} "
+        removed = self.composition()
+        return (f"removed {removed['removed_ffn_neurons']} FFN neurons and {removed['removed_heads']} "
                 f"heads: {self.removed_fraction:.1%} of the encoder's MACs at {seq_len} tokens")
 
 
