@@ -222,7 +222,7 @@ def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode
 
 
 def test_a_structured_sweep_keeps_named_runs_and_shows_each_row_once_from_the_first_run(tmp_path):
-    """Rows shared by two runs come from the first (the run that measured them); the setup from the last."""
+    """Rows shared by two runs come from the first (the run that measured them); the setup from the widest run."""
     import structured_sweep
 
     def kept(name: str, rows: list[tuple], commit: str) -> None:
@@ -237,9 +237,13 @@ def test_a_structured_sweep_keeps_named_runs_and_shows_each_row_once_from_the_fi
     kept("ratio-0.2", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02)], "a" * 40)
     kept("ratio-0.2-structured_mcap", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02),
                                    ("structured_mcap", "after", 0.3, 0.40, -0.15)], "b" * 40)
+    kept("ratio-0.4-before", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02),
+                              ("structured_mcap", "before", 0.4, 0.45, -0.10)], "c" * 40)  # one more ratio, one budget
     table = structured_sweep.merged_table(tmp_path)
-    assert sorted(zip(table["strategy"], table["mode"])) == [
-        ("none", ""), ("structured_gradient", "after"), ("structured_mcap", "after")]
+    assert sorted(zip(table["strategy"], table["mode"], table["mac_ratio"])) == [
+        ("none", "", 0.0), ("structured_gradient", "after", 0.3), ("structured_mcap", "after", 0.3),
+        ("structured_mcap", "before", 0.4)]
     setup = structured_sweep.setup_of(tmp_path)
-    assert setup.startswith("setup of ratio-0.2-structured_mcap")  # the last run's, which describes every row
-    assert f"ratio-0.2: `{'a' * 10}`, ratio-0.2-structured_mcap: `{'b' * 10}`" in setup
+    assert setup.startswith("setup of ratio-0.2-structured_mcap")  # the widest run's, which describes every row
+    assert (f"ratio-0.2: `{'a' * 10}`, ratio-0.2-structured_mcap: `{'b' * 10}`, "
+            f"ratio-0.4-before: `{'c' * 10}`") in setup

@@ -12,7 +12,8 @@ A run is kept as ``ratio-<prune.ratio>/``, or under a name given after the folde
 run that adds a ranking to an after-fine-tuning sweep kept before, named to sort after it). Rows that do not
 depend on the ratio (the unpruned model, every after-fine-tuning budget) are the same in every run (DVC reruns
 none of their stages) and are kept once, from the first run (in name order) that has them; the setup paragraph
-is the last run's.
+is that of the run with the most rows (the one that swept every after-fine-tuning budget: a run made for one more
+``prune.ratio`` may cut post_prune to a single budget).
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ def merged_table(folder: Path) -> pd.DataFrame:
 
 
 def setup_of(folder: Path) -> str:
-    """The last run's setup paragraph, and which commit produced each run."""
+    """The setup paragraph of the run with the most rows, and which commit produced each run."""
     runs = sorted(path.parent for path in folder.glob("*/structured.csv"))
-    setup = (runs[-1] / "structured.md").read_text().split("\n\n")[1]  # a run adding rows describes them too
+    widest = max(runs, key=lambda run: len(pd.read_csv(run / "structured.csv")))  # first of the widest in name order
+    setup = (widest / "structured.md").read_text().split("\n\n")[1]
     commits = ", ".join(f"{run.name}: `{(run / 'commit').read_text().strip()[:10]}`" for run in runs)
     return (f"{setup}\n\nOne run per `prune.ratio` (the before-fine-tuning rows), each kept with its params and lock "
             f"beside this file; a row in several runs is shown from the first. Commits by run: {commits}.")
