@@ -1,8 +1,8 @@
 """Stage meta_controller (``--variant mcap``), meta_controller_iterative (``--variant mcap_iterative``) or
 meta_controller_structured (``--variant structured_mcap``).
 
-Meta-train g(T, Φ) over mcap.train_tasks, once per seed of mcap.seeds, and write per task the
-scores the strategy of the same name prunes with: head δ (``mcap``), the removal order of
+Meta-train g(T, Φ) over mcap.train_tasks, once per seed of mcap.seeds, and write per task of ``tasks`` the
+scores the strategy of the same name prunes with (a transfer task's come from the transfer_scores stage): head δ (``mcap``), the removal order of
 pruning in steps of mcap.iterative_step with g re-fitted on the surviving heads after each step
 (``mcap_iterative``), or δ of heads and of groups of mcap.neuron_group_size FFN neurons, trained to a
 budget of encoder MACs (``structured_mcap``). Each strategy prunes with the controller whose seed is the run's ``seed``,
@@ -25,25 +25,24 @@ from mcap.controller import (
     unpruned_states,
 )
 from mcap.errors import McapError
-from mcap.meta_training import load_pattern_cnn, pooled_sentences, task_pools, unpruned_probes
+from mcap.meta_training import (
+    CONTROLLED,
+    CONTROLLERS,
+    ITERATIVE,
+    STRUCTURED,
+    controller_path,
+    scores_record,
+    task_pools,
+    unpruned_probes,
+)
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
+from mcap.patterns import load_pattern_cnn
+from mcap.score_files import learned_scores_path
+from mcap.splits import read_pools
 from mcap.strategies import PruneContext
-from mcap.strategies.base import learned_scores_dir
 from mcap.strategies.head_gradient import GradientHeads  # the diagnostics compare the scores with its scores
-from mcap.structured import learned_scores_json
 from mcap.tracking import log_history
-
-ITERATIVE, STRUCTURED = "mcap_iterative", "structured_mcap"
-# Per variant (the strategy that prunes with its scores): where its controllers and its diagnostics go.
-VARIANTS = {"mcap": (Path("models/meta_controller"), Path("reports/mcap/controller")),
-            ITERATIVE: (Path("models/meta_controller_iterative"), Path("reports/mcap_iterative/controller")),
-            STRUCTURED: (Path("models/meta_controller_structured"), Path("reports/structured_mcap/controller"))}
-
-
-def json_scores(delta, group_size: int | None):
-    """A task's scores as the strategy reads them: δ (layers, heads), or with neuron groups heads and groups."""
-    return delta.tolist() if group_size is None else learned_scores_json(*delta, group_size)
 
 
 def flat_scores(delta) -> np.ndarray:
@@ -52,15 +51,15 @@ def flat_scores(delta) -> np.ndarray:
 
 
 def main(params, args):
-    if args.variant not in VARIANTS:
-        raise McapError(f"stages/meta_controller.py: --variant must be one of {', '.join(VARIANTS)}, got {args.variant!r}")
-    (controller_dir, report_dir) = VARIANTS[args.variant]
+    if args.variant not in CONTROLLED:
+        raise McapError(f"stages/meta_controller.py: --variant must be one of {', '.join(CONTROLLED)}, got {args.variant!r}")
+    report_dir = Path("reports") / args.variant / "controller"
     iterative, structured = args.variant == ITERATIVE, args.variant == STRUCTURED
-    mcap, tasks, train_tasks = params.mcap, params.all_tasks(), params.mcap_train_tasks()
+    mcap, tasks, train_tasks = params.mcap, params.tasks, params.mcap_train_tasks()
     seed = mcap.seeds[0]  # the classifier head's initialisation for head_gradient's probe, and the diagnostics' focus
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
     cnn = load_pattern_cnn()
-    train = pooled_sentences(tasks, mcap.pool_examples)
+    train = read_pools(tasks)
     pools = task_pools(model, tokenizer, cnn, train, mcap.map_length)
     # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps. Structured scores
     # cover neuron groups too: they are not compared with head scores.
@@ -70,24 +69,24 @@ def main(params, args):
     if not iterative:  # mcap's probes: fitted once, on the unpruned model (train_iterative refits its own per step)
         probes = unpruned_probes(pools, train_tasks)
     histories, scores = {}, {}
-    with atomic_dir(controller_dir) as staging:
+    with atomic_dir(CONTROLLERS / args.variant) as staging:
         for controller_seed in mcap.seeds:
             settings = ControllerSettings.of(mcap, params.prune.ratio, controller_seed, iterative,
                                              params.train.max_seq_len if structured else None)
-            if iterative:
-                controller, histories[controller_seed], by_task = train_iterative(model, cnn, pools, train_tasks, settings,
-                                                                                  mcap.iterative_step)
+            if iterative:  # each step's controller: the transfer_scores stage replays the steps on another task
+                steps, histories[controller_seed], by_task = train_iterative(model, cnn, pools, train_tasks, settings,
+                                                                             mcap.iterative_step)
+                for step, state in enumerate(steps):
+                    save_file(state, str(staging / controller_path(args.variant, controller_seed, step).name))
             else:
                 states = unpruned_states(pools, probes, settings.task_weight)
                 controller, histories[controller_seed] = train_controller(model, cnn, pools, states, train_tasks, settings)
                 by_task = {task: controller.importance(pools[task]) for task in tasks}
+                save_file(controller.state_dict(), str(staging / controller_path(args.variant, controller_seed).name))
             scores[controller_seed] = by_task
-            save_file(controller.state_dict(), str(staging / f"controller-seed-{controller_seed}.safetensors"))
     for task in tasks:
-        write_json(learned_scores_dir(args.variant) / f"{task}.json", {
-            "task": task, "meta_trained_on": train_tasks, "seen_in_meta_training": task in train_tasks,
-            "delta_by_seed": {str(s): json_scores(scores[s][task], settings.neuron_group_size) for s in mcap.seeds},
-        })
+        write_json(learned_scores_path(args.variant, task), scores_record(
+            task, train_tasks, {s: scores[s][task] for s in mcap.seeds}, settings.neuron_group_size))
     scores = {s: {task: flat_scores(delta) for task, delta in by_task.items()} for s, by_task in scores.items()}
     diagnose = iterative_diagnostics if iterative else controller_diagnostics
     write_json(report_dir / "diagnostics.json", diagnose(histories, scores, seed, train_tasks, reference))

@@ -15,10 +15,13 @@ from mcap.budget import UnitCosts
 from mcap.cli import run_stage
 from mcap.controller import ControllerSettings, objective_change, train_controller, unpruned_states
 from mcap.errors import McapError
-from mcap.meta_training import load_pattern_cnn, pooled_sentences, task_pools, unpruned_probes
+from mcap.meta_training import task_pools, unpruned_probes
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
-from mcap.structured import budget_key, budget_scores_path, learned_scores_json, select_learned
+from mcap.patterns import load_pattern_cnn
+from mcap.score_files import budget_scores_path
+from mcap.splits import read_pools
+from mcap.structured import budget_key, learned_scores_json, select_learned
 
 STRUCTURED = "structured_mcap"  # the meta-controller that scores heads and FFN neuron groups
 
@@ -30,7 +33,7 @@ def main(params, args):
     mcap, tasks, train_tasks, seed = params.mcap, params.tasks, params.mcap_train_tasks(), params.seed
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
     cnn = load_pattern_cnn()
-    pools = task_pools(model, tokenizer, cnn, pooled_sentences(tasks, mcap.pool_examples), mcap.map_length)
+    pools = task_pools(model, tokenizer, cnn, read_pools(tasks), mcap.map_length)
     states = unpruned_states(pools, unpruned_probes(pools, train_tasks), mcap.task_weight)
     costs, width = UnitCosts.of(model.config, params.train.max_seq_len), model.config.intermediate_size
     by_budget, learning = {}, {}

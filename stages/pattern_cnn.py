@@ -1,22 +1,14 @@
-"""Stage pattern_cnn: train the 5-convolution attention-pattern classifier and apply it to the real heads."""
+"""Stage pattern_cnn: train the 5-convolution attention-pattern classifier (the attention_maps stage applies it to
+the real heads). It reads no task's data, so that a new task retrains neither it nor the controllers that use it."""
 
 import csv
 from pathlib import Path
 
 from safetensors.torch import save_file
 
-from mcap.attention_maps import load_maps
 from mcap.cli import run_stage
 from mcap.outputs import atomic_dir, write_json
-from mcap.patterns import (
-    PATTERNS,
-    CnnTraining,
-    fit_pattern_cnn,
-    head_patterns,
-    load_labelled_maps,
-    plot_pattern_distribution,
-    synthetic_maps,
-)
+from mcap.patterns import CnnTraining, fit_pattern_cnn, load_labelled_maps, synthetic_maps
 
 REPORT_DIR = Path("reports/mcap/cnn")
 
@@ -33,15 +25,12 @@ def main(params, args):
     model, report = fit_pattern_cnn(maps, labels, settings)
     with atomic_dir(Path("models/pattern_cnn")) as staging:
         save_file(model.state_dict(), str(staging / "model.safetensors"))
-    patterns = {task: head_patterns(model, load_maps(Path("data/attention") / f"{task}.npz")["maps"])
-                for task in params.all_tasks()}
-    plot_pattern_distribution(patterns, REPORT_DIR / "head_patterns.png")
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
     with open(REPORT_DIR / "confusion.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["actual", "predicted"])
         writer.writeheader()
         writer.writerows(report.pop("confusion"))
-    shares = {task: {name: float((found == i).mean()) for i, name in enumerate(PATTERNS)} for task, found in patterns.items()}
-    write_json(REPORT_DIR / "metrics.json", {"source": source, **report, "head_pattern_share": shares})
+    write_json(REPORT_DIR / "metrics.json", {"source": source, **report})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage prune@<task>-<strategy> (prune.strategies) or prune_mcap@<task>-<strategy> (``--learned``: mcap.strategies,
-the strategies that prune with a meta-controller's scores): prune the pre-trained model before fine-tuning."""
+the strategies that prune with a meta-controller's scores): prune the pre-trained model before fine-tuning. The
+transfer tasks' stages pass ``--transfer``: a learned strategy reads the scores the transfer_scores stage inferred."""
 
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def main(params, args):
     seed = params.seed
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
     context = PruneContext.of(params, model, tokenizer, args.task, read_split(Path("data/processed") / args.task, "train"),
-                              seed)
+                              seed, transfer=args.transfer)
     record = prune_model(args.strategy, context)
     with atomic_dir(Path("models/pruned") / pair) as staging:
         save_model(model, tokenizer, staging, record)
@@ -36,4 +37,4 @@ def main(params, args):
 
 
 if __name__ == "__main__":
-    run_stage(main, "task", "strategy", flags=("learned",))
+    run_stage(main, "task", "strategy", flags=("learned", "transfer"))

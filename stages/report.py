@@ -18,7 +18,8 @@ def main(params, args):
               for strategy, label in read_labels(REPORTS / "prune", task, strategies).items()}
     table = build_table(evaluations, labels)
     devices = sorted({run.get("device_name", run["device"]) for runs in evaluations.values() for run in runs})
-    cnn_metrics = json.loads((REPORTS / "mcap" / "cnn" / "metrics.json").read_text())
+    cnn_metrics = {**json.loads((REPORTS / "mcap" / "cnn" / "metrics.json").read_text()),
+                   **json.loads((REPORTS / "mcap" / "head_patterns.json").read_text())}
     setup = (
         f"Model `{params.model.name_or_path}`, pruning ratio {params.prune.ratio}, "
         f"{params.train.epochs} epoch(s), lr grid {params.train.learning_rates}, "

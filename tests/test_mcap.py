@@ -17,8 +17,10 @@ from mcap.controller import (
     episode_schedule,
     exact_budget_mask,
     iterative_diagnostics,
+    new_controller,
     rdd_kl,
     relative_distance_distribution,
+    removal_scores,
     sentence_representations,
     step_ratios,
     train_controller,
@@ -218,7 +220,7 @@ def test_iterative_pruning_removes_by_steps_keeps_the_planted_head_and_drops_the
     model = planted_model(tokenizer)
     task_pools, cnn = make_pools(model, tokenizer, tasks=(("a", 1), ("b", 2), ("unseen", 3)), count=48)
     run = settings(ratio=0.5, passes=3, task_weight=0.0, cnn_weight=0.0)
-    _, history, scores = train_iterative(model, cnn, task_pools, ["a", "b"], run, step=0.25)
+    steps, history, scores = train_iterative(model, cnn, task_pools, ["a", "b"], run, step=0.25)
     dominant, no_op = 1 * 10 + 3, 0 * 10 + 6
     assert sorted({record["ratio"] for record in history}) == [0.25, 0.5]
     for task in ("a", "b", "unseen"):
@@ -227,6 +229,14 @@ def test_iterative_pruning_removes_by_steps_keeps_the_planted_head_and_drops_the
         assert dominant in torch.argsort(flat, descending=True)[:2].tolist()
     for task in ("a", "b"):
         assert scores[task].flatten()[no_op] < 1  # removed in the first step
+    # The saved weights of each step replay the removal on any task: what the transfer_scores stage does.
+    replayed = []
+    for state in steps:
+        controller = new_controller(model, task_pools, ["a", "b"], run)
+        controller.load_state_dict(state)
+        replayed.append(controller.eval())
+    for task in task_pools:
+        assert torch.equal(removal_scores(replayed, task_pools[task], step_ratios(run.ratio, 0.25)), scores[task])
     _, _, first_step = train_iterative(model, cnn, task_pools, ["a", "b"], replace(run, ratio=0.25), step=0.25)
     for task in task_pools:  # a shorter run is the longer run's first steps
         assert torch.equal(torch.argsort(first_step[task].flatten())[:5].sort().values,

@@ -180,21 +180,23 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
 
 def test_mcap_stages_write_delta_for_every_task_and_cnn_metrics(pipeline_repo):
     repo, _params = pipeline_repo
-    for task in ("sst2", "subj"):
-        delta = json.loads((repo / "reports" / "mcap" / "delta" / f"{task}.json").read_text())
+    for task, folder in (("sst2", "delta"), ("subj", "delta_transfer")):  # subj: inferred by transfer_scores
+        delta = json.loads((repo / "reports" / "mcap" / folder / f"{task}.json").read_text())
         assert set(delta["delta_by_seed"]) == {"42", "43"}  # one per mcap.seeds
         assert len(delta["delta_by_seed"]["42"]) == 2 and len(delta["delta_by_seed"]["42"][0]) == 4
         assert delta["seen_in_meta_training"] == (task != "subj")
     diagnostics = json.loads((repo / "reports" / "mcap" / "controller" / "diagnostics.json").read_text())
-    assert set(diagnostics["seed_spearman"]["sst2"]) == {"42~43"} and set(diagnostics["task_spearman"]) == {"sst2~subj"}
+    # the controller stage sees the tasks of `tasks` only (here one, so no pair of tasks), never the transfer task
+    assert set(diagnostics["seed_spearman"]["sst2"]) == {"42~43"} and diagnostics["task_spearman"] == {}
     assert set(diagnostics["gradient_spearman"]) == {"sst2"} and diagnostics["objective_start"] > 0
     assert 0 <= metrics_by_file(repo)["reports/mcap/cnn/metrics.json"]["heldout_accuracy"] <= 1
-    for task in ("sst2", "subj"):  # mcap_iterative: 0.2 of 8 heads in steps of 0.1 = a step removing 0, then one removing 1
-        scores = json.loads((repo / "reports" / "mcap_iterative" / "delta" / f"{task}.json").read_text())["delta_by_seed"]
+    # mcap_iterative: 0.2 of 8 heads in steps of 0.1 = a step removing 0, then one removing 1 (subj: steps replayed)
+    for task, folder in (("sst2", "delta"), ("subj", "delta_transfer")):
+        scores = json.loads((repo / "reports" / "mcap_iterative" / folder / f"{task}.json").read_text())["delta_by_seed"]
         assert set(scores) == {"42", "43"}
         assert sorted(int(score) for row in scores["42"] for score in row) == [1] + [2] * 7
     iterative = json.loads((repo / "reports" / "mcap_iterative" / "controller" / "diagnostics.json").read_text())
-    assert [step["ratio"] for step in iterative["steps"]] == [0.1, 0.2] and set(iterative["task_spearman"]) == {"sst2~subj"}
+    assert [step["ratio"] for step in iterative["steps"]] == [0.1, 0.2] and iterative["task_spearman"] == {}
     assert (repo / "reports" / "mcap" / "attention" / "subj.png").is_file()
 
 
@@ -228,8 +230,8 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
     output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none]",
                   "-S", "mcap.strategies=[mcap]", "-S", "transfer.strategies=[]", "-S", "seeds=[42,7]",
                   "-S", "deploy.strategies=[]"], repo)  # deploy: among the pruned ones
-    for stage in ("meta_controller", "prune_mcap@sst2-mcap", "prune_transfer_mcap@subj-mcap", "finetune_mcap@sst2-mcap-7",
-                  "evaluate_transfer_mcap@subj-mcap-7", "report", "explain_report"):
+    for stage in ("meta_controller", "prune_mcap@sst2-mcap", "transfer_scores@subj-mcap", "prune_transfer_mcap@subj-mcap",
+                  "finetune_mcap@sst2-mcap-7", "evaluate_transfer_mcap@subj-mcap-7", "report", "explain_report"):
         assert f"Running stage '{stage}'" in output
     # The unpruned model does not depend on the ratio: its pruning reruns but writes the same
     # model, so its fine-tuning is not repeated.

@@ -167,8 +167,9 @@ def test_new_learned_scores_rerun_only_the_stages_of_their_strategy(strategy):
     """A retrained controller's scores reach its strategy's prune stages (and, for head scores, the ranking of every
     head strategy), not the prune stage of any other strategy."""
     ranking = {"ranking"} if isinstance(get_strategy(strategy), HeadStrategy) else set()
-    assert stages_depending_on(ROOT / "reports" / strategy / "delta") == {
-        f"prune_mcap@{strategy}", f"prune_transfer_mcap@{strategy}"} | ranking
+    assert stages_depending_on(ROOT / "reports" / strategy / "delta") == {f"prune_mcap@{strategy}"} | ranking
+    assert stages_depending_on(ROOT / "reports" / strategy / "delta_transfer") == {f"prune_transfer_mcap@{strategy}"}
+    assert stages_depending_on(ROOT / "models" / "meta_controller" / strategy) == {f"transfer_scores@{strategy}"}
 
 
 @pytest.mark.parametrize("strategy", LEARNED_STRUCTURED)
@@ -214,3 +215,23 @@ def test_a_new_transfer_task_reaches_no_table_i_stage_directly():
             continue
         assert not any(param.startswith("transfer") for param in stage_params(body)), name
         assert not [dep for dep in body["deps"] if dep in ("data/processed", "data/attention") or dep.endswith("/delta")], name
+
+
+CONTROLLER_STAGES = ["meta_controller", "meta_controller_iterative", "meta_controller_structured", "meta_controller_budgets"]
+
+
+@pytest.mark.parametrize("controller", CONTROLLER_STAGES)
+def test_a_new_transfer_task_retrains_no_controller(controller):
+    """A transfer task changes `transfer.tasks` and rewrites data/processed and data/attention. The controllers
+    read neither: their train sentences come through meta_pool, which keeps the tasks of `tasks` only (DVC reruns
+    it, finds its output unchanged and stops there), and the pattern CNN reads no task. The new task's scores
+    come from transfer_scores, with the controllers already trained."""
+    pool = STAGES["meta_pool"]
+    assert not any(param.startswith("transfer") for param in stage_params(pool))
+    assert pool["outs"] == ["data/meta_pool"]
+    behind_pool = upstream_stages(STAGES, "meta_pool") | {"meta_pool"}
+    for stage in ({controller} | upstream_stages(STAGES, controller)) - behind_pool:
+        assert not any(param.startswith("transfer") for param in stage_params(STAGES[stage])), stage
+        assert not [dep for dep in STAGES[stage]["deps"] if dep in ("data/processed", "data/attention")], stage
+    assert STAGES["transfer_scores"]["matrix"]["task"] == "${transfer.tasks}"
+    assert not any(param.startswith("transfer") for param in stage_params(STAGES["transfer_scores"]))

@@ -252,7 +252,8 @@ def test_the_last_neuron_group_of_an_uneven_width_is_smaller_and_costs_less():
 def test_scores_by_budget_are_read_for_each_budget_and_a_missing_budget_is_named(tmp_path, monkeypatch):
     import json
 
-    from mcap.structured import budget_scores_path, learned_scores_json, read_budget_scores
+    from mcap.score_files import budget_scores_path
+    from mcap.structured import learned_scores_json, read_budget_scores
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(McapError, match=r"delta_by_budget/sst2\.json: missing; the meta_controller_budgets stage"):

@@ -43,11 +43,6 @@ def save_maps(path: Path, arrays: dict[str, np.ndarray], sentences: list[str]) -
     np.savez_compressed(path, sentences=np.array(sentences), **arrays)
 
 
-def load_maps(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as archive:
-        return {name: archive[name] for name in archive.files}
-
-
 def plot_map_grid(maps: np.ndarray, length: int, title: str, path: Path) -> None:
     """One sentence's layers x heads grid of attention maps (the paper's Fig. 1 analogue)."""
     layers, heads = maps.shape[:2]

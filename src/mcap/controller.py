@@ -429,39 +429,58 @@ def surviving_state(model: nn.Module, pool: TaskPool, surviving: torch.Tensor, w
     return PruningState(surviving, probe, vectors)
 
 
+def remove_step(delta: torch.Tensor, surviving: torch.Tensor, scores: torch.Tensor, ratio: float, number: int) -> None:
+    """Step ``number`` of iterative pruning, in place: the surviving heads with the lowest δ (layers, heads) are
+    removed up to the step's budget ``ratio``, each scored ``number`` + its δ."""
+    removed = removed_head_count(ratio, delta.numel()) - int((~surviving).sum())
+    candidates = delta.masked_fill(~surviving, float("inf")).flatten()
+    newly = torch.argsort(candidates, stable=True)[:removed]
+    scores.view(-1)[newly] = number + delta.flatten()[newly]
+    surviving.view(-1)[newly] = False
+
+
+def removal_scores(step_controllers: list[Controller], pool: TaskPool, ratios: list[float]) -> torch.Tensor:
+    """A task's removal scores (layers, heads) from the controller of each step of :func:`train_iterative` (as it
+    left each step): its steps replayed on the task, e.g. one that meta-training never saw."""
+    shape = pool.head_features.shape[1:3]
+    surviving, scores = torch.ones(shape, dtype=torch.bool), torch.zeros(shape)
+    for number, (controller, ratio) in enumerate(zip(step_controllers, ratios, strict=True)):
+        remove_step(controller.importance(pool), surviving, scores, ratio, number)
+    return torch.where(surviving, len(ratios) + step_controllers[-1].importance(pool), scores)
+
+
 def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], train_tasks: list[str],
-                    settings: ControllerSettings, step: float) -> tuple[MetaController, list[dict[str, float]], dict[str, torch.Tensor]]:
-    """Prune towards ``settings.ratio`` in steps of ``step``; return g, its history and each task's removal scores.
+                    settings: ControllerSettings, step: float
+                    ) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, float]], dict[str, torch.Tensor]]:
+    """Prune towards ``settings.ratio`` in steps of ``step``; return g's weights after each step, its history and
+    each task's removal scores.
 
     At each step g continues training (``settings.passes`` passes) with the budget of that step,
     pruning from the heads that survived the earlier steps, with each training task's probe refitted
     on the survivors. Then, for every task of ``pools`` (seen in meta-training or not), the surviving
     heads with the lowest δ are removed up to the step's budget. A head's score is the step that
     removed it plus its δ then (survivors: the number of steps plus their final δ), so the
-    ``floor(ratio × heads)`` lowest scores are exactly the heads removed, in removal order.
+    ``floor(ratio × heads)`` lowest scores are exactly the heads removed, in removal order. The weights
+    of each step give another task's scores by :func:`removal_scores`.
     """
     ratios = step_ratios(settings.ratio, step)
     shape = next(iter(pools.values())).head_features.shape[1:3]
     surviving = {task: torch.ones(shape, dtype=torch.bool) for task in pools}
     scores = {task: torch.zeros(shape) for task in pools}
-    controller, history = None, []
+    controller, history, steps = None, [], []
     for number, ratio in enumerate(ratios):
         states = {task: surviving_state(model, pools[task], surviving[task], settings.task_weight != 0) for task in train_tasks}
         # A seed per step, so that the steps do not replay one another's episode order and noise.
         step_settings = replace(settings, ratio=ratio, seed=settings.seed + 10_000 * number)
         controller, step_history = train_controller(model, cnn, pools, states, train_tasks, step_settings, controller)
         history += [{**record, "ratio": ratio} for record in step_history]
+        steps.append({name: tensor.detach().clone() for name, tensor in controller.state_dict().items()})
         for task, pool in pools.items():
-            delta = controller.importance(pool)  # (layers, heads)
-            removed = removed_head_count(ratio, delta.numel()) - int((~surviving[task]).sum())
-            candidates = delta.masked_fill(~surviving[task], float("inf")).flatten()
-            newly = torch.argsort(candidates, stable=True)[:removed]
-            scores[task].view(-1)[newly] = number + delta.flatten()[newly]
-            surviving[task].view(-1)[newly] = False
+            remove_step(controller.importance(pool), surviving[task], scores[task], ratio, number)
     for task, pool in pools.items():
         final = len(ratios) + controller.importance(pool)
         scores[task] = torch.where(surviving[task], final, scores[task])
-    return controller, history, scores
+    return steps, history, scores
 
 
 @torch.no_grad()

@@ -1,34 +1,35 @@
-"""What the meta-controller stages learn from: each task's pooled train sentences as the unpruned model sees them."""
+"""What the meta-controller stages learn from (each task's pooled train sentences as the unpruned model sees them),
+where they keep their controllers, and the scores a trained controller gives a task."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from mcap.attention_maps import extract_maps
-from mcap.controller import TaskPool, build_pool
+from mcap.controller import (
+    Controller,
+    ControllerSettings,
+    TaskPool,
+    build_pool,
+    new_controller,
+    removal_scores,
+    step_ratios,
+)
 from mcap.patterns import PatternCNN
 from mcap.probe import TaskProbe
-from mcap.splits import read_split
+from mcap.structured import learned_scores_json
 
-PATTERN_CNN = Path("models/pattern_cnn/model.safetensors")  # written by the pattern_cnn stage
 MAP_BATCH_SIZE = 32
-
-
-def load_pattern_cnn(path: Path = PATTERN_CNN) -> PatternCNN:
-    """The trained attention-pattern CNN, in eval mode."""
-    cnn = PatternCNN()
-    cnn.load_state_dict(load_file(str(path)))
-    return cnn.eval()
-
-
-def pooled_sentences(tasks: list[str], pool_examples: int | None) -> dict[str, pd.DataFrame]:
-    """Per task, the first ``pool_examples`` sentences of its train split (None: all of them)."""
-    return {task: read_split(Path("data/processed") / task, "train").head(pool_examples) for task in tasks}
+ITERATIVE, STRUCTURED = "mcap_iterative", "structured_mcap"
+CONTROLLED = ("mcap", ITERATIVE, STRUCTURED)  # the strategies a controller stage learns scores for
+CONTROLLERS = Path("models/meta_controller")  # <strategy>/: the controllers each controller stage trains
 
 
 def task_pools(model: nn.Module, tokenizer, cnn: PatternCNN, frames: Mapping[str, pd.DataFrame],
@@ -43,3 +44,40 @@ def task_pools(model: nn.Module, tokenizer, cnn: PatternCNN, frames: Mapping[str
 def unpruned_probes(pools: Mapping[str, TaskPool], tasks: list[str]) -> dict[str, TaskProbe]:
     """The task term's linear probes, fitted once on the unpruned model's sentence vectors of each of ``tasks``."""
     return {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in tasks}
+
+
+def controller_path(strategy: str, seed: int, step: int | None = None) -> Path:
+    """Where the controller stage of ``strategy`` keeps its controller of ``seed`` (``mcap_iterative``: as each
+    step left it, numbered from 0)."""
+    return CONTROLLERS / strategy / (f"controller-seed-{seed}" + ("" if step is None else f"-step-{step}") + ".safetensors")
+
+
+def load_controller(path: Path, model: nn.Module, pool: TaskPool, settings: ControllerSettings) -> Controller:
+    """A trained controller for ``model`` and the pools' CNN features, in eval mode."""
+    controller = new_controller(model, {"pool": pool}, ["pool"], settings)
+    controller.load_state_dict(load_file(str(path)))
+    return controller.eval()
+
+
+def controller_scores(strategy: str, model: nn.Module, pool: TaskPool, settings: ControllerSettings,
+                      iterative_step: float) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The scores the trained controller of ``strategy`` and seed ``settings.seed`` gives the task of ``pool``, as
+    its controller stage computes them for the tasks it trains with: δ (``mcap``), the removal scores of the steps
+    replayed (``mcap_iterative``), or the logits of heads and neuron groups (``structured_mcap``)."""
+    if strategy == ITERATIVE:
+        ratios = step_ratios(settings.ratio, iterative_step)
+        steps = [load_controller(controller_path(strategy, settings.seed, step), model, pool, settings)
+                 for step in range(len(ratios))]
+        return removal_scores(steps, pool, ratios)
+    return load_controller(controller_path(strategy, settings.seed), model, pool, settings).importance(pool)
+
+
+def json_scores(scores: torch.Tensor | tuple[torch.Tensor, torch.Tensor], group_size: int | None) -> Any:
+    """A task's scores as the strategy reads them: (layers, heads), or with neuron groups heads and groups."""
+    return scores.tolist() if group_size is None else learned_scores_json(*scores, group_size)
+
+
+def scores_record(task: str, train_tasks: list[str], by_seed: Mapping[int, Any], group_size: int | None) -> dict:
+    """The JSON a learned strategy prunes ``task`` with: its scores per controller seed."""
+    return {"task": task, "meta_trained_on": train_tasks, "seen_in_meta_training": task in train_tasks,
+            "delta_by_seed": {str(seed): json_scores(scores, group_size) for seed, scores in by_seed.items()}}

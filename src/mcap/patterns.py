@@ -26,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from mcap.errors import McapError
 from mcap.figures import saved_figure
 
+PATTERN_CNN = Path("models/pattern_cnn/model.safetensors")  # written by the pattern_cnn stage
 PATTERNS = ("vertical", "diagonal", "vertical+diagonal", "block", "heterogeneous")
 VERTICAL = PATTERNS.index("vertical")
 
@@ -217,3 +219,10 @@ def plot_pattern_distribution(patterns_by_task: dict[str, np.ndarray], path: Pat
                 bottom += counts
             ax.set(title=f"{task}: predicted pattern per head", xlabel="layer", ylabel="heads", xticks=range(patterns.shape[0]))
         axes[0][-1].legend(fontsize=7, loc="upper right")
+
+
+def load_pattern_cnn(path: Path = PATTERN_CNN) -> PatternCNN:
+    """The trained attention-pattern CNN, in eval mode."""
+    cnn = PatternCNN()
+    cnn.load_state_dict(load_file(str(path)))
+    return cnn.eval()

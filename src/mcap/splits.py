@@ -32,3 +32,17 @@ def read_split(task_dir: Path, split: str) -> pd.DataFrame:
         raise McapError(f"{path}: missing; run the split stage first (dvc repro split)")
     # na_filter=False: sentences such as "null" or "NA" must stay strings
     return pd.read_csv(path, sep="\t", na_filter=False, dtype={"sentence": str, "label": int})
+
+
+POOL_DIR = Path("data/meta_pool")  # written by the meta_pool stage: <task>.tsv per task of `tasks`
+
+
+def pooled_sentences(tasks: list[str], pool_examples: int | None) -> dict[str, pd.DataFrame]:
+    """Per task, the first ``pool_examples`` sentences of its train split: what the meta-controllers learn from and
+    score a task on (None: all of them)."""
+    return {task: read_split(Path("data/processed") / task, "train").head(pool_examples) for task in tasks}
+
+
+def read_pools(tasks: list[str]) -> dict[str, pd.DataFrame]:
+    """Per task, the pooled sentences as the meta_pool stage kept them (:func:`pooled_sentences`)."""
+    return {task: read_split(POOL_DIR, task) for task in tasks}

@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +23,7 @@ from mcap.budget import UnitCosts, neuron_groups, removed_lowest_first, unit_cos
 from mcap.errors import McapError
 from mcap.ffn import feed_forward_blocks, prune_neurons
 from mcap.heads import attention_blocks, head_size, prune_heads
+from mcap.score_files import budget_scores_path
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,6 @@ def learned_scores_json(heads: torch.Tensor, groups: torch.Tensor, group_size: i
 def budget_key(ratio: float) -> str:
     """A budget as a key of the scores by budget (``0.1`` → ``"0.1"``)."""
     return f"{ratio:g}"
-
-
-def budget_scores_path(strategy: str, task: str) -> Path:
-    """Where the meta_controller_budgets stage writes ``task``'s scores from ``strategy``'s controllers, one trained
-    at each budget of post_prune.mac_ratios."""
-    return Path("reports") / strategy / "delta_by_budget" / f"{task}.json"
 
 
 def read_budget_scores(strategy: str, task: str, ratios: list[float]) -> dict[float, dict[str, Any]]:

@@ -29,6 +29,7 @@ from mcap.errors import McapError
 from mcap.heads import attention_probabilities, head_layout, prune_heads, removed_head_count
 from mcap.modeling import encoder_linears
 from mcap.params import Params, PruneSettings
+from mcap.score_files import learned_scores_path
 from mcap.training import adamw, batches_on, make_accelerator, make_loader, train_step
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class PruneContext:
     """Everything a strategy may use. ``settings`` is the ``prune`` section of params.yaml; ``ratio`` and
-    ``seed`` are this call's budget and seed (the ranking stage varies both)."""
+    ``seed`` are this call's budget and seed (the ranking stage varies both); ``transfer``: the task is one of
+    ``transfer.tasks``, whose learned scores a stage of their own infers."""
 
     model: nn.Module
     tokenizer: Any
@@ -48,15 +50,16 @@ class PruneContext:
     settings: PruneSettings
     max_seq_len: int
     batch_size: int
+    transfer: bool = False
 
     @classmethod
     def of(cls, params: Params, model: nn.Module, tokenizer: Any, task: str, train: pd.DataFrame, seed: int,
-           ratio: float | None = None) -> PruneContext:
+           ratio: float | None = None, transfer: bool = False) -> PruneContext:
         """The context a stage builds from params.yaml: the ``prune`` settings, ``prune.ratio`` unless ``ratio``
         is given, and the training section's sequence length and batch size."""
         return cls(model=model, tokenizer=tokenizer, task=task, train=train,
                    ratio=params.prune.ratio if ratio is None else ratio, seed=seed, settings=params.prune,
-                   max_seq_len=params.train.max_seq_len, batch_size=params.train.batch_size)
+                   max_seq_len=params.train.max_seq_len, batch_size=params.train.batch_size, transfer=transfer)
 
     def importance_examples(self) -> pd.DataFrame:
         """The first ``prune.importance_examples`` train sentences (the split is already shuffled)."""
@@ -153,22 +156,17 @@ class HeadStrategy(Strategy):
         return outcome
 
 
-def learned_scores_dir(strategy: str) -> Path:
-    """Where the stage that learns ``strategy``'s scores writes them, one ``<task>.json`` per task."""
-    return Path("reports") / strategy / "delta"
-
-
-def learned_scores(strategy: str, task: str, seed: int) -> Any:
-    """``task``'s scores of the learned ``strategy`` from its controller of seed ``seed``, as its stage wrote them."""
-    path = learned_scores_dir(strategy) / f"{task}.json"
+def learned_scores(strategy: str, context: PruneContext) -> Any:
+    """The task's scores of the learned ``strategy`` from its controller of seed ``context.seed``."""
+    path = learned_scores_path(strategy, context.task, context.transfer)
     if not path.is_file():
-        raise McapError(f"{path}: missing; the meta-controller stage of {strategy!r} writes scores for every task in "
-                        "'tasks' and 'transfer.tasks'")
+        stage = "transfer_scores" if context.transfer else "meta-controller"
+        raise McapError(f"{path}: missing; the {stage} stage of {strategy!r} writes it")
     by_seed = json.loads(path.read_text())["delta_by_seed"]
-    if str(seed) not in by_seed:
-        raise McapError(f"params.yaml: 'seed' {seed} has no meta-controller; add it to 'mcap.seeds' "
+    if str(context.seed) not in by_seed:
+        raise McapError(f"params.yaml: 'seed' {context.seed} has no meta-controller; add it to 'mcap.seeds' "
                         f"(controllers trained: {', '.join(by_seed)})")
-    return by_seed[str(seed)]
+    return by_seed[str(context.seed)]
 
 
 class LearnedStrategy(Strategy):
@@ -180,7 +178,7 @@ class LearnedHeadStrategy(LearnedStrategy, HeadStrategy):
     """Head scores learned upstream (:class:`LearnedStrategy`)."""
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
-        return torch.tensor(learned_scores(self.name, context.task, context.seed))
+        return torch.tensor(learned_scores(self.name, context))
 
 
 def mean_attention_statistic(

@@ -20,7 +20,7 @@ class StructuredMetaController(LearnedStrategy):
     label = "7c. Structured MCAP: heads + FFN neuron groups by meta-controller δ, to a MAC budget (not in paper)"
 
     def apply(self, context: PruneContext) -> PruneOutcome:
-        model, scores = context.model, learned_scores(self.name, context.task, context.seed)
+        model, scores = context.model, learned_scores(self.name, context)
         selection = select_learned(scores, model.config.intermediate_size, UnitCosts.of(model.config, context.max_seq_len),
                                    context.ratio)
         remove_units(model, selection)
