@@ -2,9 +2,11 @@
 
 import json
 from pathlib import Path
+from statistics import mean, stdev
 
 import pandas as pd
 import pytest
+import yaml
 
 import render
 from mcap.report import (
@@ -233,6 +235,7 @@ def test_a_structured_sweep_keeps_named_runs_and_shows_each_row_once_from_the_fi
         frame.to_csv(run / "structured.csv", index=False)
         (run / "structured.md").write_text(f"# title\n\nsetup of {name}\n\n## Targets\n")
         (run / "commit").write_text(commit + "\n")
+        (run / "params.yaml").write_text(yaml.safe_dump({"seed": 42, "prune": {"ratio": float(name.split("-")[1])}}))
 
     kept("ratio-0.2", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02)], "a" * 40)
     kept("ratio-0.2-structured_mcap", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02),
@@ -247,3 +250,32 @@ def test_a_structured_sweep_keeps_named_runs_and_shows_each_row_once_from_the_fi
     assert setup.startswith("setup of ratio-0.2-structured_mcap")  # the widest run's, which describes every row
     assert (f"ratio-0.2: `{'a' * 10}`, ratio-0.2-structured_mcap: `{'b' * 10}`, "
             f"ratio-0.4-before: `{'c' * 10}`") in setup
+
+
+def test_a_structured_sweep_pools_the_runs_of_several_pruning_seeds(tmp_path):
+    """A row kept for pruning seeds 42 and 43 shows n, mean, std and ΔMCC over all four runs (two fine-tuning seeds
+    each) as if computed from the four MCCs; before fine-tuning, the rows of one prune.ratio pool although the MAC
+    fraction each seed's pruning reached differs."""
+    import structured_sweep
+
+    pruned, unpruned = {42: [0.60, 0.64], 43: [0.50, 0.58]}, {42: [0.70, 0.72], 43: [0.69, 0.71]}
+    for seed, reached, speedup in ((42, 0.398, 1.5), (43, 0.402, 1.7)):
+        run = tmp_path / f"ratio-0.4-before-seed-{seed}"
+        run.mkdir()
+        rows = [{"strategy": "none", "mode": "", "mac_ratio": 0.0, "mcc_mean": mean(unpruned[seed]),
+                 "mcc_std": stdev(unpruned[seed]), "mcc_delta": 0.0, "speedup_torch_b32": 1.0},
+                {"strategy": "structured_mcap", "mode": "before", "mac_ratio": reached, "mcc_mean": mean(pruned[seed]),
+                 "mcc_std": stdev(pruned[seed]), "mcc_delta": mean(pruned[seed]) - mean(unpruned[seed]),
+                 "speedup_torch_b32": speedup}]
+        pd.DataFrame([{**row, "task": "sst2", "n": 2} for row in rows]).to_csv(run / "structured.csv", index=False)
+        (run / "structured.md").write_text("# title\n\nsetup\n\n## Targets\n")
+        (run / "commit").write_text("a" * 40 + "\n")
+        (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "prune": {"ratio": 0.4}}))
+    table = structured_sweep.merged_table(tmp_path).set_index("strategy")
+    every, every_unpruned = pruned[42] + pruned[43], unpruned[42] + unpruned[43]
+    row = table.loc["structured_mcap"]
+    assert row["n"] == 4 and row["mcc_mean"] == pytest.approx(mean(every)) and row["mcc_std"] == pytest.approx(stdev(every))
+    assert row["mcc_delta"] == pytest.approx(mean(every) - mean(every_unpruned))
+    assert row["mac_ratio"] == pytest.approx(0.4) and row["speedup_torch_b32"] == pytest.approx(1.6)
+    assert table.loc["none", "n"] == 4 and table.loc["none", "mcc_std"] == pytest.approx(stdev(every_unpruned))
+    assert "pruning seeds 42, 43" in structured_sweep.setup_of(tmp_path)

@@ -14,6 +14,12 @@ depend on the ratio (the unpruned model, every after-fine-tuning budget) are the
 none of their stages) and are kept once, from the first run (in name order) that has them; the setup paragraph
 is that of the run with the most rows (the one that swept every after-fine-tuning budget: a run made for one more
 ``prune.ratio`` may cut post_prune to a single budget).
+
+Runs made with another ``seed`` (the pruning seed: structured_gradient's probe, structured_mcap's controller, the
+classifier head every model starts from) are pooled with those of the first: each row then counts every pruning
+seed × fine-tuning seed run in ``n``, its ± is their standard deviation and its ΔMCC the difference to the unpruned
+models of the same seeds. Before fine-tuning, a row's budget is its run's ``prune.ratio`` (the MAC fraction a
+strategy reaches varies a little with the seed), and its MAC ratio the mean of those reached.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from mcap.errors import McapError
-from mcap.structured_report import plot_pareto, render_markdown, structured_table
+from mcap.structured_report import COLUMNS, plot_pareto, render_markdown, structured_table
 
 REPORTS = Path("reports")
-KEY = ["task", "strategy", "mode", "mac_ratio"]
+KEY = ["task", "strategy", "mode", "budget"]  # a row of the merged table
+POOLED = ["speedup_torch_b32", "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1", "mcc_without_tuning_mean",
+          "mac_ratio", "mcc_delta"]  # averaged over the pruning seeds, weighted by their runs
 
 
 def add_run(folder: Path, name: str | None = None) -> Path:
@@ -49,15 +58,49 @@ def add_run(folder: Path, name: str | None = None) -> Path:
     return run
 
 
-def merged_table(folder: Path) -> pd.DataFrame:
-    """Every kept run's rows, each (task, strategy, mode, MAC ratio) once."""
-    runs = sorted(folder.glob("*/structured.csv"))
-    if not runs:
-        raise McapError(f"{folder}: no runs kept; `python tools/structured_sweep.py add {folder}` after each run")
-    frame = pd.concat([pd.read_csv(run, keep_default_na=False, na_values=[""]) for run in runs], ignore_index=True)
+def kept_rows(run: Path) -> pd.DataFrame:
+    """A kept run's rows with its pruning ``seed`` and each row's budget (before fine-tuning: the run's
+    ``prune.ratio``; otherwise the MAC ratio)."""
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    frame = pd.read_csv(run / "structured.csv", keep_default_na=False, na_values=[""]).reindex(columns=COLUMNS)
     frame["mode"] = frame["mode"].fillna("")
     frame["mac_ratio"] = frame["mac_ratio"].round(9)
-    return structured_table(frame.drop_duplicates(KEY).to_dict("records"))
+    frame["budget"] = frame["mac_ratio"].where(frame["mode"] != "before", float(params["prune"]["ratio"]))
+    frame["seed"] = int(params["seed"])
+    return frame
+
+
+def pooled(rows: pd.DataFrame) -> dict:
+    """One row from the rows of several pruning seeds: n, mean and sample standard deviation over all their runs
+    (from each seed's n, mean and std), and the other columns averaged with the runs as weights."""
+    n = rows["n"].to_numpy(dtype=float)
+    means = rows["mcc_mean"].to_numpy(dtype=float)
+    mean = float(np.average(means, weights=n))
+    within = np.nan_to_num(rows["mcc_std"].to_numpy(dtype=float)) ** 2 * (n - 1)
+    total = n.sum()
+    std = float(np.sqrt((within.sum() + (n * (means - mean) ** 2).sum()) / (total - 1))) if total > 1 else float("nan")
+    row = {**rows.iloc[0].to_dict(), "n": int(total), "mcc_mean": mean, "mcc_std": std}
+    for column in POOLED:
+        values = rows[column].to_numpy(dtype=float)
+        known = ~np.isnan(values)
+        row[column] = float(np.average(values[known], weights=n[known])) if known.any() else float("nan")
+    return row
+
+
+def merged_table(folder: Path) -> pd.DataFrame:
+    """Every kept run's rows, each (task, strategy, mode, budget) once: from the first run that has it for each
+    pruning seed, pooled over the seeds."""
+    runs = sorted(path.parent for path in folder.glob("*/structured.csv"))
+    if not runs:
+        raise McapError(f"{folder}: no runs kept; `python tools/structured_sweep.py add {folder}` after each run")
+    frame = pd.concat([kept_rows(run) for run in runs], ignore_index=True).drop_duplicates([*KEY, "seed"])
+    return structured_table([pooled(rows) for _key, rows in frame.groupby(KEY, sort=False)])
+
+
+def pruning_seeds(folder: Path) -> list[int]:
+    """The pruning seeds of the kept runs, in order."""
+    return sorted({int(yaml.safe_load((run / "params.yaml").read_text())["seed"])
+                   for run in (path.parent for path in folder.glob("*/structured.csv"))})
 
 
 def setup_of(folder: Path) -> str:
@@ -66,8 +109,12 @@ def setup_of(folder: Path) -> str:
     widest = max(runs, key=lambda run: len(pd.read_csv(run / "structured.csv")))  # first of the widest in name order
     setup = (widest / "structured.md").read_text().split("\n\n")[1]
     commits = ", ".join(f"{run.name}: `{(run / 'commit').read_text().strip()[:10]}`" for run in runs)
+    seeds = pruning_seeds(folder)
+    pooling = (f" Rows pool the runs of pruning seeds {', '.join(map(str, seeds))} (`seed`) where they have them: n "
+               "counts pruning × fine-tuning seeds, ± is the std over all of them." if len(seeds) > 1 else "")
     return (f"{setup}\n\nOne run per `prune.ratio` (the before-fine-tuning rows), each kept with its params and lock "
-            f"beside this file; a row in several runs is shown from the first. Commits by run: {commits}.")
+            f"beside this file; a row in several runs of one pruning seed is shown from the first.{pooling} "
+            f"Commits by run: {commits}.")
 
 
 def render(folder: Path) -> None:

@@ -144,27 +144,42 @@ def render_markdown(table: pd.DataFrame, setup: str) -> str:
     return "\n".join(lines)
 
 
+def _series_style(strategy: str, mode: str) -> str:
+    """Marker and line of a series: after fine-tuning circles on a solid line, before it squares on a dashed one,
+    head-only strategies triangles on a dotted one."""
+    if not strategy.startswith("structured"):
+        return "^:"
+    return "o-" if mode == "after" else "s--"
+
+
 def plot_pareto(table: pd.DataFrame, path: Path) -> None:
-    """Measured speed-up at batch 32 against test MCC, one panel per task: structured pruning after fine-tuning
-    (PyTorch and onnxruntime, one point per budget), and the strategies pruned before it (PyTorch)."""
+    """Measured speed-up at batch 32 against test MCC: per task a row of panels, one per runtime (PyTorch,
+    onnxruntime), each with one line per strategy and mode through its budgets (each point labelled with the
+    fraction of MACs removed, its error bar the std of MCC over seeds) and the unpruned model's MCC as a dotted
+    vertical line. A strategy has the same colour in every panel; one not exported to ONNX is absent from that
+    panel."""
     tasks = list(dict.fromkeys(table["task"]))
-    with saved_figure(path, 1, len(tasks), figsize=(6.0 * len(tasks), 4.5), squeeze=False) as (_fig, axes):
-        for ax, task in zip(axes[0], tasks):
+    pruned = table[table["strategy"] != "none"]
+    colours = {strategy: f"C{index}" for index, strategy in enumerate(dict.fromkeys(pruned["strategy"]))}
+    with saved_figure(path, len(tasks), len(RUNTIMES), figsize=(6.0 * len(RUNTIMES), 4.8 * len(tasks)),
+                      squeeze=False, sharex="row", sharey="row") as (_fig, axes):
+        for panels, task in zip(axes, tasks):
             rows = table[table["task"] == task]
-            after = rows[rows["mode"] == "after"].sort_values("mac_ratio")
-            for runtime, style in (("torch", "o-"), ("onnx", "s--")):
-                ax.plot(after["mcc_mean"], after[f"speedup_{runtime}_b32"], style,
-                        label=f"structured, after fine-tuning ({RUNTIMES[runtime]})")
-                for row in after.itertuples():
-                    ax.annotate(f"{row.mac_ratio:.0%}", (row.mcc_mean, getattr(row, f"speedup_{runtime}_b32")),
-                                fontsize=7, xytext=(3, 3), textcoords="offset points")
-            before = rows[rows["mode"] != "after"]
-            for row in before.itertuples():
-                marker = "*" if row.strategy.startswith("structured") else ("D" if row.strategy == "none" else "^")
-                ax.errorbar(row.mcc_mean, row.speedup_torch_b32, xerr=None if pd.isna(row.mcc_std) else row.mcc_std,
-                            fmt=marker, markersize=9 if marker == "*" else 6, capsize=2,
-                            label=f"{row.strategy}{' (before fine-tuning)' if row.mode else ''} (PyTorch)")
-            ax.axhline(1.0, color="gray", linestyle=":", linewidth=1)
-            ax.set(title=f"{task}: speed-up at batch 32 against test MCC", xlabel="test MCC",
-                   ylabel="measured speed-up over unpruned")
-            ax.legend(fontsize=7)
+            unpruned_mcc = float((rows["mcc_mean"] - rows["mcc_delta"]).iloc[0])
+            for ax, (runtime, runtime_name) in zip(panels, RUNTIMES.items()):
+                column = f"speedup_{runtime}_b32"
+                for (strategy, mode), series in pruned[pruned["task"] == task].groupby(["strategy", "mode"], sort=False):
+                    series = series.dropna(subset=[column]).sort_values("mac_ratio")
+                    if series.empty:
+                        continue
+                    ax.errorbar(series["mcc_mean"], series[column], xerr=series["mcc_std"].fillna(0.0),
+                                fmt=_series_style(strategy, mode), color=colours[strategy], markersize=5, capsize=2,
+                                linewidth=1.2, label=f"{strategy}, {mode} fine-tuning")
+                    for row in series.itertuples():
+                        ax.annotate(f"{row.mac_ratio:.0%}", (row.mcc_mean, getattr(row, column)), fontsize=6,
+                                    xytext=(3, 3), textcoords="offset points", color=colours[strategy])
+                ax.axvline(unpruned_mcc, color="gray", linestyle=":", linewidth=1, label="unpruned")
+                ax.axhline(1.0, color="gray", linestyle=":", linewidth=1)
+                ax.set(title=f"{task}, {runtime_name}: speed-up at batch 32 against test MCC",
+                       xlabel="test MCC (± std over seeds)", ylabel="measured speed-up over unpruned")
+                ax.legend(fontsize=7)
