@@ -439,6 +439,12 @@ def remove_step(delta: torch.Tensor, surviving: torch.Tensor, scores: torch.Tens
     surviving.view(-1)[newly] = False
 
 
+def with_survivors(scores: torch.Tensor, surviving: torch.Tensor, final: Controller, pool: TaskPool,
+                   steps: int) -> torch.Tensor:
+    """Removal scores completed: a head no step removed scores the number of steps plus its final δ."""
+    return torch.where(surviving, steps + final.importance(pool), scores)
+
+
 def removal_scores(step_controllers: list[Controller], pool: TaskPool, ratios: list[float]) -> torch.Tensor:
     """A task's removal scores (layers, heads) from the controller of each step of :func:`train_iterative` (as it
     left each step): its steps replayed on the task, e.g. one that meta-training never saw."""
@@ -446,7 +452,7 @@ def removal_scores(step_controllers: list[Controller], pool: TaskPool, ratios: l
     surviving, scores = torch.ones(shape, dtype=torch.bool), torch.zeros(shape)
     for number, (controller, ratio) in enumerate(zip(step_controllers, ratios, strict=True)):
         remove_step(controller.importance(pool), surviving, scores, ratio, number)
-    return torch.where(surviving, len(ratios) + step_controllers[-1].importance(pool), scores)
+    return with_survivors(scores, surviving, step_controllers[-1], pool, len(ratios))
 
 
 def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], train_tasks: list[str],
@@ -477,9 +483,8 @@ def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskP
         steps.append({name: tensor.detach().clone() for name, tensor in controller.state_dict().items()})
         for task, pool in pools.items():
             remove_step(controller.importance(pool), surviving[task], scores[task], ratio, number)
-    for task, pool in pools.items():
-        final = len(ratios) + controller.importance(pool)
-        scores[task] = torch.where(surviving[task], final, scores[task])
+    scores = {task: with_survivors(scores[task], surviving[task], controller, pool, len(ratios))
+              for task, pool in pools.items()}
     return steps, history, scores
 
 
