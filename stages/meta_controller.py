@@ -40,8 +40,6 @@ from mcap.outputs import atomic_dir, write_json
 from mcap.patterns import load_pattern_cnn
 from mcap.score_files import learned_scores_path
 from mcap.splits import read_pools
-from mcap.strategies import PruneContext
-from mcap.strategies.head_gradient import GradientHeads  # the diagnostics compare the scores with its scores
 from mcap.tracking import log_history
 
 
@@ -56,16 +54,11 @@ def main(params, args):
     report_dir = Path("reports") / args.variant / "controller"
     iterative, structured = args.variant == ITERATIVE, args.variant == STRUCTURED
     mcap, tasks, train_tasks = params.mcap, params.tasks, params.mcap_train_tasks()
-    seed = mcap.seeds[0]  # the classifier head's initialisation for head_gradient's probe, and the diagnostics' focus
+    seed = mcap.seeds[0]  # the diagnostics' focus
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
     cnn = load_pattern_cnn()
     train = read_pools(tasks)
     pools = task_pools(model, tokenizer, cnn, train, mcap.map_length)
-    # Before the controllers freeze the encoder: head_gradient fits its probe by gradient steps. Structured scores
-    # cover neuron groups too: they are not compared with head scores.
-    reference = {} if structured else {
-        task: GradientHeads().seeded_scores(PruneContext.of(params, model, tokenizer, task, train[task], seed)).numpy()
-        for task in train_tasks}
     if not iterative:  # mcap's probes: fitted once, on the unpruned model (train_iterative refits its own per step)
         probes = unpruned_probes(pools, train_tasks)
     histories, scores = {}, {}
@@ -89,7 +82,7 @@ def main(params, args):
             task, train_tasks, {s: scores[s][task] for s in mcap.seeds}, settings.neuron_group_size))
     scores = {s: {task: flat_scores(delta) for task, delta in by_task.items()} for s, by_task in scores.items()}
     diagnose = iterative_diagnostics if iterative else controller_diagnostics
-    write_json(report_dir / "diagnostics.json", diagnose(histories, scores, seed, train_tasks, reference))
+    write_json(report_dir / "diagnostics.json", diagnose(histories, scores, seed, train_tasks))
     log_history(report_dir, histories[seed])
 
 

@@ -1,12 +1,13 @@
 """The linear-probe measure of head rankings (a development aid that needs no fine-tuning)."""
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import PRUNE_SETTINGS, make_sentences
 from mcap.controller import sentence_representations
 from mcap.heads import prune_heads
-from mcap.ranking import keep_mask, probe_mcc, rank_points, sentence_vectors
+from mcap.ranking import keep_mask, probe_mcc, rank_points, ranking_scores, reference_agreement, sentence_vectors
 from mcap.strategies import PruneContext
 from mcap.training import make_loader
 
@@ -44,9 +45,21 @@ def test_the_probe_scores_separable_vectors_high_and_label_free_noise_near_zero(
 
 
 def test_seeded_strategies_get_a_row_per_seed_and_deterministic_ones_a_single_row(tiny_model):
-    points = rank_points(context(tiny_model), make_sentences(24, seed=2), ["none", "imp", "head_random", "head_entropy"],
-                         ratios=[0.25, 0.5], seeds=[3, 4], train_examples=32)
+    toy = context(tiny_model)
+    scores = ranking_scores(toy, ["none", "imp", "head_random", "head_entropy"], seeds=[3, 4])
+    points = rank_points(toy, make_sentences(24, seed=2), scores, ratios=[0.25, 0.5], train_examples=32, first_seed=3)
     counts = points.groupby("strategy").size().to_dict()
     assert counts == {"none": 1, "head_random": 4, "head_entropy": 2}  # unstructured strategies are not head rankings
     assert set(points[points["strategy"] == "head_random"]["seed"]) == {3, 4}
     assert points["score"].between(-1, 1).all()
+
+
+def test_each_ranking_is_compared_with_head_gradients_at_the_first_seed():
+    order = torch.arange(8.0).reshape(2, 4)
+    scores = {"head_gradient": {3: order, 4: -order}, "head_random": {3: order, 4: -order}, "head_sep": {3: -order},
+              "mcap": {3: order.flip(1)}}
+    agreement = reference_agreement(scores, seed=3)
+    assert agreement["head_random"] == pytest.approx(1.0) and agreement["head_sep"] == pytest.approx(-1.0)
+    assert -1.0 < agreement["mcap"] < 1.0 and "head_gradient" not in agreement
+    assert reference_agreement(scores, seed=4)["head_random"] == pytest.approx(1.0)  # both at seed 4
+    assert reference_agreement({"head_sep": {3: order}}, seed=3) == {}  # head_gradient did not run

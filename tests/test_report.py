@@ -136,15 +136,18 @@ def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_outp
     history = [{"total": 2.0}] * 10 + [{"total": 0.5}] * 10
     deltas = {seed: {"a": [[0.1, 0.9], [0.5, 0.3]], "b": [[0.2, 0.8], [0.6, 0.1]]} for seed in (42, 43)}
     path = tmp_path / "diagnostics.json"
-    path.write_text(json.dumps(controller_diagnostics({42: history, 43: history}, deltas, 42, ["a", "b"],
-                                                      {"a": [[0.0, 1.0], [0.4, 0.5]]})))
-    variant = tmp_path / "label-free.json"
-    variant.write_text(json.dumps(controller_diagnostics({42: history[::-1], 43: history}, deltas, 42, ["a", "b"], {})))
-    table = render.controller_markdown(path, {"label-free": variant, "missing": tmp_path / "none.json"})
+    path.write_text(json.dumps(controller_diagnostics({42: history, 43: history}, deltas, 42, ["a", "b"])))
+    variant = tmp_path / "label-free.json"  # kept before the ranking stage measured the agreement: its own, for a
+    variant.write_text(json.dumps({**controller_diagnostics({42: history[::-1], 43: history}, deltas, 42, ["a", "b"]),
+                                   "gradient_spearman": {"a": 0.3}}))
+    agreement = tmp_path / "agreement.json"  # the ranking stage's, per task and strategy
+    agreement.write_text(json.dumps({"a": {"mcap": 0.8, "head_sep": 0.1}, "b": {"head_sep": 0.2}}))
+    table = render.controller_markdown(path, {"label-free": variant, "missing": tmp_path / "none.json"}, agreement)
     assert "| Measure | this run | label-free | Target |" in table and "missing" not in table
     assert "| 2.0000 → 0.5000 (0.25×) | 0.5000 → 2.0000 (4.00×) | ≤ 0.80× |" in table
     assert "controller seeds 42, 43 (per training task) | 1.00 | 1.00 |" in table
-    assert "a vs b 0.80" in table and "| a 0.80 |  |" in table
+    assert "a vs b 0.80" in table and "| a 0.80 | a 0.30 |" in table
+    assert "| a 0.80 | a 0.30 |" not in render.controller_markdown(path, {"label-free": variant}, tmp_path / "no.json")
 
 
 def test_the_seed_comparison_is_checked_against_the_mcap_targets(tmp_path):
@@ -172,8 +175,10 @@ def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path):
     history = [{"total": 1.0, "ratio": 0.1}] * 10 + [{"total": 0.5, "ratio": 0.1}] * 10 + [{"total": 2.0, "ratio": 0.2}] * 20
     order = {seed: {"a": [[1.1, 2.5], [1.2, 2.9]], "b": [[1.3, 2.4], [1.1, 2.8]]} for seed in (42, 43)}
     path = tmp_path / "diagnostics.json"
-    path.write_text(json.dumps(iterative_diagnostics({42: history, 43: history}, order, 42, ["a", "b"], {"a": order[42]["a"]})))
-    lines = render.iterative_controller_markdown(path).splitlines()
+    path.write_text(json.dumps(iterative_diagnostics({42: history, 43: history}, order, 42, ["a", "b"])))
+    agreement = tmp_path / "agreement.json"
+    agreement.write_text(json.dumps({"a": {"mcap_iterative": 1.0, "mcap": 0.5}, "b": {"mcap": 0.4}}))
+    lines = render.iterative_controller_markdown(path, agreement).splitlines()
     assert "| 0.1 | 1.0000 → 0.5000 | 0.50× |" in lines and "| 0.2 | 2.0000 → 2.0000 | 1.00× |" in lines
     assert "* Smallest Spearman of the removal order between controller seeds 42, 43: 1.00." in lines
     assert any(line.startswith("* Between tasks: a vs b 0.80. With `head_gradient`'s scores: a 1.00.") for line in lines)

@@ -151,10 +151,7 @@ def stages_depending_on(path: Path) -> set[str]:
 HEAD_STRATEGIES = ["head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative"]
 
 
-@pytest.mark.parametrize("strategy", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="the meta-controller diagnostics score heads with "
-                                            "head_gradient themselves")) if s == "head_gradient" else s
-    for s in HEAD_STRATEGIES])
+@pytest.mark.parametrize("strategy", HEAD_STRATEGIES)
 def test_editing_one_head_strategy_reruns_only_its_own_stages(strategy):
     """Its prune stages and the ranking stage, which scores every head strategy; nothing of another strategy."""
     suffix = "_mcap" if strategy in LEARNED else ""

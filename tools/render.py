@@ -27,6 +27,7 @@ HEADLINE_TASK, HEADLINE_RATIOS = "sst2", (0.2, 0.5)  # the paper's ratio (20% of
 SPLIT_LEAKAGE = Path("reports/split/leakage.json")  # a metrics file of the split stage, rendered as a table here
 CONTROLLER = Path("reports/mcap/controller/diagnostics.json")  # the meta_controller stage's, likewise
 ITERATIVE = Path("reports/mcap_iterative/controller/diagnostics.json")  # the meta_controller_iterative stage's
+AGREEMENT = Path("reports/ranking/agreement.json")  # the ranking stage's: each head ranking's Spearman with head_gradient's
 # The label-free objective (mcap.task_weight: 0), kept by the command in docs/method.md.
 CONTROLLER_VARIANTS = {"label-free": Path("reports/runs/label-free/diagnostics.json")}
 COMPARISON = Path("reports/comparison/sweep.csv")  # the seed comparison's summary, checked against the targets here
@@ -61,11 +62,19 @@ def _pairs(spearman: dict[str, float]) -> str:
     return ", ".join(f"{pair.replace('~', ' vs ')} {value:.2f}" for pair, value in spearman.items())
 
 
-def controller_markdown(path: Path, variants: dict[str, Path] | None = None) -> str:
+def gradient_agreement(strategy: str, path: Path = AGREEMENT) -> dict[str, float]:
+    """{task: Spearman of ``strategy``'s head scores with head_gradient's} from the ranking stage ({} before it ran)."""
+    by_task = json.loads(path.read_text()) if path.is_file() else {}
+    return {task: scores[strategy] for task, scores in by_task.items() if strategy in scores}
+
+
+def controller_markdown(path: Path, variants: dict[str, Path] | None = None, agreement: Path = AGREEMENT) -> str:
     """The meta_controller stage's diagnostics as a table beside the targets it is held to, with a column per
-    kept variant run (e.g. the label-free objective) whose diagnostics file exists."""
+    kept variant run (e.g. the label-free objective) whose diagnostics file exists. This run's agreement with
+    head_gradient comes from the ranking stage (``agreement``); a kept run's, from its diagnostics where they have it."""
     kept = {label: other for label, other in (variants or {}).items() if other.is_file()}
-    runs = {"this run": json.loads(path.read_text()), **{label: json.loads(other.read_text()) for label, other in kept.items()}}
+    runs = {"this run": {**json.loads(path.read_text()), "gradient_spearman": gradient_agreement("mcap", agreement)},
+            **{label: json.loads(other.read_text()) for label, other in kept.items()}}
     seeds = sorted({seed for pairs in runs["this run"]["seed_spearman"].values() for pair in pairs for seed in pair.split("~")})
     measures = [
         ("Objective, mean over the first → last 10% of updates",
@@ -75,7 +84,7 @@ def controller_markdown(path: Path, variants: dict[str, Path] | None = None) -> 
         (f"Smallest Spearman of δ between controller seeds {', '.join(seeds)} (per training task)",
          lambda r: f"{r['seed_spearman_min']:.2f}", "≥ 0.80"),
         ("Spearman of δ between tasks", lambda r: _pairs(r["task_spearman"]), ""),
-        ("Spearman of δ with `head_gradient`'s scores", lambda r: _pairs(r["gradient_spearman"]), ""),
+        ("Spearman of δ with `head_gradient`'s scores (this run: the ranking stage's, at its first pruning seed)", lambda r: _pairs(r.get("gradient_spearman", {})), ""),
     ]
     lines = ["# Does the meta-controller learn?", "",
              (f"From `{path}`: controller seed {runs['this run']['seed']} (the first of `mcap.seeds`), trained on the "
@@ -124,8 +133,9 @@ def comparison_targets_markdown(path: Path, task: str = "sst2") -> str:
     return "\n".join(lines)
 
 
-def iterative_controller_markdown(path: Path) -> str:
-    """The meta_controller_iterative stage's diagnostics: the objective per step, and how stable the removal order is."""
+def iterative_controller_markdown(path: Path, agreement: Path = AGREEMENT) -> str:
+    """The meta_controller_iterative stage's diagnostics: the objective per step, and how stable the removal order is
+    (its agreement with head_gradient: the ranking stage's ``agreement``)."""
     report = json.loads(path.read_text())
     seeds = sorted({seed for pairs in report["seed_spearman"].values() for pair in pairs for seed in pair.split("~")})
     lines = ["# Does the iterative meta-controller learn? (`mcap_iterative`, not in the paper)", "",
@@ -139,7 +149,7 @@ def iterative_controller_markdown(path: Path) -> str:
               (f"* Smallest Spearman of the removal order between controller seeds {', '.join(seeds)}: "
               f"{report['seed_spearman_min']:.2f}."),
               (f"* Between tasks: {_pairs(report['task_spearman'])}. With `head_gradient`'s scores: "
-              f"{_pairs(report['gradient_spearman'])}.")]
+              f"{_pairs(gradient_agreement('mcap_iterative', agreement))}.")]
     return "\n".join(lines)
 
 
@@ -241,7 +251,7 @@ def structured_headline_markdown(modes: list[tuple[str, str, Path, str]]) -> str
     """Per mode, the structured model (of any structured strategy, named in its row) with the largest PyTorch
     batch-32 speed-up within each MCC loss, from that mode's merged sweep (reports/runs/<name>/structured.csv)."""
     lines = [("| Structured pruning (heads + FFN neurons, to a MAC budget) | Fine-tuning data | MACs removed | MCC "
-              "| ΔMCC (points) | speed-up PyTorch | speed-up onnxruntime | Fine-tuning seeds |"),
+              "| ΔMCC (points) | speed-up PyTorch | speed-up onnxruntime | Runs |"),
              "|---|---|---|---|---|---|---|---|"]
     sources = {}  # the modes may share a sweep
     for mode, name, path, regime in modes:
@@ -261,8 +271,8 @@ def structured_headline_markdown(modes: list[tuple[str, str, Path, str]]) -> str
                          f"{row['mcc_mean']:.3f}{std} | {100 * row['mcc_delta']:+.1f} | {row['speedup_torch_b32']:.2f}× | "
                          f"{onnx} | {int(row['n'])} |")
     lines += ["", ("The fastest structured model of each mode within each MCC loss, SST-2, every test sentence, batch 32, "
-                   "on the hardware of the table above; ΔMCC against the unpruned model fine-tuned on the same data with "
-                   "the same seeds; – under onnxruntime: a model not exported to ONNX (`deploy.strategies`). Every budget, "
+                   "on the hardware of the table above; runs: pruning seeds × fine-tuning seeds; ΔMCC against the unpruned "
+                   "model fine-tuned on the same data with the same seeds; – under onnxruntime: a model not exported to ONNX (`deploy.strategies`). Every budget, "
                    f"with the targets and the commit of each run: {' and '.join(sources)}.")]
     return "\n".join(lines)
 

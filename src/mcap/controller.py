@@ -439,10 +439,9 @@ def remove_step(delta: torch.Tensor, surviving: torch.Tensor, scores: torch.Tens
     surviving.view(-1)[newly] = False
 
 
-def with_survivors(scores: torch.Tensor, surviving: torch.Tensor, final: Controller, pool: TaskPool,
-                   steps: int) -> torch.Tensor:
-    """Removal scores completed: a head no step removed scores the number of steps plus its final δ."""
-    return torch.where(surviving, steps + final.importance(pool), scores)
+def with_survivors(scores: torch.Tensor, surviving: torch.Tensor, final_delta: torch.Tensor, steps: int) -> torch.Tensor:
+    """Removal scores completed: a head no step removed scores the number of steps plus its δ at the last step."""
+    return torch.where(surviving, steps + final_delta, scores)
 
 
 def removal_scores(step_controllers: list[Controller], pool: TaskPool, ratios: list[float]) -> torch.Tensor:
@@ -451,8 +450,9 @@ def removal_scores(step_controllers: list[Controller], pool: TaskPool, ratios: l
     shape = pool.head_features.shape[1:3]
     surviving, scores = torch.ones(shape, dtype=torch.bool), torch.zeros(shape)
     for number, (controller, ratio) in enumerate(zip(step_controllers, ratios, strict=True)):
-        remove_step(controller.importance(pool), surviving, scores, ratio, number)
-    return with_survivors(scores, surviving, step_controllers[-1], pool, len(ratios))
+        delta = controller.importance(pool)
+        remove_step(delta, surviving, scores, ratio, number)
+    return with_survivors(scores, surviving, delta, len(ratios))
 
 
 def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], train_tasks: list[str],
@@ -481,10 +481,10 @@ def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskP
         controller, step_history = train_controller(model, cnn, pools, states, train_tasks, step_settings, controller)
         history += [{**record, "ratio": ratio} for record in step_history]
         steps.append({name: tensor.detach().clone() for name, tensor in controller.state_dict().items()})
-        for task, pool in pools.items():
-            remove_step(controller.importance(pool), surviving[task], scores[task], ratio, number)
-    scores = {task: with_survivors(scores[task], surviving[task], controller, pool, len(ratios))
-              for task, pool in pools.items()}
+        deltas = {task: controller.importance(pool) for task, pool in pools.items()}
+        for task, delta in deltas.items():
+            remove_step(delta, surviving[task], scores[task], ratio, number)
+    scores = {task: with_survivors(scores[task], surviving[task], deltas[task], len(ratios)) for task in pools}
     return steps, history, scores
 
 
@@ -534,11 +534,11 @@ def spread(delta: np.ndarray) -> dict[str, float]:
 
 
 def controller_diagnostics(histories: Mapping[int, list[dict[str, float]]], deltas: Mapping[int, Mapping[str, np.ndarray]],
-                           seed: int, train_tasks: list[str], reference: Mapping[str, np.ndarray]) -> dict:
+                           seed: int, train_tasks: list[str]) -> dict:
     """Evidence that the controller learned, for ``seed``'s controller and across all controller seeds.
 
-    ``deltas[seed][task]`` is δ (layers, heads); ``reference[task]`` another strategy's head scores
-    (``head_gradient``) on the same task.
+    ``deltas[seed][task]`` is δ (layers, heads). (Its agreement with other strategies' head scores is the ranking
+    stage's: :func:`mcap.ranking.reference_agreement`.)
     """
     tasks = list(deltas[seed])
     seed_pairs = list(itertools.combinations(sorted(deltas), 2))
@@ -551,21 +551,20 @@ def controller_diagnostics(histories: Mapping[int, list[dict[str, float]]], delt
         "seed_spearman_min": min((value for pairs in by_seed.values() for value in pairs.values()), default=None),
         "seed_spearman": by_seed,
         "task_spearman": {f"{a}~{b}": spearman(deltas[seed][a], deltas[seed][b]) for a, b in itertools.combinations(tasks, 2)},
-        "gradient_spearman": {task: spearman(deltas[seed][task], reference[task]) for task in train_tasks if task in reference},
         "per_seed": {str(s): {**objective_change(histories[s]), **{task: spread(deltas[s][task]) for task in train_tasks}}
                      for s in sorted(histories)},
     }
 
 
 def iterative_diagnostics(histories: Mapping[int, list[dict[str, float]]], scores: Mapping[int, Mapping[str, np.ndarray]],
-                          seed: int, train_tasks: list[str], reference: Mapping[str, np.ndarray]) -> dict:
+                          seed: int, train_tasks: list[str]) -> dict:
     """:func:`controller_diagnostics` for ``mcap_iterative``'s removal scores, with the objective per step.
 
     The budget grows from step to step, so one start/end over all steps would compare different
     budgets, and the scores' spread is set by the step offsets: both are left out. The Spearman
     agreements compare removal orders.
     """
-    report = controller_diagnostics(histories, scores, seed, train_tasks, reference)
+    report = controller_diagnostics(histories, scores, seed, train_tasks)
     for key in ("objective_start", "objective_end", "objective_end_over_start", "delta_std", "std_over_median_gap",
                 "median_gap", "per_seed"):
         report.pop(key)

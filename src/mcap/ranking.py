@@ -25,7 +25,7 @@ from sklearn.metrics import matthews_corrcoef
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from torch import nn
 
-from mcap.controller import sentence_representations
+from mcap.controller import sentence_representations, spearman
 from mcap.figures import saved_figure
 from mcap.heads import head_layout, masked_heads, removed_head_count
 from mcap.probe import linear_probe
@@ -36,6 +36,7 @@ from mcap.training import batches_on, make_loader
 log = logging.getLogger(__name__)
 
 UNPRUNED = "none"
+REFERENCE = "head_gradient"  # the strongest well-known head criterion: every ranking's agreement is measured with it
 
 
 PROBE_FOLDS = 5
@@ -90,27 +91,50 @@ def head_scores(strategy: str, context: PruneContext, seed: int) -> torch.Tensor
     return get_strategy(strategy).seeded_scores(context)
 
 
-def rank_points(context: PruneContext, validation: pd.DataFrame, strategies: list[str], ratios: list[float],
-                seeds: list[int], train_examples: int) -> pd.DataFrame:
-    """One row (task, strategy, ratio, seed, score) per head strategy, ratio and, for strategies whose scores
-    depend on the seed, pruning seed; plus the unpruned model (ratio 0) as the reference."""
-    data = probe_data(context, validation, train_examples)
-    layout = head_layout(context.model)
-    rows = [{"task": context.task, "strategy": UNPRUNED, "ratio": 0.0, "seed": seeds[0],
-             "score": probe_score(context.model, data, torch.ones(len(layout), len(layout[0])))}]
+def ranking_scores(context: PruneContext, strategies: list[str], seeds: list[int]) -> dict[str, dict[int, torch.Tensor]]:
+    """Each head strategy's (layers, heads) scores on the unpruned model, per pruning seed for the strategies whose
+    scores depend on the seed (found by scoring with the first two ``seeds``), else for ``seeds[0]`` alone."""
+    by_strategy = {}
     for strategy in strategies:
         if not isinstance(get_strategy(strategy), HeadStrategy):
             continue
         scores_by_seed = {seed: head_scores(strategy, context, seed) for seed in seeds[:2]}
         seeded = len(seeds) > 1 and not torch.equal(scores_by_seed[seeds[0]], scores_by_seed[seeds[1]])
-        for seed in seeds if seeded else seeds[:1]:
-            scores = scores_by_seed[seed] if seed in scores_by_seed else head_scores(strategy, context, seed)
+        by_strategy[strategy] = {seed: scores_by_seed[seed] if seed in scores_by_seed else head_scores(strategy, context, seed)
+                                 for seed in (seeds if seeded else seeds[:1])}
+    return by_strategy
+
+
+def rank_points(context: PruneContext, validation: pd.DataFrame, scores: dict[str, dict[int, torch.Tensor]],
+                ratios: list[float], train_examples: int, first_seed: int) -> pd.DataFrame:
+    """One row (task, strategy, ratio, seed, score) per head strategy of ``scores`` (:func:`ranking_scores`), ratio
+    and seed; plus the unpruned model (ratio 0, labelled with ``first_seed``) as the reference."""
+    data = probe_data(context, validation, train_examples)
+    layout = head_layout(context.model)
+    rows = [{"task": context.task, "strategy": UNPRUNED, "ratio": 0.0, "seed": first_seed,
+             "score": probe_score(context.model, data, torch.ones(len(layout), len(layout[0])))}]
+    for strategy, by_seed in scores.items():
+        for seed, strategy_scores in by_seed.items():
             for ratio in ratios:
                 rows.append({"task": context.task, "strategy": strategy, "ratio": float(ratio), "seed": seed,
-                             "score": probe_score(context.model, data, keep_mask(scores, ratio))})
+                             "score": probe_score(context.model, data, keep_mask(strategy_scores, ratio))})
             log.info("%s %s seed %d: %s", context.task, strategy, seed,
                      ", ".join(f"{row['ratio']:g} → {row['score']:.3f}" for row in rows[-len(ratios):]))
     return pd.DataFrame(rows)
+
+
+def reference_agreement(scores: dict[str, dict[int, torch.Tensor]], seed: int,
+                        reference: str = REFERENCE) -> dict[str, float]:
+    """Spearman correlation of each head strategy's scores with ``reference``'s, both at pruning seed ``seed`` (or
+    their only scores, for a strategy whose scores do not depend on the seed); {} where ``reference`` did not run."""
+    if reference not in scores:
+        return {}
+
+    def at_seed(by_seed: dict[int, torch.Tensor]) -> torch.Tensor:
+        return by_seed.get(seed, next(iter(by_seed.values())))
+
+    return {strategy: spearman(at_seed(by_seed).numpy(), at_seed(scores[reference]).numpy())
+            for strategy, by_seed in scores.items() if strategy != reference}
 
 
 def plot_ranking(points: pd.DataFrame, path) -> None:
