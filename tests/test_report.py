@@ -273,7 +273,7 @@ def test_a_structured_sweep_pools_the_runs_of_several_pruning_seeds(tmp_path):
                  "mcc_std": stdev(pruned[seed]), "mcc_delta": mean(pruned[seed]) - mean(unpruned[seed]),
                  "speedup_torch_b32": speedup}]
         pd.DataFrame([{**row, "task": "sst2", "n": 2} for row in rows]).to_csv(run / "structured.csv", index=False)
-        (run / "structured.md").write_text("# title\n\nsetup\n\n## Targets\n")
+        (run / "structured.md").write_text("# title\n\nsetup. Measured on CPU Xeon with 2 threads.\n\n## Targets\n")
         (run / "commit").write_text("a" * 40 + "\n")
         (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "prune": {"ratio": 0.4}}))
     table = structured_sweep.merged_table(tmp_path).set_index("strategy")
@@ -283,4 +283,15 @@ def test_a_structured_sweep_pools_the_runs_of_several_pruning_seeds(tmp_path):
     assert row["mcc_delta"] == pytest.approx(mean(every) - mean(every_unpruned))
     assert row["mac_ratio"] == pytest.approx(0.4) and row["speedup_torch_b32"] == pytest.approx(1.6)
     assert table.loc["none", "n"] == 4 and table.loc["none", "mcc_std"] == pytest.approx(stdev(every_unpruned))
-    assert "pruning seeds 42, 43" in structured_sweep.setup_of(tmp_path)
+    assert "pruning seeds 42, 43" in structured_sweep.setup_of(tmp_path) and "Xeon" not in setup_of_runs(tmp_path)
+    other = tmp_path / "ratio-0.4-before-seed-43" / "structured.md"  # timed on another machine: each run's is named
+    other.write_text(other.read_text().replace("CPU Xeon", "CPU EPYC"))
+    assert "ratio-0.4-before-seed-42: `aaaaaaaaaa` (CPU Xeon), ratio-0.4-before-seed-43: `aaaaaaaaaa` (CPU EPYC)" in (
+        setup_of_runs(tmp_path))
+
+
+def setup_of_runs(folder):
+    """The merged setup's sentence about the kept runs (after the widest run's own setup paragraph)."""
+    import structured_sweep
+
+    return structured_sweep.setup_of(folder).split("\n\n")[1]

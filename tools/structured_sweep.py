@@ -24,6 +24,7 @@ strategy reaches varies a little with the seed), and its MAC ratio the mean of t
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -103,18 +104,32 @@ def pruning_seeds(folder: Path) -> list[int]:
                    for run in (path.parent for path in folder.glob("*/structured.csv"))})
 
 
+MEASURED_ON = re.compile(r"Measured on (CPU [^,.]*?) with")
+
+
+def machine_of(run: Path) -> str:
+    """`` (<CPU>)`` as the run's report names the machine that timed it ('' where it names none)."""
+    match = MEASURED_ON.search((run / "structured.md").read_text())
+    return f" ({match.group(1)})" if match else ""
+
+
 def setup_of(folder: Path) -> str:
     """The setup paragraph of the run with the most rows, and which commit produced each run."""
     runs = sorted(path.parent for path in folder.glob("*/structured.csv"))
     widest = max(runs, key=lambda run: len(pd.read_csv(run / "structured.csv")))  # first of the widest in name order
     setup = (widest / "structured.md").read_text().split("\n\n")[1]
-    commits = ", ".join(f"{run.name}: `{(run / 'commit').read_text().strip()[:10]}`" for run in runs)
+    machines = {run: machine_of(run) for run in runs}
+    mixed = len(set(machines.values())) > 1  # then name each run's, since pooled speed-ups mix machines
+    commits = ", ".join(f"{run.name}: `{(run / 'commit').read_text().strip()[:10]}`{machines[run] if mixed else ''}"
+                        for run in runs)
     seeds = pruning_seeds(folder)
     pooling = (f" Rows pool the runs of pruning seeds {', '.join(map(str, seeds))} (`seed`) where they have them: n "
                "counts pruning × fine-tuning seeds, ± is the std over all of them." if len(seeds) > 1 else "")
     return (f"{setup}\n\nOne run per `prune.ratio` (the before-fine-tuning rows), each kept with its params and lock "
             f"beside this file; a row in several runs of one pruning seed is shown from the first.{pooling} "
-            f"Commits by run: {commits}.")
+            + ("Timings come from different machines, named per run below (the setup above names the widest run's); "
+               "a row pooled over runs of two machines averages their speed-ups. " if mixed else "")
+            + f"Commits by run: {commits}.")
 
 
 def render(folder: Path) -> None:
