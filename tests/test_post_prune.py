@@ -1,11 +1,15 @@
 """Structured pruning after fine-tuning: budgets met, ONNX models written and checked, both runtimes timed."""
 
+import copy
+
 import pytest
+import torch
 
 from conftest import make_sentences
 from mcap.budget import UnitCosts
 from mcap.errors import McapError
-from mcap.heads import prune_heads
+from mcap.ffn import count_neurons
+from mcap.heads import count_heads, prune_heads
 from mcap.params import EvaluateSettings, PostPruneSettings
 from mcap.post_prune import onnx_name, prune_after_finetuning
 from mcap.structured import select_learned
@@ -40,6 +44,30 @@ def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_it
 def test_without_mask_tuning_there_is_one_model_per_budget(tiny_model, tmp_path):
     budget = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.3,))["budgets"][0]
     assert "test_without_tuning" not in budget and "tuned_sublayers" not in budget and budget["mask_tuning"] is False
+
+
+def test_rearranged_masks_keep_each_budgets_shapes_and_the_searched_models_quality_is_recorded(tiny_model, tmp_path):
+    from mcap.structured import rearrange_masks, remove_units, select_units, unit_statistics
+    from mcap.training import classification_metrics, make_loader, predict_logits
+
+    model, tokenizer = tiny_model
+    results = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.3, 0.6))
+    assert results["mask_rearrangement"] is True
+    statistics = unit_statistics(model, list(make_loader(tokenizer, make_sentences(40, seed=1).head(24), 32, 32)),
+                                 blocks=True)
+    quality = list(make_loader(tokenizer, make_sentences(12, seed=2), 32, 32))
+    for budget in results["budgets"]:
+        searched = select_units(torch.stack(statistics.head_fisher), statistics.neuron_fisher,
+                                UnitCosts.of(model.config, 32), budget["mac_ratio"])
+        searched_model, rearranged_model = copy.deepcopy(model), copy.deepcopy(model)
+        remove_units(searched_model, searched)
+        remove_units(rearranged_model, rearrange_masks(searched, statistics))
+        assert budget["heads"] == count_heads(searched_model) == count_heads(rearranged_model)  # same counts, MACs
+        assert budget["ffn_neurons"] == count_neurons(searched_model)
+        assert budget["test_without_rearrangement"] == classification_metrics(*predict_logits(searched_model, quality))
+        assert budget["test"] == classification_metrics(*predict_logits(rearranged_model, quality))
+        assert 0 <= budget["rearranged_units"] <= 2 * 64 + 8
+    assert any(budget["rearranged_units"] > 0 for budget in results["budgets"])  # it does move units here
 
 
 def test_each_budget_is_ranked_by_the_scores_of_the_controller_trained_at_it(tiny_model, tmp_path):

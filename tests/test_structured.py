@@ -72,12 +72,12 @@ def labelled_batches(tokenizer, count: int = 12, size: int = 4) -> list[dict]:
              "labels": torch.tensor(frame["label"][start:start + size].to_numpy())} for start in range(0, count, size)]
 
 
-def per_example_mask_fisher(model, batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The Fisher importance by definition: each example alone, gradients of a head and a neuron mask at 1."""
+def per_example_mask_gradients(model, batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Each example alone: the gradients of the head masks (N, 2, 4) and of each layer's neuron masks (N, 64)."""
     from mcap.ffn import masked_neurons
     from mcap.heads import masked_heads
 
-    heads, neurons, count = torch.zeros(2, 4), [torch.zeros(64), torch.zeros(64)], 0
+    heads, neurons = [], [[], []]
     for batch in batches:
         for row in range(len(batch["labels"])):
             single = {key: value[row:row + 1] for key, value in batch.items()}
@@ -86,11 +86,10 @@ def per_example_mask_fisher(model, batches) -> tuple[torch.Tensor, list[torch.Te
             with masked_heads(model, head_mask), masked_neurons(model, neuron_mask):
                 logits = model(input_ids=single["input_ids"], attention_mask=single["attention_mask"]).logits
             torch.nn.functional.cross_entropy(logits, single["labels"]).backward()
-            heads += head_mask.grad ** 2
+            heads.append(head_mask.grad)
             for layer in range(2):
-                neurons[layer] += neuron_mask[layer].grad ** 2
-            count += 1
-    return heads / count, [n / count for n in neurons]
+                neurons[layer].append(neuron_mask[layer].grad)
+    return torch.stack(heads), [torch.stack(layer) for layer in neurons]
 
 
 def test_unit_fisher_is_the_mean_squared_mask_gradient_of_each_example_alone(tiny_model):
@@ -99,12 +98,85 @@ def test_unit_fisher_is_the_mean_squared_mask_gradient_of_each_example_alone(tin
     model, tokenizer = tiny_model
     batches = labelled_batches(tokenizer)
     statistics = unit_statistics(model, batches)
-    heads, neurons = per_example_mask_fisher(model, batches)
+    head_gradients, neuron_gradients = per_example_mask_gradients(model, batches)
+    heads, neurons = (head_gradients ** 2).mean(0), [(gradients ** 2).mean(0) for gradients in neuron_gradients]
     assert statistics.examples == 12
     assert torch.allclose(torch.stack(statistics.head_fisher).float(), heads, rtol=1e-4, atol=1e-10)
     for layer in range(2):
         assert torch.allclose(statistics.neuron_fisher[layer].float(), neurons[layer], rtol=1e-4, atol=1e-10)
     assert heads.min() > 0  # every unit matters a little: the comparison is not of zeros
+
+
+def test_the_fisher_blocks_are_the_mean_outer_products_of_each_examples_mask_gradients(tiny_model):
+    from mcap.structured import unit_statistics
+
+    model, tokenizer = tiny_model
+    batches = labelled_batches(tokenizer)
+    statistics = unit_statistics(model, batches, blocks=True)
+    heads, neurons = per_example_mask_gradients(model, batches)
+    for layer in range(2):
+        expected = heads[:, layer].T @ heads[:, layer] / 12  # (4, 4)
+        assert torch.allclose(statistics.head_blocks[layer].float(), expected, rtol=1e-4, atol=1e-10)
+        assert torch.allclose(statistics.neuron_blocks[layer].float(), neurons[layer].T @ neurons[layer] / 12,
+                              rtol=1e-4, atol=1e-10)
+        assert torch.equal(statistics.head_blocks[layer].diagonal(), statistics.head_fisher[layer])
+        assert expected.abs().triu(1).max() > 0  # heads interact: the off-diagonal is not all zero
+    assert unit_statistics(model, batches).head_blocks is None  # not computed unless asked for
+
+
+def fisher_loss(block: torch.Tensor, removed: list[int]) -> float:
+    """zᵀ I z of removing ``removed``."""
+    z = torch.zeros(len(block), dtype=block.dtype)
+    z[removed] = 1
+    return float(z @ block @ z)
+
+
+def test_rearrangement_removes_a_unit_whose_gradient_cancels_a_removed_ones():
+    from mcap.structured import _rearranged
+
+    generator = torch.Generator().manual_seed(0)
+    gradients = 0.4 * torch.randn(2000, 5, generator=generator, dtype=torch.float64)  # (examples, units): 1-3 alone
+    gradients[:, 0] *= 0.75  # the least important unit
+    gradients[:, 4] = -gradients[:, 0] + 0.3 * torch.randn(2000, generator=generator, dtype=torch.float64)
+    block = gradients.T @ gradients / 2000
+    assert torch.argsort(block.diagonal()).tolist()[0] == 0 and torch.argsort(block.diagonal()).tolist()[-1] == 4
+    lowest = torch.argsort(block.diagonal())[:2].tolist()  # 0 and one of 1-3
+    assert _rearranged(2, block) == [0, 4]  # unit 4, the most important alone, cancels most of unit 0's gradient
+    assert fisher_loss(block, [0, 4]) < 0.5 * fisher_loss(block, lowest)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rearrangement_keeps_the_count_and_never_raises_the_predicted_loss(seed):
+    from mcap.structured import _rearranged
+
+    generator = torch.Generator().manual_seed(seed)
+    gradients = torch.randn(40, 30, generator=generator, dtype=torch.float64) @ torch.randn(30, 30, generator=generator,
+                                                                                               dtype=torch.float64)
+    block = gradients.T @ gradients / 40
+    for count in (0, 1, 7, 15, 29, 30):
+        lowest = torch.argsort(block.diagonal(), stable=True)[:count].tolist()
+        chosen = _rearranged(count, block)
+        assert len(set(chosen)) == count and chosen == sorted(chosen)
+        assert fisher_loss(block, chosen) <= fisher_loss(block, lowest) + 1e-12
+
+
+def test_rearranging_a_selection_keeps_each_layers_counts_and_needs_the_blocks(tiny_model):
+    from mcap.structured import rearrange_masks, select_units, unit_statistics
+
+    model, tokenizer = tiny_model
+    statistics = unit_statistics(model, labelled_batches(tokenizer), blocks=True)
+    searched = select_units(torch.stack(statistics.head_fisher), statistics.neuron_fisher, COSTS, 0.5)
+    rearranged = rearrange_masks(searched, statistics)
+    assert {layer: len(units) for layer, units in rearranged.heads.items()} == \
+        {layer: len(units) for layer, units in searched.heads.items()}
+    assert {layer: len(units) for layer, units in rearranged.neurons.items()} == \
+        {layer: len(units) for layer, units in searched.neurons.items()}
+    assert (rearranged.removed_macs, rearranged.total_macs) == (searched.removed_macs, searched.total_macs)
+    for layer, units in searched.neurons.items():
+        block = statistics.neuron_blocks[layer]
+        assert fisher_loss(block, rearranged.neurons[layer]) <= fisher_loss(block, units) + 1e-15
+    with pytest.raises(McapError, match="blocks=True"):
+        rearrange_masks(searched, unit_statistics(model, labelled_batches(tokenizer)))
 
 
 def pre_norm_sums(model, batches, layer: int, sublayer: str) -> torch.Tensor:

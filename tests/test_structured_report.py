@@ -8,7 +8,8 @@ from mcap.structured_report import render_markdown, structured_table, target_lin
 def row(mode: str, ratio: float, delta: float, torch_b32: float, onnx_b32: float = math.nan, strategy="structured_gradient"):
     return {"task": "sst2", "strategy": strategy, "mode": mode, "mac_ratio": ratio, "n": 2, "mcc_mean": 0.8 + delta,
             "mcc_std": 0.01, "mcc_delta": delta, "speedup_torch_b32": torch_b32, "speedup_onnx_b32": onnx_b32,
-            "speedup_torch_b1": 1.0, "speedup_onnx_b1": 1.0, "mcc_without_tuning_mean": math.nan}
+            "speedup_torch_b1": 1.0, "speedup_onnx_b1": 1.0, "mcc_without_tuning_mean": math.nan,
+            "mcc_without_rearrangement_mean": math.nan}
 
 
 def test_a_target_is_reached_by_the_fastest_structured_run_within_the_mcc_loss():
@@ -35,3 +36,22 @@ def test_no_target_is_read_off_a_model_that_has_not_learnt_its_task():
                               row("after", 0.6, 0.0, 2.2, 1.5) | {"mcc_mean": 0.0}])
     (line,) = target_lines(table)
     assert "has not learnt the task" in line and "reached" not in line
+
+
+def test_after_fine_tuning_rows_average_each_budgets_mcc_with_and_without_each_step_over_the_seeds(tmp_path):
+    import json
+
+    from mcap.structured_report import after_finetuning_rows
+
+    def budget(mcc, untuned, searched):
+        speedup = {f"{runtime}_batch_{size}": {"median": 1.5} for runtime in ("torch", "onnx") for size in (1, 32)}
+        return {"mac_ratio": 0.4, "test": {"mcc": mcc}, "test_without_tuning": {"mcc": untuned},
+                "test_without_rearrangement": {"mcc": searched}, "speedup": speedup}
+
+    for seed, (unpruned, mcc, untuned, searched) in {42: (0.8, 0.78, 0.76, 0.70), 43: (0.9, 0.86, 0.84, 0.80)}.items():
+        (tmp_path / f"seed-{seed}.json").write_text(json.dumps({"unpruned": {"test": {"mcc": unpruned}},
+                                                                "budgets": [budget(mcc, untuned, searched)]}))
+    [row] = after_finetuning_rows({"sst2": tmp_path}, "structured_gradient", [42, 43])
+    assert row["n"] == 2 and math.isclose(row["mcc_mean"], 0.82) and math.isclose(row["mcc_delta"], 0.82 - 0.85)
+    assert math.isclose(row["mcc_without_tuning_mean"], 0.80) and math.isclose(row["mcc_without_rearrangement_mean"], 0.75)
+    assert row["mode"] == "after" and row["speedup_onnx_b32"] == 1.5

@@ -40,7 +40,7 @@ from mcap.structured_report import COLUMNS, plot_pareto, render_markdown, struct
 REPORTS = Path("reports")
 KEY = ["task", "strategy", "mode", "budget"]  # a row of the merged table
 POOLED = ["speedup_torch_b32", "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1", "mcc_without_tuning_mean",
-          "mac_ratio", "mcc_delta"]  # averaged over the pruning seeds, weighted by their runs
+          "mcc_without_rearrangement_mean", "mac_ratio", "mcc_delta"]  # averaged over the pruning seeds, weighted by their runs
 
 
 def add_run(folder: Path, name: str | None = None) -> Path:

@@ -5,16 +5,17 @@ For a fine-tuned unpruned classifier:
 
 1. Fisher importance of every head and FFN neuron on labelled train sentences (:func:`unit_statistics`);
 2. for each budget, the least important units per MAC are removed up to that fraction of the encoder's
-   MACs (:func:`select_units`, :func:`remove_units`) — or, given the scores of structured meta-controllers trained
-   at each budget (``structured_mcap``, not in Kwon et al.), the heads and neuron groups of lowest score by the
-   budget's controller (:func:`select_learned`) — then mask tuning rescales the survivors by least
-   squares, sublayer by sublayer, to reconstruct the unpruned model's pre-LayerNorm sums
-   (:func:`tune_masks`);
+   MACs (:func:`select_units`, :func:`remove_units`), then each layer's removed heads and neurons are chosen
+   again on its block of the Fisher matrix, at the same counts (:func:`rearrange_masks`) — or, given the scores of structured meta-controllers trained at each budget
+   (``structured_mcap``, not in Kwon et al.), the heads and neuron groups of lowest score by the budget's
+   controller (:func:`select_learned`) — then mask tuning rescales the survivors by least squares, sublayer by
+   sublayer, to reconstruct the unpruned model's pre-LayerNorm sums (:func:`tune_masks`);
 3. each pruned model is scored on every test sentence, exported to ONNX, checked against PyTorch, and
    timed against the unpruned model in the same runtime (PyTorch, then onnxruntime), interleaved.
 
-Deviations from Kwon et al.: the diagonal of the Fisher matrix ranks units (no mask rearrangement with its
-block-diagonal), greedily by importance per MAC; mask tuning reconstructs only [CLS] in both sublayers of
+Deviations from Kwon et al.: the diagonal of the Fisher matrix ranks units greedily by importance per MAC (they
+search the number of heads kept and fill the rest with neurons); the Fisher blocks of rearrangement are of each
+example's gradients (theirs: of each mini-batch's); mask tuning reconstructs only [CLS] in both sublayers of
 the last layer (they do so in its FFN), tunes the first layer's attention too, and skips a sublayer whose
 scales leave ±10 instead of stopping there.
 """
@@ -43,6 +44,7 @@ from mcap.params import EvaluateSettings, PostPruneSettings
 from mcap.structured import (
     ReconstructionTargets,
     StructuredSelection,
+    rearrange_masks,
     reconstruction_targets,
     remove_units,
     select_learned,
@@ -68,20 +70,23 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
     """Prune the fine-tuned unpruned ``model`` (CPU) to each of ``settings.mac_ratios``; write the ONNX models to
     ``onnx_dir``; return the metrics of the unpruned model and of every budget. Units are ranked by their Fisher
     importance, or, if ``learned_scores`` is given ({budget: a structured meta-controller's scores}), at each budget
-    by the scores of the controller trained at it (:func:`select_learned`)."""
+    by the scores of the controller trained at it (:func:`select_learned`). With Fisher ranking, the masks are
+    rearranged (:func:`rearrange_masks`), and each budget's record also holds the test metrics of the searched units
+    before rearrangement and how many units rearrangement moved."""
     if count_heads(model) != model.config.num_hidden_layers * model.config.num_attention_heads or (
             ffn_layout(model) != [model.config.intermediate_size] * model.config.num_hidden_layers):
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
     tuning_batches = list(make_loader(tokenizer, train.head(settings.examples), BATCH_SIZE, max_seq_len))
     costs = UnitCosts.of(model.config, max_seq_len)
     if learned_scores is None:
-        statistics = unit_statistics(model, tuning_batches)
-        select = partial(select_units, torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs)
-        ranking = {"ranking": "fisher", "fisher_examples": statistics.examples}
+        statistics = unit_statistics(model, tuning_batches, blocks=True)
+        search = partial(select_units, torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs)
+        rearrange = partial(rearrange_masks, statistics=statistics)
+        ranking = {"ranking": "fisher", "fisher_examples": statistics.examples, "mask_rearrangement": True}
     else:
-        def select(ratio: float) -> StructuredSelection:
+        def search(ratio: float) -> StructuredSelection:
             return select_learned(learned_scores[ratio], model.config.intermediate_size, costs, ratio)
-        ranking = {"ranking": "meta-controller"}  # the controller trained at each budget
+        rearrange, ranking = None, {"ranking": "meta-controller"}  # the controller trained at each budget
     quality_batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
     reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
@@ -90,9 +95,31 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
                "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "budgets": []}
     targets = reconstruction_targets(model, tuning_batches) if settings.mask_tuning else None
     for ratio in settings.mac_ratios:
-        results["budgets"].append(_prune_to(model, ratio, select(ratio), targets, reference, quality_batches, timed, timing,
-                                            onnx_dir))
+        selection, record = search(ratio), {}
+        if rearrange is not None:
+            searched, selection = selection, rearrange(selection)
+            record = _rearrangement_record(model, searched, selection, quality_batches)
+        results["budgets"].append(_prune_to(model, ratio, selection, targets, reference, quality_batches, timed, timing,
+                                            onnx_dir) | record)
     return results
+
+
+def _pruned(model: nn.Module, selection: StructuredSelection) -> nn.Module:
+    pruned = copy.deepcopy(model)
+    remove_units(pruned, selection)
+    return pruned
+
+
+def _rearrangement_record(model: nn.Module, searched: StructuredSelection, rearranged: StructuredSelection,
+                          quality_batches) -> dict:
+    """For the record: the test metrics of the model pruned by the ``searched`` selection (no mask tuning), and how
+    many of its removed units the ``rearranged`` one keeps instead."""
+    def removed(selection: StructuredSelection) -> set[tuple[str, int, int]]:
+        return ({("head", layer, unit) for layer, units in selection.heads.items() for unit in units}
+                | {("neuron", layer, unit) for layer, units in selection.neurons.items() for unit in units})
+    return {"rearranged_units": len(removed(searched) - removed(rearranged)),
+            "test_without_rearrangement": classification_metrics(*predict_logits(_pruned(model, searched),
+                                                                                 quality_batches))}
 
 
 def _prune_to(model: nn.Module, ratio: float, selection: StructuredSelection, targets: ReconstructionTargets | None,
@@ -100,8 +127,7 @@ def _prune_to(model: nn.Module, ratio: float, selection: StructuredSelection, ta
               onnx_dir: Path) -> dict:
     """One budget, ``ratio``: prune ``selection``, score, mask-tune (towards ``targets``, if any), score again, export
     and time."""
-    pruned = copy.deepcopy(model)
-    remove_units(pruned, selection)
+    pruned = _pruned(model, selection)
     record = {"mac_ratio": ratio, "removed_mac_fraction": selection.removed_fraction,
               "heads": count_heads(pruned), "ffn_neurons": count_neurons(pruned),
               "parameters": count_parameters(pruned), "mask_tuning": targets is not None}

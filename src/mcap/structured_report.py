@@ -17,7 +17,10 @@ from mcap.report import load_evaluations, mean_std
 
 KINDS = ("none", "head", "structured")  # unstructured sparsity gives no dense speed-up: not on these axes
 COLUMNS = ["task", "strategy", "mode", "mac_ratio", "n", "mcc_mean", "mcc_std", "mcc_delta", "speedup_torch_b32",
-           "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1", "mcc_without_tuning_mean"]
+           "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1", "mcc_without_tuning_mean",
+           "mcc_without_rearrangement_mean"]
+# After fine-tuning, the MCC without a step of the method: column stem -> the budget record it is read from
+ABLATIONS = {"mcc_without_tuning": "test_without_tuning", "mcc_without_rearrangement": "test_without_rearrangement"}
 # (speed-up at least, MCC points below the unpruned model at most): the targets the comparison is read against
 TARGETS = ((1.5, 1.0), (2.0, 3.0))
 RUNTIMES = {"torch": "PyTorch", "onnx": "onnxruntime"}
@@ -35,8 +38,9 @@ def _aggregate(runs: list[dict], unpruned_mcc: list[float]) -> dict:
     row = {"n": len(runs), "mcc_mean": mcc, "mcc_std": std, "mcc_delta": mcc - float(np.mean(unpruned_mcc))}
     for column in ("speedup_torch_b32", "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1"):
         row[column] = float(np.mean([run["speedups"][column] for run in runs]))
-    untuned = [run["mcc_without_tuning"] for run in runs if run.get("mcc_without_tuning") is not None]
-    row["mcc_without_tuning_mean"] = float(np.mean(untuned)) if untuned else math.nan
+    for name in ABLATIONS:
+        values = [run[name] for run in runs if run.get(name) is not None]
+        row[f"{name}_mean"] = float(np.mean(values)) if values else math.nan
     return row
 
 
@@ -49,7 +53,7 @@ def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: li
         unpruned = [result["unpruned"]["test"]["mcc"] for result in results]
         for index, budget in enumerate(results[0]["budgets"]):
             runs = [{"mcc": budgets["test"]["mcc"],
-                     "mcc_without_tuning": budgets.get("test_without_tuning", {}).get("mcc"),
+                     **{name: budgets.get(record, {}).get("mcc") for name, record in ABLATIONS.items()},
                      "speedups": {f"speedup_{runtime}_b{size}": _speedup(budgets["speedup"], f"{runtime}_batch_{size}")
                                   for runtime in ("torch", "onnx") for size in (1, 32)}}
                     for budgets in (result["budgets"][index] for result in results)]
@@ -132,14 +136,15 @@ def render_markdown(table: pd.DataFrame, setup: str) -> str:
              "## Targets (measured speed-up at batch 32)", "", *target_lines(table), ""]
     for task, rows in table.groupby("task", sort=False):
         lines += [f"## {task}", "", ("| strategy | pruned | MACs removed | n | test MCC | ΔMCC (points) | speed-up PyTorch "
-                                     "b32 | onnxruntime b32 | PyTorch b1 | onnxruntime b1 | MCC without mask tuning |"),
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                                     "b32 | onnxruntime b32 | PyTorch b1 | onnxruntime b1 | MCC without mask tuning | MCC without "
+                                     "rearrangement or tuning |"),
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in rows.itertuples():
             mcc = _number(row.mcc_mean, 4) + ("" if pd.isna(row.mcc_std) else f" ± {row.mcc_std:.4f}")
             lines.append(f"| {row.strategy} | {row.mode and row.mode + ' fine-tuning'} | {row.mac_ratio:.0%} | {row.n} | {mcc} | "
                          f"{100 * row.mcc_delta:+.1f} | {_number(row.speedup_torch_b32, 2)} | {_number(row.speedup_onnx_b32, 2)} | "
                          f"{_number(row.speedup_torch_b1, 2)} | {_number(row.speedup_onnx_b1, 2)} | "
-                         f"{_number(row.mcc_without_tuning_mean, 4)} |")
+                         f"{_number(row.mcc_without_tuning_mean, 4)} | {_number(row.mcc_without_rearrangement_mean, 4)} |")
         lines.append("")
     return "\n".join(lines)
 
