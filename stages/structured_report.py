@@ -26,6 +26,7 @@ def main(params, args):
             {task: REPORTS / "post_prune" / f"{task}-{strategy}" for task in tasks}, strategy, seeds)])
     post = json.loads((REPORTS / "post_prune" / tasks[0] / f"seed-{seeds[0]}.json").read_text())
     tuning = "with" if params.post_prune.mask_tuning else "without"
+    rearranged = ", the masks rearranged on each layer's Fisher block" if post.get("mask_rearrangement") else ""
     learned = "".join(f" or, at each budget, the scores of the {strategy} controller of seed {params.seed} trained at "
                       "that budget (post_prune_mcap)" for strategy in params.post_prune.learned)
     setup = (
@@ -38,7 +39,8 @@ def main(params, args):
         "strategies, of MACs for structured ones), then fine-tuned; speed-up over the unpruned architecture in "
         f"PyTorch, and in onnxruntime for {', '.join(deployed) or 'none of them'} (deploy.strategies, "
         "the deploy stage: ONNX checked as below). After fine-tuning: the post_prune stage, Fisher importance on "
-        f"{post['fisher_examples']} train sentences (structured_gradient){learned} and {tuning} mask tuning, no retraining; each model exported to "
+        f"{post['fisher_examples']} train sentences (structured_gradient{rearranged}){learned} and {tuning} mask "
+        "tuning, no retraining; each model exported to "
         "ONNX (max |Δ logit| < 1e-4 against PyTorch on every test sentence) and timed against the unpruned model in "
         "the same runtime. Speed-up: median per-repetition time ratio, the two models timed alternately on test batches."
     )

@@ -133,6 +133,8 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     row = table[(table["mode"] == "after") & (table["strategy"] == "structured_gradient")].iloc[0]  # 6 significant digits
     assert row["mcc_delta"] == pytest.approx(budget["test"]["mcc"] - after["unpruned"]["test"]["mcc"], rel=1e-5, abs=1e-6)
     assert row["speedup_onnx_b32"] == pytest.approx(budget["speedup"]["onnx_batch_32"]["median"], rel=1e-5)
+    assert row["mcc_without_rearrangement_mean"] == pytest.approx(budget["test_without_rearrangement"]["mcc"],
+                                                                rel=1e-5, abs=1e-6)  # Fisher: masks rearranged
     deployed = metrics["reports/deploy/sst2-structured_gradient/seed-42.json"]  # deploy.strategies' default
     assert deployed["onnx_max_abs_diff"] < 1e-4 and deployed["speedup"]["onnx_batch_32"]["median"] > 0
     assert (repo / "models" / "deployed" / "sst2-structured_gradient" / "seed-42" / "model.onnx").is_file()

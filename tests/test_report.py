@@ -257,6 +257,27 @@ def test_a_structured_sweep_keeps_named_runs_and_shows_each_row_once_from_the_fi
             f"ratio-0.4-before: `{'c' * 10}`") in setup
 
 
+def test_a_structured_sweep_takes_a_row_from_a_run_named_to_sort_first_and_names_the_runs_that_rearranged(tmp_path):
+    import structured_sweep
+
+    for name, mcc, searched in (("after-fine-tuning-seed-42", 0.53, 0.50), ("ratio-0.2", 0.51, None)):
+        run = tmp_path / name
+        run.mkdir()
+        pd.DataFrame([{"task": "sst2", "strategy": "none", "mode": "", "mac_ratio": 0.0, "n": 2, "mcc_mean": 0.55,
+                       "mcc_delta": 0.0},
+                      {"task": "sst2", "strategy": "structured_gradient", "mode": "after", "mac_ratio": 0.3, "n": 2,
+                       "mcc_mean": mcc, "mcc_delta": mcc - 0.55, "mcc_without_rearrangement_mean": searched}]
+                     ).to_csv(run / "structured.csv", index=False)
+        (run / "structured.md").write_text(f"# title\n\nsetup of {name}\n\n## Targets\n")
+        (run / "commit").write_text("a" * 40 + "\n")
+        (run / "params.yaml").write_text(yaml.safe_dump({"seed": 42, "prune": {"ratio": 0.2}}))
+    table = structured_sweep.merged_table(tmp_path).set_index("strategy")
+    assert table.loc["structured_gradient", "mcc_mean"] == 0.53  # the rearranged run's row, first in name order
+    assert table.loc["structured_gradient", "mcc_without_rearrangement_mean"] == 0.50
+    assert "Runs after-fine-tuning-seed-42 rearranged the Fisher masks" in setup_of_runs(tmp_path)
+    assert "ratio-0.2 rearranged" not in setup_of_runs(tmp_path)
+
+
 def test_a_structured_sweep_pools_the_runs_of_several_pruning_seeds(tmp_path):
     """A row kept for pruning seeds 42 and 43 shows n, mean, std and ΔMCC over all four runs (two fine-tuning seeds
     each) as if computed from the four MCCs; before fine-tuning, the rows of one prune.ratio pool although the MAC

@@ -123,10 +123,15 @@ def setup_of(folder: Path) -> str:
     commits = ", ".join(f"{run.name}: `{(run / 'commit').read_text().strip()[:10]}`{machines[run] if mixed else ''}"
                         for run in runs)
     seeds = pruning_seeds(folder)
+    with_rearrangement = [run.name for run in runs if pd.read_csv(run / "structured.csv").reindex(
+        columns=COLUMNS)["mcc_without_rearrangement_mean"].notna().any()]
+    rearrangement = (f" Runs {', '.join(with_rearrangement)} rearranged the Fisher masks after fine-tuning on each "
+                     "layer's Fisher block (Kwon et al. Sec. 4.2; the column MCC without rearrangement or tuning); "
+                     "the others did not." if with_rearrangement else "")
     pooling = (f" Rows pool the runs of pruning seeds {', '.join(map(str, seeds))} (`seed`) where they have them: n "
                "counts pruning × fine-tuning seeds, ± is the std over all of them." if len(seeds) > 1 else "")
     return (f"{setup}\n\nOne run per `prune.ratio` (the before-fine-tuning rows), each kept with its params and lock "
-            f"beside this file; a row in several runs of one pruning seed is shown from the first.{pooling} "
+            f"beside this file; a row in several runs of one pruning seed is shown from the first.{pooling}{rearrangement} "
             + ("Timings come from different machines, named per run below (the setup above names the widest run's); "
                "a row pooled over runs of two machines averages their speed-ups. " if mixed else "")
             + f"Commits by run: {commits}.")
