@@ -278,6 +278,20 @@ def test_a_structured_sweep_takes_a_row_from_a_run_named_to_sort_first_and_names
     assert "ratio-0.2 rearranged" not in setup_of_runs(tmp_path)
 
 
+def test_a_structured_sweep_does_not_pool_a_rearranged_row_with_another_seeds_row_made_without(tmp_path):
+    import structured_sweep
+
+    for name, seed, mcc, searched in (("after-fine-tuning-seed-42", 42, 0.53, 0.50), ("ratio-0.2-seed-43", 43, 0.40, None)):
+        run = tmp_path / name
+        run.mkdir()
+        pd.DataFrame([{"task": "sst2", "strategy": "structured_gradient", "mode": "after", "mac_ratio": 0.3, "n": 2,
+                       "mcc_mean": mcc, "mcc_std": 0.01, "mcc_delta": mcc - 0.55,
+                       "mcc_without_rearrangement_mean": searched}]).to_csv(run / "structured.csv", index=False)
+        (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "prune": {"ratio": 0.2}}))
+    row = structured_sweep.merged_table(tmp_path).iloc[0]
+    assert (row["n"], row["mcc_mean"]) == (2, 0.53)  # seed 43's row, made without rearrangement, stays out
+
+
 def test_a_structured_sweep_pools_the_runs_of_several_pruning_seeds(tmp_path):
     """A row kept for pruning seeds 42 and 43 shows n, mean, std and ΔMCC over all four runs (two fine-tuning seeds
     each) as if computed from the four MCCs; before fine-tuning, the rows of one prune.ratio pool although the MAC

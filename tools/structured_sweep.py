@@ -88,14 +88,22 @@ def pooled(rows: pd.DataFrame) -> dict:
     return row
 
 
+def same_method(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one (task, strategy, mode, budget) that were made the same way: where some pruning seed's row
+    rearranged the masks (it records the MCC without rearrangement), only such rows, since rearrangement changes
+    which units go and a pooled row must not mix the two methods."""
+    rearranged = rows["mcc_without_rearrangement_mean"].notna()
+    return rows[rearranged] if rearranged.any() else rows
+
+
 def merged_table(folder: Path) -> pd.DataFrame:
     """Every kept run's rows, each (task, strategy, mode, budget) once: from the first run that has it for each
-    pruning seed, pooled over the seeds."""
+    pruning seed, pooled over the seeds whose rows were made the same way (``same_method``)."""
     runs = sorted(path.parent for path in folder.glob("*/structured.csv"))
     if not runs:
         raise McapError(f"{folder}: no runs kept; `python tools/structured_sweep.py add {folder}` after each run")
     frame = pd.concat([kept_rows(run) for run in runs], ignore_index=True).drop_duplicates([*KEY, "seed"])
-    return structured_table([pooled(rows) for _key, rows in frame.groupby(KEY, sort=False)])
+    return structured_table([pooled(same_method(rows)) for _key, rows in frame.groupby(KEY, sort=False)])
 
 
 def pruning_seeds(folder: Path) -> list[int]:
@@ -127,7 +135,7 @@ def setup_of(folder: Path) -> str:
         columns=COLUMNS)["mcc_without_rearrangement_mean"].notna().any()]
     rearrangement = (f" Runs {', '.join(with_rearrangement)} rearranged the Fisher masks after fine-tuning on each "
                      "layer's Fisher block (Kwon et al. Sec. 4.2; the column MCC without rearrangement or tuning); "
-                     "the others did not." if with_rearrangement else "")
+                     "the others did not, and a row pools only the runs made the same way." if with_rearrangement else "")
     pooling = (f" Rows pool the runs of pruning seeds {', '.join(map(str, seeds))} (`seed`) where they have them: n "
                "counts pruning × fine-tuning seeds, ± is the std over all of them." if len(seeds) > 1 else "")
     return (f"{setup}\n\nOne run per `prune.ratio` (the before-fine-tuning rows), each kept with its params and lock "
