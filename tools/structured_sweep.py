@@ -88,12 +88,16 @@ def pooled(rows: pd.DataFrame) -> dict:
     return row
 
 
+def rearranged(rows: pd.DataFrame) -> pd.Series:
+    """Which rows rearranged the masks after fine-tuning: those that record the MCC without rearrangement."""
+    return rows["mcc_without_rearrangement_mean"].notna()
+
+
 def same_method(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows of one (task, strategy, mode, budget) that were made the same way: where some pruning seed's row
-    rearranged the masks (it records the MCC without rearrangement), only such rows, since rearrangement changes
-    which units go and a pooled row must not mix the two methods."""
-    rearranged = rows["mcc_without_rearrangement_mean"].notna()
-    return rows[rearranged] if rearranged.any() else rows
+    rearranged the masks, only such rows, since rearrangement changes which units go and a pooled row must not mix
+    the two methods."""
+    return rows[rearranged(rows)] if rearranged(rows).any() else rows
 
 
 def merged_table(folder: Path) -> pd.DataFrame:
@@ -131,8 +135,7 @@ def setup_of(folder: Path) -> str:
     commits = ", ".join(f"{run.name}: `{(run / 'commit').read_text().strip()[:10]}`{machines[run] if mixed else ''}"
                         for run in runs)
     seeds = pruning_seeds(folder)
-    with_rearrangement = [run.name for run in runs if pd.read_csv(run / "structured.csv").reindex(
-        columns=COLUMNS)["mcc_without_rearrangement_mean"].notna().any()]
+    with_rearrangement = [run.name for run in runs if rearranged(kept_rows(run)).any()]
     rearrangement = (f" Runs {', '.join(with_rearrangement)} rearranged the Fisher masks after fine-tuning on each "
                      "layer's Fisher block (Kwon et al. Sec. 4.2; the column MCC without rearrangement or tuning); "
                      "the others did not, and a row pools only the runs made the same way." if with_rearrangement else "")
