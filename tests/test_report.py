@@ -228,25 +228,31 @@ def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode
     assert len(lines) == 2 + 4 + 2 and "elsewhere" not in "\n".join(lines)  # a missing sweep is left out
 
 
+def keep_run(folder, name: str, rows: list[dict], *, seed: int = 42, ratio: float = 0.2, commit: str = "a" * 40,
+             setup: str | None = None) -> None:
+    """Keep a run as tools/structured_sweep.py's `add` does: its CSV (task sst2, n 2 unless a row says), report,
+    commit and params."""
+    run = folder / name
+    run.mkdir()
+    pd.DataFrame([{"task": "sst2", "n": 2, **row} for row in rows]).to_csv(run / "structured.csv", index=False)
+    (run / "structured.md").write_text(f"# title\n\n{setup or f'setup of {name}'}\n\n## Targets\n")
+    (run / "commit").write_text(commit + "\n")
+    (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "prune": {"ratio": ratio}}))
+
+
 def test_a_structured_sweep_keeps_named_runs_and_shows_each_row_once_from_the_first_run(tmp_path):
     """Rows shared by two runs come from the first (the run that measured them); the setup from the widest run."""
     import structured_sweep
 
-    def kept(name: str, rows: list[tuple], commit: str) -> None:
-        run = tmp_path / name
-        run.mkdir()
-        frame = pd.DataFrame([dict(zip(["strategy", "mode", "mac_ratio", "mcc_mean", "mcc_delta"], row), task="sst2", n=2)
-                              for row in rows])
-        frame.to_csv(run / "structured.csv", index=False)
-        (run / "structured.md").write_text(f"# title\n\nsetup of {name}\n\n## Targets\n")
-        (run / "commit").write_text(commit + "\n")
-        (run / "params.yaml").write_text(yaml.safe_dump({"seed": 42, "prune": {"ratio": float(name.split("-")[1])}}))
+    def row(strategy: str, mode: str, mac_ratio: float, mcc: float, delta: float) -> dict:
+        return {"strategy": strategy, "mode": mode, "mac_ratio": mac_ratio, "mcc_mean": mcc, "mcc_delta": delta}
 
-    kept("ratio-0.2", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02)], "a" * 40)
-    kept("ratio-0.2-structured_mcap", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02),
-                                   ("structured_mcap", "after", 0.3, 0.40, -0.15)], "b" * 40)
-    kept("ratio-0.4-before", [("none", "", 0.0, 0.55, 0.0), ("structured_gradient", "after", 0.3, 0.53, -0.02),
-                              ("structured_mcap", "before", 0.4, 0.45, -0.10)], "c" * 40)  # one more ratio, one budget
+    shared = [row("none", "", 0.0, 0.55, 0.0), row("structured_gradient", "after", 0.3, 0.53, -0.02)]
+    keep_run(tmp_path, "ratio-0.2", shared, commit="a" * 40)
+    keep_run(tmp_path, "ratio-0.2-structured_mcap", shared + [row("structured_mcap", "after", 0.3, 0.40, -0.15)],
+             commit="b" * 40)
+    keep_run(tmp_path, "ratio-0.4-before", shared + [row("structured_mcap", "before", 0.4, 0.45, -0.10)], ratio=0.4,
+             commit="c" * 40)  # one more ratio, one budget
     table = structured_sweep.merged_table(tmp_path)
     assert sorted(zip(table["strategy"], table["mode"], table["mac_ratio"])) == [
         ("none", "", 0.0), ("structured_gradient", "after", 0.3), ("structured_mcap", "after", 0.3),
@@ -261,16 +267,10 @@ def test_a_structured_sweep_takes_a_row_from_a_run_named_to_sort_first_and_names
     import structured_sweep
 
     for name, mcc, searched in (("after-fine-tuning-seed-42", 0.53, 0.50), ("ratio-0.2", 0.51, None)):
-        run = tmp_path / name
-        run.mkdir()
-        pd.DataFrame([{"task": "sst2", "strategy": "none", "mode": "", "mac_ratio": 0.0, "n": 2, "mcc_mean": 0.55,
-                       "mcc_delta": 0.0},
-                      {"task": "sst2", "strategy": "structured_gradient", "mode": "after", "mac_ratio": 0.3, "n": 2,
-                       "mcc_mean": mcc, "mcc_delta": mcc - 0.55, "mcc_without_rearrangement_mean": searched}]
-                     ).to_csv(run / "structured.csv", index=False)
-        (run / "structured.md").write_text(f"# title\n\nsetup of {name}\n\n## Targets\n")
-        (run / "commit").write_text("a" * 40 + "\n")
-        (run / "params.yaml").write_text(yaml.safe_dump({"seed": 42, "prune": {"ratio": 0.2}}))
+        keep_run(tmp_path, name, [
+            {"strategy": "none", "mode": "", "mac_ratio": 0.0, "mcc_mean": 0.55, "mcc_delta": 0.0},
+            {"strategy": "structured_gradient", "mode": "after", "mac_ratio": 0.3, "mcc_mean": mcc,
+             "mcc_delta": mcc - 0.55, "mcc_without_rearrangement_mean": searched}])
     table = structured_sweep.merged_table(tmp_path).set_index("strategy")
     assert table.loc["structured_gradient", "mcc_mean"] == 0.53  # the rearranged run's row, first in name order
     assert table.loc["structured_gradient", "mcc_without_rearrangement_mean"] == 0.50
@@ -282,12 +282,9 @@ def test_a_structured_sweep_does_not_pool_a_rearranged_row_with_another_seeds_ro
     import structured_sweep
 
     for name, seed, mcc, searched in (("after-fine-tuning-seed-42", 42, 0.53, 0.50), ("ratio-0.2-seed-43", 43, 0.40, None)):
-        run = tmp_path / name
-        run.mkdir()
-        pd.DataFrame([{"task": "sst2", "strategy": "structured_gradient", "mode": "after", "mac_ratio": 0.3, "n": 2,
-                       "mcc_mean": mcc, "mcc_std": 0.01, "mcc_delta": mcc - 0.55,
-                       "mcc_without_rearrangement_mean": searched}]).to_csv(run / "structured.csv", index=False)
-        (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "prune": {"ratio": 0.2}}))
+        keep_run(tmp_path, name, [{"strategy": "structured_gradient", "mode": "after", "mac_ratio": 0.3, "mcc_mean": mcc,
+                                   "mcc_std": 0.01, "mcc_delta": mcc - 0.55,
+                                   "mcc_without_rearrangement_mean": searched}], seed=seed)
     row = structured_sweep.merged_table(tmp_path).iloc[0]
     assert (row["n"], row["mcc_mean"]) == (2, 0.53)  # seed 43's row, made without rearrangement, stays out
 
@@ -300,17 +297,13 @@ def test_a_structured_sweep_pools_the_runs_of_several_pruning_seeds(tmp_path):
 
     pruned, unpruned = {42: [0.60, 0.64], 43: [0.50, 0.58]}, {42: [0.70, 0.72], 43: [0.69, 0.71]}
     for seed, reached, speedup in ((42, 0.398, 1.5), (43, 0.402, 1.7)):
-        run = tmp_path / f"ratio-0.4-before-seed-{seed}"
-        run.mkdir()
-        rows = [{"strategy": "none", "mode": "", "mac_ratio": 0.0, "mcc_mean": mean(unpruned[seed]),
-                 "mcc_std": stdev(unpruned[seed]), "mcc_delta": 0.0, "speedup_torch_b32": 1.0},
-                {"strategy": "structured_mcap", "mode": "before", "mac_ratio": reached, "mcc_mean": mean(pruned[seed]),
-                 "mcc_std": stdev(pruned[seed]), "mcc_delta": mean(pruned[seed]) - mean(unpruned[seed]),
-                 "speedup_torch_b32": speedup}]
-        pd.DataFrame([{**row, "task": "sst2", "n": 2} for row in rows]).to_csv(run / "structured.csv", index=False)
-        (run / "structured.md").write_text("# title\n\nsetup. Measured on CPU Xeon with 2 threads.\n\n## Targets\n")
-        (run / "commit").write_text("a" * 40 + "\n")
-        (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "prune": {"ratio": 0.4}}))
+        keep_run(tmp_path, f"ratio-0.4-before-seed-{seed}", [
+            {"strategy": "none", "mode": "", "mac_ratio": 0.0, "mcc_mean": mean(unpruned[seed]),
+             "mcc_std": stdev(unpruned[seed]), "mcc_delta": 0.0, "speedup_torch_b32": 1.0},
+            {"strategy": "structured_mcap", "mode": "before", "mac_ratio": reached, "mcc_mean": mean(pruned[seed]),
+             "mcc_std": stdev(pruned[seed]), "mcc_delta": mean(pruned[seed]) - mean(unpruned[seed]),
+             "speedup_torch_b32": speedup}],
+            seed=seed, ratio=0.4, setup="setup. Measured on CPU Xeon with 2 threads.")
     table = structured_sweep.merged_table(tmp_path).set_index("strategy")
     every, every_unpruned = pruned[42] + pruned[43], unpruned[42] + unpruned[43]
     row = table.loc["structured_mcap"]
