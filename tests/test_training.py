@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from conftest import make_sentences
+from mcap.heads import prune_heads
 from mcap.modeling import load_model, save_model
 from mcap.params import TrainSettings
 from mcap.splits import write_splits
@@ -50,6 +51,46 @@ def test_learning_rate_with_the_best_validation_score_is_kept(saved_tiny):
     result = run(saved_tiny, learning_rates=(1e-6, 3e-3))
     scores = {rate: history[-1]["val_accuracy"] for rate, history in result.histories.items()}
     assert result.learning_rate == max(scores, key=scores.get) == 3e-3
+
+
+def first_steps(monkeypatch, model_dir: Path, tokenizer, seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(the task head's weights at the first step, the input ids of every batch) of one fine-tuning at ``seed``."""
+    import mcap.training
+
+    heads, batches, original = [], [], mcap.training.train_step
+
+    def recording_step(model, batch, *args):
+        if not heads:
+            heads.append(model.classifier.weight.detach().clone())
+        batches.append(batch["input_ids"].clone())
+        return original(model, batch, *args)
+
+    monkeypatch.setattr(mcap.training, "train_step", recording_step)
+    finetune_grid(lambda: load_model(model_dir)[0], make_sentences(64, 1), make_sentences(16, 2), tokenizer,
+                  replace(SETTINGS, epochs=1), seed=seed, keep_zeros=False)
+    monkeypatch.undo()
+    return heads[0], batches
+
+
+def test_strategies_at_one_fine_tuning_seed_start_from_one_head_and_see_the_same_batches(saved_tiny, tmp_path,
+                                                                                         monkeypatch):
+    """Pairing by construction: the pruning (here heads removed, and a head a probe had trained) changes the model,
+    never the fine-tuning seed's head initialisation or batch order."""
+    model_dir, tokenizer = saved_tiny
+    pruned, _, _ = load_model(model_dir)
+    prune_heads(pruned, {0: [1, 2], 1: [0]})
+    with torch.no_grad():
+        pruned.classifier.weight.fill_(0.5)  # what a probe at pruning time may leave behind
+    save_model(pruned, tokenizer, tmp_path / "pruned", {"kind": "head"})
+
+    head, batches = first_steps(monkeypatch, model_dir, tokenizer, seed=11)
+    pruned_head, pruned_batches = first_steps(monkeypatch, tmp_path / "pruned", tokenizer, seed=11)
+    assert torch.equal(head, pruned_head)
+    assert len(batches) == len(pruned_batches) and all(map(torch.equal, batches, pruned_batches))
+
+    other_head, other_batches = first_steps(monkeypatch, tmp_path / "pruned", tokenizer, seed=12)
+    assert not torch.equal(head, other_head)
+    assert not all(map(torch.equal, batches, other_batches))
 
 
 def test_zeroed_weights_stay_zero_during_fine_tuning(saved_tiny, tmp_path):

@@ -56,7 +56,10 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def load_pretrained(name_or_path: str, seed: int) -> tuple[nn.Module, object]:
-    """The pre-trained encoder with a freshly initialised (seeded) 2-class head, and its tokenizer."""
+    """The pre-trained encoder with a freshly initialised (seeded) 2-class head, and its tokenizer.
+
+    The head seeded here serves only the stages before fine-tuning (probes, controllers); fine-tuning
+    draws its own from the fine-tuning seed (:func:`reset_task_head`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model_path(name_or_path)
@@ -123,6 +126,28 @@ def unpruned_twin(model: nn.Module) -> nn.Module:
     config.kept_heads = config.intermediate_sizes = None
     twin = AutoModelForSequenceClassification.from_config(config)
     return twin.eval().to(next(model.parameters()).device)
+
+
+def task_head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters outside the pre-trained base model: the task head (BERT: ``classifier.weight``, ``classifier.bias``)."""
+    prefix = model.base_model_prefix + "."
+    return [parameter for name, parameter in model.named_parameters() if not name.startswith(prefix)]
+
+
+@torch.no_grad()
+def reset_task_head(model: nn.Module, seed: int) -> None:
+    """Draw the task head afresh from ``seed`` alone, as Hugging Face initialises it (weights ~ N(0, σ²) with σ the
+    config's ``initializer_range``, biases 0).
+
+    Fine-tuning calls this with the fine-tuning seed, so that every strategy fine-tuned at one seed starts from the
+    same head whatever pruned it, and whatever a strategy did to the head while pruning (a probe) is discarded."""
+    generator = torch.Generator().manual_seed(seed)
+    for parameter in task_head_parameters(model):
+        if parameter.dim() == 1:
+            parameter.zero_()
+        else:  # drawn on the CPU, so that the head is the same on every device
+            values = torch.randn(parameter.shape, generator=generator) * model.config.initializer_range
+            parameter.copy_(values)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -157,7 +157,7 @@ def _fraction(value: float) -> bool:
 @dataclass(frozen=True)
 class TopLevel(Section):
     section: ClassVar[str] = ""
-    seed: int  # pruning, meta-controller, classifier-head initialisation, explanations
+    seed: int  # pruning seed: the pruning draw, the meta-controller, explanations
     seeds: list[int]  # fine-tuning seeds
     tasks: list[str]  # Table I tasks
 

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from mcap.modeling import encoder_linears
+from mcap.modeling import encoder_linears, reset_task_head
 from mcap.params import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,10 @@ def finetune_grid(
 ) -> FinetuneResult:
     """Fine-tune a fresh copy (``load_initial()``) per learning rate of ``settings.learning_rates``; keep the best.
 
-    The score is the last epoch's validation ``settings.select_metric`` (paper: best of lr ∈ {2,3,4,5}e-5).
+    ``seed`` (the fine-tuning seed) alone sets the task head's initialisation, the batch order and dropout: two
+    pruned models fine-tuned at one seed start from the same head and see the same batches in the same order, so
+    their difference is the pruning's (a paired comparison). The score is the last epoch's validation
+    ``settings.select_metric`` (paper: best of lr ∈ {2,3,4,5}e-5).
     """
     from mcap.seeding import seed_everything
 
@@ -232,8 +235,10 @@ def finetune_grid(
         generator = seed_everything(seed)  # every lr starts from the same state and batch order
         train_loader = make_loader(tokenizer, train, settings.batch_size, settings.max_seq_len, True, generator)
         validation_loader = make_loader(tokenizer, validation, settings.batch_size, settings.max_seq_len)
+        initial = load_initial()
+        reset_task_head(initial, seed)
         model, histories[learning_rate] = train_epochs(
-            load_initial(), train_loader, validation_loader, learning_rate, settings, accelerator, keep_zeros,
+            initial, train_loader, validation_loader, learning_rate, settings, accelerator, keep_zeros,
             description=f"lr {learning_rate:g}",
         )
         accelerator.free_memory()  # drop the prepared references before the next lr

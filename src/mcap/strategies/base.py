@@ -202,12 +202,6 @@ def mean_attention_statistic(
     return totals / count
 
 
-def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters outside the pre-trained base model (the task head)."""
-    prefix = model.base_model_prefix + "."
-    return [parameter for name, parameter in model.named_parameters() if not name.startswith(prefix)]
-
-
 def short_training(context: PruneContext, steps: int, learning_rate: float, parameters: list[nn.Parameter]) -> None:
     """``steps`` AdamW steps on shuffled train batches, updating only ``parameters``."""
     model = context.model

@@ -13,7 +13,8 @@ import copy
 import torch
 
 from mcap.heads import head_layout, masked_heads
-from mcap.strategies.base import HeadStrategy, PruneContext, classifier_parameters, register, short_training
+from mcap.modeling import task_head_parameters
+from mcap.strategies.base import HeadStrategy, PruneContext, register, short_training
 from mcap.training import batches_on, make_loader
 
 
@@ -41,7 +42,7 @@ class GradientHeads(HeadStrategy):
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         initial = copy.deepcopy(context.model.state_dict())
         short_training(context, context.settings.gradient_probe_steps, context.settings.gradient_probe_lr,
-                       classifier_parameters(context.model))
+                       task_head_parameters(context.model))
         importance = gradient_importance(context)
         context.model.load_state_dict(initial)
         return importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-20)

@@ -13,7 +13,8 @@ import copy
 import torch
 
 from mcap.budget import UnitCosts
-from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, classifier_parameters, register, short_training
+from mcap.modeling import task_head_parameters
+from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, register, short_training
 from mcap.structured import remove_units, select_units, unit_statistics
 from mcap.training import batches_on, make_loader
 
@@ -28,7 +29,7 @@ class StructuredGradient(Strategy):
         model = context.model
         initial = copy.deepcopy(model.state_dict())
         short_training(context, context.settings.gradient_probe_steps, context.settings.gradient_probe_lr,
-                       classifier_parameters(model))
+                       task_head_parameters(model))
         loader = make_loader(context.tokenizer, context.importance_examples(), context.batch_size, context.max_seq_len)
         statistics = unit_statistics(model, batches_on(loader, next(model.parameters()).device))
         model.load_state_dict(initial)
