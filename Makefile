@@ -5,16 +5,26 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup repro test readme lint
+.PHONY: setup repro test readme lint lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	# torch first and pinned: the local CPU build; anything looser pulls the CUDA wheels
 	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e ".[dev]"
+	# every other package at the version constraints.txt records (`make lock` refreshes it)
+	$(PYTHON) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
+
+# Re-resolve pyproject.toml's dependencies in a scratch environment and record every version in constraints.txt.
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/pip install -q torch==2.13.0 && .venv-lock/bin/pip install -q -e ".[dev]"
+	{ echo "# Every package's version, installed by make setup (pip -c); torch is pinned in pyproject.toml."; \
+	  echo "# Refresh: make lock (re-resolves pyproject.toml in a scratch environment)."; \
+	  .venv-lock/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > constraints.txt
+	rm -rf .venv-lock
 
 repro: setup
 	dvc repro
