@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mcap.evaluate import device_name
+from mcap.evaluate import device_name, machine_record
 from mcap.modeling import pick_device
 from mcap.splits import read_split
 
@@ -37,7 +37,8 @@ def write_section(name: str, markdown: str, data: dict) -> None:
     """Store one section and rebuild reports/benchmarks.md from every section present."""
     folder = REPORTS / "benchmarks"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    record = {**data, "machine_record": machine_record(pick_device())}  # CPU family, model and flags
+    (folder / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     (folder / f"{name}.md").write_text(markdown.strip() + "\n")
     sections = [(folder / f"{section}.md").read_text().strip() for section in SECTIONS if (folder / f"{section}.md").is_file()]
     (REPORTS / "benchmarks.md").write_text("\n\n".join([TITLE, INTRO, *sections]) + "\n")

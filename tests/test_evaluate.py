@@ -1,5 +1,7 @@
 """FLOPs, MAC estimate, latency and quality metrics of the evaluate stage."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,6 @@ def test_the_evaluation_estimates_speed_up_at_the_padded_shapes_it_timed(tiny_mo
     batches = list(evaluate.batch_loader(tokenizer, evaluate.encode(tokenizer, test, 32), 4))
     assert metrics["mac_estimate"]["batch_4"] == mac_estimate(model, timed_shapes(batches, 1, 3))
     assert metrics["device_name"].startswith("CPU ")  # names the hardware in the report (tests run on CPU)
+    cpu = metrics["machine"]["cpu"]  # what float32 results depend on: recorded with every evaluation
+    if Path("/proc/cpuinfo").is_file():
+        assert cpu["vendor"] and cpu["family"] and cpu["model"] and len(cpu["flags"].split()) > 10

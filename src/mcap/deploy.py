@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mcap.errors import McapError
-from mcap.evaluate import device_name, forward_pass, interleaved_times_ms, speedup_of
+from mcap.evaluate import device_name, forward_pass, interleaved_times_ms, machine_record, speedup_of
 from mcap.export import export_onnx, max_logit_difference, onnx_logits, onnx_session
 from mcap.modeling import unpruned_twin
 from mcap.params import EvaluateSettings
@@ -86,4 +86,5 @@ def deploy_finetuned(model: nn.Module, tokenizer, test: pd.DataFrame, timing: Ev
         reference = DeployedModel(unpruned_twin(model), Path(scratch) / "unpruned.onnx", batches[:1], timing.threads)
         latency, speedup = timed_speedups(deployed, reference, timed, timing, runtimes=("onnx",))
     return {"test": deployed.metrics, "onnx_max_abs_diff": deployed.onnx_difference, "latency_ms": latency,
-            "speedup": speedup, "device_name": device_name(torch.device("cpu")), "threads": timing.threads}
+            "speedup": speedup, "device_name": device_name(torch.device("cpu")), "threads": timing.threads,
+            "machine": machine_record(torch.device("cpu"))}

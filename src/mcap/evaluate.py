@@ -189,14 +189,35 @@ def evaluate_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: Ev
     metrics["device"] = device.type
     metrics["device_name"] = device_name(device)
     metrics["threads"] = torch.get_num_threads()
+    metrics["machine"] = machine_record(device)
     return metrics
+
+
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (Linux; empty elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        if not line.strip():
+            break  # the end of the first processor's block
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
 
 
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU model from /proc/cpuinfo (Linux), for the report's setup line."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.is_file() else []
-    return f"CPU {models[0] if models else platform.machine()}"
+    return f"CPU {cpu_info().get('model name', platform.machine())}"
+
+
+def machine_record(device: torch.device) -> dict:
+    """What a run's float32 results depend on beyond the code and params: the CPU's vendor, family, model and
+    instruction-set flags (two machines that both say "AMD EPYC" can differ in the last digits), the GPU if one ran
+    it, and the torch build. Stored with every evaluation, so that reruns are compared per machine."""
+    cpu = cpu_info()
+    return {"cpu": {key: cpu.get(name) for key, name in (("vendor", "vendor_id"), ("family", "cpu family"),
+                                                         ("model", "model"), ("model_name", "model name"),
+                                                         ("stepping", "stepping"), ("flags", "flags"))},
+            "architecture": platform.machine(), "device": device_name(device), "torch": torch.__version__}

@@ -36,7 +36,7 @@ from torch import nn
 from mcap.budget import UnitCosts
 from mcap.deploy import DeployedModel, test_batches, timed_speedups
 from mcap.errors import McapError
-from mcap.evaluate import device_name
+from mcap.evaluate import device_name, machine_record
 from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import count_heads
 from mcap.modeling import count_parameters
@@ -92,7 +92,8 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
                             "parameters": count_parameters(model)},
                **ranking, "mac_seq_len": max_seq_len,
-               "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "budgets": []}
+               "device_name": device_name(torch.device("cpu")), "threads": timing.threads,
+               "machine": machine_record(torch.device("cpu")), "budgets": []}
     targets = reconstruction_targets(model, tuning_batches) if settings.mask_tuning else None
     for ratio in settings.mac_ratios:
         selection, record = search(ratio), {}
