@@ -1,6 +1,5 @@
 """params.yaml read into typed sections: every key has one class field, and bad values are named with what is accepted."""
 
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -42,13 +41,13 @@ def test_every_key_of_params_yaml_is_a_field_of_its_section_class_and_back():
         read = getattr(params, section.section) if section.section else params.top
         assert isinstance(read, section)
         declared = set(RAW[section.section]) if section.section else {k for k, v in RAW.items() if not isinstance(v, dict)}
-        assert declared == {f.name for f in fields(section)}, section.__name__
-    assert set(RAW) == {f.name for f in fields(TopLevel)} | {s.section for s in SECTIONS if s.section}
+        assert declared == set(section.model_fields), section.__name__
+    assert set(RAW) == set(TopLevel.model_fields) | {s.section for s in SECTIONS if s.section}
 
 
 def test_every_param_a_stage_declares_in_dvc_yaml_is_a_field_of_a_section_class():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    by_section = {s.section: {f.name for f in fields(s)} for s in SECTIONS}
+    by_section = {s.section: set(s.model_fields) for s in SECTIONS}
     for name, body in stages.items():
         for param in body.get("params", []):
             section, _, key = param.rpartition(".")  # a top-level key or a whole section: section ""

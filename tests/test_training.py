@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ def saved_tiny(tiny_model, tmp_path):
 def run(saved, learning_rates=(3e-3,), keep_zeros=False):
     model_dir, tokenizer = saved
     return finetune_grid(lambda: load_model(model_dir)[0], make_sentences(128, 1), make_sentences(32, 2), tokenizer,
-                         replace(SETTINGS, learning_rates=list(learning_rates)), seed=11, keep_zeros=keep_zeros)
+                         SETTINGS.model_copy(update={"learning_rates": list(learning_rates)}), seed=11, keep_zeros=keep_zeros)
 
 
 def test_fine_tuning_learns_a_learnable_task(saved_tiny):
@@ -67,7 +66,7 @@ def first_steps(monkeypatch, model_dir: Path, tokenizer, seed: int) -> tuple[tor
 
     monkeypatch.setattr(mcap.training, "train_step", recording_step)
     finetune_grid(lambda: load_model(model_dir)[0], make_sentences(64, 1), make_sentences(16, 2), tokenizer,
-                  replace(SETTINGS, epochs=1), seed=seed, keep_zeros=False)
+                  SETTINGS.model_copy(update={"epochs": 1}), seed=seed, keep_zeros=False)
     monkeypatch.undo()
     return heads[0], batches
 

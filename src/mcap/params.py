@@ -1,9 +1,9 @@
-"""``params.yaml`` read into one typed, checked settings class per section.
+"""``params.yaml`` read into one typed, checked settings class per section (pydantic models).
 
-Each class mirrors its section key for key: a field's annotation is the type its value must have, a
-field default marks a key that may be left out (every other key must be there), and ``check`` holds
-what a type cannot say. Errors name the dotted key and what it accepts; an unknown key is an error
-too, so a typo does not silently fall back to nothing. A new param touches params.yaml, its class
+Each class mirrors its section key for key: a field's annotation is the type its value must have (strict: no
+string is taken for a number, no ``true`` for an integer), a field default marks a key that may be left out, an
+unknown key is an error (``extra="forbid"``, so a typo does not silently fall back to nothing), and ``check`` holds
+what a type cannot say. Errors name the dotted key and what it accepts. A new param touches params.yaml, its class
 here and the code that uses it.
 
 Stages get a :class:`Params`, which reads a section on first use: a stage checks only the sections
@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mcap.errors import McapError
 
@@ -55,33 +55,42 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Section:
-    """A params.yaml section (``section`` names it; "" is the top level) as a typed, checked object."""
+class Section(BaseModel):
+    """A params.yaml section (``section`` names it; "" is the top level) as a typed, checked, frozen object."""
 
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
     section: ClassVar[str]
 
     @classmethod
     def read(cls, params: dict[str, Any]) -> typing.Self:
-        """Build the section from the raw params: types converted and checked, defaults filled, then ``check``."""
+        """Build the section from the raw params: types checked, defaults filled, then ``check``."""
         raw = params if not cls.section else params.get(cls.section, {})
         if not isinstance(raw, dict):
             raise McapError(f"params.yaml: '{cls.section}' must be a mapping of keys, got {raw!r}")
-        own = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - own) if cls.section else []  # the top level also holds the other sections
+        if not cls.section:  # the top level also holds the other sections
+            raw = {key: value for key, value in raw.items() if key in cls.model_fields}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as error:
+            raise McapError(cls._explain(error, raw)) from None
+
+    @classmethod
+    def _explain(cls, error: ValidationError, raw: dict[str, Any]) -> str:
+        """The first problem, as "params.yaml: '<dotted key>' must be <what it accepts>, got <value>"."""
+        unknown = sorted(str(e["loc"][0]) for e in error.errors() if e["type"] == "extra_forbidden")
         if unknown:
-            raise McapError(f"params.yaml: unknown key(s) {', '.join(repr(cls._key(k)) for k in unknown)}; "
-                            f"'{cls.section}' accepts {', '.join(sorted(own))}")
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for spec in fields(cls):
-            if spec.name in raw:
-                values[spec.name] = _typed(raw[spec.name], hints[spec.name], cls._key(spec.name))
-            elif spec.default is MISSING and spec.default_factory is MISSING:
-                raise McapError(f"params.yaml: missing key '{cls._key(spec.name)}'")
-        settings = cls(**values)
-        settings.check()
-        return settings
+            return (f"params.yaml: unknown key(s) {', '.join(repr(cls._key(k)) for k in unknown)}; "
+                    f"'{cls.section}' accepts {', '.join(sorted(cls.model_fields))}")
+        first = error.errors()[0]
+        name = str(first["loc"][0])
+        if first["type"] == "missing":
+            return f"params.yaml: missing key '{cls._key(name)}'"
+        return f"params.yaml: '{cls._key(name)}' must be {_describe(cls.model_fields[name].annotation)}, got {raw[name]!r}"
+
+    @model_validator(mode="after")
+    def _checked(self) -> typing.Self:
+        self.check()
+        return self
 
     def check(self) -> None:
         """What the types cannot say; each failure through :meth:`require`."""
@@ -95,43 +104,9 @@ class Section:
         return f"{cls.section}.{name}" if cls.section else name
 
 
-_ABSENT = object()
-
-
-def _typed(value: Any, hint: Any, key: str) -> Any:
-    """``value`` as the annotated type (an int where a float is expected becomes a float), or an error naming ``key``."""
-    converted = _convert(value, hint)
-    if converted is _ABSENT:
-        raise McapError(f"params.yaml: '{key}' must be {_describe(hint)}, got {value!r}")
-    return converted
-
-
-def _convert(value: Any, hint: Any) -> Any:
-    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    if origin is types.UnionType:  # `X | None`
-        return None if value is None else _convert(value, next(a for a in arguments if a is not type(None)))
-    if origin is list:
-        if not isinstance(value, list):
-            return _ABSENT
-        items = [_convert(item, arguments[0]) for item in value]
-        return _ABSENT if any(item is _ABSENT for item in items) else items
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-            return _ABSENT
-        items = {key: _convert(item, arguments[1]) for key, item in value.items()}
-        return _ABSENT if any(item is _ABSENT for item in items.values()) else items
-    if hint is bool:
-        return value if isinstance(value, bool) else _ABSENT
-    if isinstance(value, bool):  # YAML's true/false is no number
-        return _ABSENT
-    if hint is float and isinstance(value, (int, float)):
-        return float(value)
-    return value if isinstance(value, hint) else _ABSENT
-
-
 def _describe(hint: Any) -> str:
     origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    if origin is types.UnionType:
+    if origin in (types.UnionType, typing.Union):
         return f"{_describe(next(a for a in arguments if a is not type(None)))} or null"
     if origin is list:
         return f"a list of {_describe(arguments[0]).removeprefix('a ').removeprefix('an ')}s"
@@ -154,7 +129,6 @@ def _fraction(value: float) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class TopLevel(Section):
     section: ClassVar[str] = ""
     seed: int  # pruning seed: the pruning draw, the meta-controller, explanations
@@ -166,20 +140,17 @@ class TopLevel(Section):
         self.require("tasks", bool(self.tasks) and _distinct(self.tasks), "a non-empty list of distinct task names")
 
 
-@dataclass(frozen=True)
 class TransferSettings(Section):
     section: ClassVar[str] = "transfer"
-    tasks: list[str] = field(default_factory=list)  # tasks the meta-controller never trains on
-    strategies: list[str] = field(default_factory=list)  # the non-learned strategies run on them
+    tasks: list[str] = Field(default_factory=list)  # tasks the meta-controller never trains on
+    strategies: list[str] = Field(default_factory=list)  # the non-learned strategies run on them
 
 
-@dataclass(frozen=True)
 class ModelSettings(Section):
     section: ClassVar[str] = "model"
     name_or_path: str
 
 
-@dataclass(frozen=True)
 class DataSettings(Section):
     section: ClassVar[str] = "data"
     glue_dir: str
@@ -188,7 +159,7 @@ class DataSettings(Section):
     split: str
     max_train_examples: int | None  # null = all
     max_eval_examples: int | None
-    extra_tasks: dict[str, str] = field(default_factory=dict)  # name: folder with train.tsv and dev.tsv
+    extra_tasks: dict[str, str] = Field(default_factory=dict)  # name: folder with train.tsv and dev.tsv
 
     def check(self) -> None:
         self.require("validation_fraction", 0 < self.validation_fraction < 1, "a number in (0, 1)")
@@ -198,7 +169,6 @@ class DataSettings(Section):
             self.require(name, value is None or value > 0, "a positive integer or null (all)")
 
 
-@dataclass(frozen=True)
 class TrainSettings(Section):
     section: ClassVar[str] = "train"
     epochs: int
@@ -220,7 +190,6 @@ class TrainSettings(Section):
         self.require("select_metric", self.select_metric in SELECT_METRICS, f"one of {', '.join(SELECT_METRICS)}")
 
 
-@dataclass(frozen=True)
 class PruneSettings(Section):
     section: ClassVar[str] = "prune"
     ratio: float  # fraction of heads (head strategies) or encoder weights (unstructured ones) removed
@@ -244,7 +213,6 @@ class PruneSettings(Section):
             self.require(name, getattr(self, name) > 0, "a positive number")
 
 
-@dataclass(frozen=True)
 class RankingSettings(Section):
     section: ClassVar[str] = "ranking"
     ratios: list[float]
@@ -258,7 +226,6 @@ class RankingSettings(Section):
         self.require("train_examples", self.train_examples > 0, "a positive integer")
 
 
-@dataclass(frozen=True)
 class EvaluateSettings(Section):
     section: ClassVar[str] = "evaluate"
     threads: int
@@ -275,7 +242,6 @@ class EvaluateSettings(Section):
                      "a non-empty list of positive integers")
 
 
-@dataclass(frozen=True)
 class PostPruneSettings(Section):
     """Structured pruning of the fine-tuned unpruned model, without retraining (Kwon et al. 2022)."""
 
@@ -292,7 +258,6 @@ class PostPruneSettings(Section):
         self.require("learned", _distinct(self.learned), "a list of distinct strategy names")
 
 
-@dataclass(frozen=True)
 class DeploySettings(Section):
     """ONNX export and onnxruntime timing of models pruned before fine-tuning."""
 
@@ -303,7 +268,6 @@ class DeploySettings(Section):
         self.require("strategies", _distinct(self.strategies), "a list of distinct strategy names")
 
 
-@dataclass(frozen=True)
 class ExplainSettings(Section):
     section: ClassVar[str] = "explain"
     tasks: list[str]  # tasks whose models are explained
@@ -313,15 +277,14 @@ class ExplainSettings(Section):
     faithfulness_examples: int
     faithfulness_lime_samples: int  # for each faithfulness sentence: many sentences, so fewer samples
     faithfulness_shap_max_evals: int
-    texts: list[str] = field(default_factory=list)  # extra texts besides the paper's T1-T3
+    texts: list[str] = Field(default_factory=list)  # extra texts besides the paper's T1-T3
 
     def check(self) -> None:
-        for spec in fields(self):
-            if spec.name not in ("tasks", "texts"):
-                self.require(spec.name, getattr(self, spec.name) > 0, "a positive integer")
+        for name in type(self).model_fields:
+            if name not in ("tasks", "texts"):
+                self.require(name, getattr(self, name) > 0, "a positive integer")
 
 
-@dataclass(frozen=True)
 class McapSettings(Section):
     section: ClassVar[str] = "mcap"
     strategies: list[str]  # the strategies that prune with a meta-controller's scores
