@@ -1,11 +1,13 @@
-"""Stage report: reports/table1.{md,csv} and reports/speedups.json from every evaluation."""
+"""Stage report: reports/table1.{md,csv}, reports/summary.json (the metrics file) and the paired comparison
+(reports/comparison/cells.csv, paired.csv) from every evaluation."""
 
 import json
 from pathlib import Path
 
 from mcap.cli import run_stage
 from mcap.outputs import write_json
-from mcap.report import build_table, load_evaluations, read_labels, render_report, speedup_summary
+from mcap.paired import paired_table
+from mcap.report import build_table, cells_table, load_evaluations, read_labels, render_report, summary
 
 REPORTS = Path("reports")
 
@@ -23,7 +25,7 @@ def main(params, args):
     setup = (
         f"Model `{params.model.name_or_path}`, pruning ratio {params.prune.ratio}, "
         f"{params.train.epochs} epoch(s), lr grid {params.train.learning_rates}, "
-        f"train/eval caps {params.data.max_train_examples}/{params.data.max_eval_examples} "
+        f"{params.data.caps()} "
         f"(null = full data), fine-tuning seeds {seeds} (quality is mean ± std where more than one ran), "
         f"measured on {', '.join(devices)} with {params.evaluate.threads} threads. "
         f"Latency: forward pass on real test sentences (batch sizes {params.evaluate.batch_sizes}), "
@@ -35,10 +37,15 @@ def main(params, args):
         "timed batches; an estimate, not a bound (softmax, scaling and masking also shrink with the heads and are "
         "not MACs)."
     )
+    cells = cells_table(evaluations, params.prune.ratio, params.seed, seeds)
+    paired = paired_table(cells)
+    (REPORTS / "comparison").mkdir(parents=True, exist_ok=True)
+    cells.to_csv(REPORTS / "comparison" / "cells.csv", index=False, float_format="%.6g")
+    paired.to_csv(REPORTS / "comparison" / "paired.csv", index=False, float_format="%.6g")
     (REPORTS / "table1.md").write_text(
-        render_report(table, tasks, setup, transfer_tasks, params.mcap.train_tasks, cnn_metrics))
+        render_report(table, tasks, setup, transfer_tasks, params.mcap.train_tasks, cnn_metrics, paired))
     table.to_csv(REPORTS / "table1.csv", index=False, float_format="%.6g")
-    write_json(REPORTS / "speedups.json", speedup_summary(table))
+    write_json(REPORTS / "summary.json", summary(table))
 
 
 if __name__ == "__main__":

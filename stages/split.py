@@ -4,6 +4,7 @@ from pathlib import Path
 
 from mcap.cli import run_stage
 from mcap.data import load_raw, resolve_tasks, split_task, task_specs, validation_leakage
+from mcap.errors import McapError
 from mcap.outputs import atomic_dir, write_json
 from mcap.splits import write_splits
 
@@ -15,11 +16,15 @@ def main(params, args):
     data = params.data
     specs = task_specs(data.glue_dir, data.extra_tasks)
     tasks = resolve_tasks(params.all_tasks(), specs)
+    unknown = sorted(set(data.task_train_examples) - {spec.name for spec in tasks})
+    if unknown:
+        raise McapError(f"params.yaml: 'data.task_train_examples' names {unknown}, which are not among the tasks "
+                        f"{[spec.name for spec in tasks]} ('tasks' and 'transfer.tasks')")
     # Read and check every task before writing anything: bad input leaves no partial output.
     raw = {spec.name: load_raw(spec) for spec in tasks}
     with atomic_dir(OUT_DIR) as staging:
         for name, (train, test) in raw.items():
-            splits = split_task(train, test, data.validation_fraction, data.seed, data.max_train_examples,
+            splits = split_task(train, test, data.validation_fraction, data.seed, data.train_examples(name),
                                 data.max_eval_examples, data.split)
             stats = write_splits(splits, staging / name)
             print(f"{name}: " + ", ".join(f"{split} {s['rows']}" for split, s in stats.items()))

@@ -30,8 +30,8 @@ def main(params, args):
     learned = "".join(f" or, at each budget, the scores of the {strategy} controller of seed {params.seed} trained at "
                       "that budget (post_prune_mcap)" for strategy in params.post_prune.learned)
     setup = (
-        f"Model `{params.model.name_or_path}`, {params.train.epochs} epoch(s) of fine-tuning, train/eval caps "
-        f"{params.data.max_train_examples}/{params.data.max_eval_examples} (null = full data; the test split is "
+        f"Model `{params.model.name_or_path}`, {params.train.epochs} epoch(s) of fine-tuning, "
+        f"{params.data.caps()} (null = full data; the test split is "
         f"capped too), fine-tuning seeds {seeds} (n runs per row; ± is the std over them, none with one seed: then "
         f"no difference here is shown to exceed the noise). Measured on {post['device_name']} with "
         f"{post['threads']} threads. MACs: of the encoder, counted at {params.train.max_seq_len} tokens. "

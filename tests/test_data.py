@@ -122,9 +122,9 @@ def test_processed_splits_round_trip_awkward_sentences(tmp_path):
     assert read_split(tmp_path, "train").equals(frame)
 
 
-def run_split_stage(workdir: Path, glue_dir: Path) -> subprocess.CompletedProcess:
+def run_split_stage(workdir: Path, glue_dir: Path, **data) -> subprocess.CompletedProcess:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"].update(glue_dir=str(glue_dir), extra_tasks={})
+    params["data"].update({"glue_dir": str(glue_dir), "extra_tasks": {}, "task_train_examples": {}, **data})
     params["transfer"]["tasks"] = []
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run([sys.executable, str(ROOT / "stages" / "split.py")], cwd=workdir, capture_output=True, text=True, check=False)
@@ -136,6 +136,18 @@ def test_split_stage_writes_processed_data(tmp_path):
     assert read_split(tmp_path / "data/processed/cola", "test").shape == (60, 2)
     leakage = yaml.safe_load((tmp_path / "reports/split/leakage.json").read_text())
     assert set(leakage["sst2"]["validation_inside_train"]) == {"grouped", "random"}
+
+
+def test_a_task_may_have_its_own_training_size(tmp_path):
+    """CoLA may need its whole train split where SST-2 learns from a subsample (data.task_train_examples)."""
+    glue = write_tiny_glue(tmp_path / "glue", rows=60)
+    result = run_split_stage(tmp_path, glue, max_train_examples=20, task_train_examples={"cola": None})
+    assert result.returncode == 0, result.stderr
+    assert len(read_split(tmp_path / "data/processed/sst2", "train")) == 20
+    assert len(read_split(tmp_path / "data/processed/cola", "train")) > 40  # all of its 90% share of 60
+    (tmp_path / "other").mkdir()
+    result = run_split_stage(tmp_path / "other", glue, task_train_examples={"mnli": 10})
+    assert result.returncode == 2 and "'data.task_train_examples' names ['mnli']" in result.stderr
 
 
 def test_split_stage_fails_cleanly_and_writes_nothing_on_bad_input(tmp_path):

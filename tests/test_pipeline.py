@@ -73,9 +73,20 @@ def pipeline_repo(tmp_path_factory):
 
 
 def metrics_by_file(repo: Path) -> dict[str, dict]:
+    """What `dvc metrics show` lists, by file."""
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
     (workspace,) = shown.values()
     return {path: entry["data"] for path, entry in workspace["data"].items()}
+
+
+def records(repo: Path) -> dict[str, dict]:
+    """The JSON records the stages write, read on first use by their path in ``repo``."""
+
+    class Records(dict):
+        def __missing__(self, path: str) -> dict:
+            return json.loads((repo / path).read_text())
+
+    return Records()
 
 
 def all_pairs(params: dict) -> list[tuple[str, str]]:
@@ -86,7 +97,7 @@ def all_pairs(params: dict) -> list[tuple[str, str]]:
 
 def test_repro_reports_quality_latency_and_flops_for_every_task_and_strategy(pipeline_repo):
     repo, params = pipeline_repo
-    metrics = metrics_by_file(repo)
+    metrics = records(repo)
     assert len(all_pairs(params)) == 12 + 5
     for task, strategy in all_pairs(params):
         benchmark = metrics[f"reports/evaluate/{task}-{strategy}/seed-42.json"]
@@ -94,12 +105,31 @@ def test_repro_reports_quality_latency_and_flops_for_every_task_and_strategy(pip
         assert benchmark["latency_ms"]["batch_1"]["median"] > 0
         assert benchmark["speedup"]["batch_32"]["median"] > 0
         assert benchmark["flops"]["mean_length"]["dense"] > 0
-        assert f"reports/finetune/{task}-{strategy}/seed-42/metrics.json" in metrics
+        assert (repo / f"reports/finetune/{task}-{strategy}/seed-42/metrics.json").is_file()
+    cells = pd.read_csv(repo / "reports" / "comparison" / "cells.csv")
+    assert sorted(zip(cells.task, cells.strategy)) == sorted(all_pairs(params))
+    assert set(cells.finetune_seed) == {42} and set(cells.pruning_seed) == {params["seed"]}
+    paired = pd.read_csv(repo / "reports" / "comparison" / "paired.csv")
+    for reference in ("head_gradient", "head_random"):  # both references run on every task here
+        against = paired[paired.reference == reference]
+        assert sorted(zip(against.task, against.strategy)) == sorted(p for p in all_pairs(params) if p[1] != reference)
+    assert (paired.n_pairs == 1).all() and paired.ci_low.isna().all()  # one fine-tuning seed: no interval
+    assert "| no interval |" in (repo / "reports" / "table1.md").read_text()
+
+
+def test_dvc_metrics_show_the_summary_and_the_data_and_cnn_checks_only(pipeline_repo):
+    """`dvc metrics diff` between branches stays one screen: MCC, loss and speed-up per task and strategy."""
+    repo, params = pipeline_repo
+    metrics = metrics_by_file(repo)
+    assert set(metrics) == {"reports/summary.json", "reports/split/leakage.json", "reports/mcap/cnn/metrics.json"}
+    assert {(task, strategy) for task, by_strategy in metrics["reports/summary.json"].items()
+            for strategy in by_strategy} == set(all_pairs(params))
+    assert set(metrics["reports/summary.json"]["sst2"]["mcap"]) == {"mcc", "loss", "speedup_b32"}
 
 
 def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipeline_repo):
     repo, params = pipeline_repo
-    metrics = metrics_by_file(repo)
+    metrics = records(repo)
     for task in params["tasks"]:
         unpruned = metrics[f"reports/evaluate/{task}-none/seed-42.json"]
         for strategy in ("head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative"):
@@ -113,7 +143,7 @@ def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipe
 
 def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_report(pipeline_repo):
     repo, _params = pipeline_repo
-    metrics = metrics_by_file(repo)
+    metrics = records(repo)
     unpruned = metrics["reports/evaluate/sst2-none/seed-42.json"]
     before = metrics["reports/evaluate/sst2-structured_gradient/seed-42.json"]
     assert before["ffn_neurons"] < unpruned["ffn_neurons"] == 2 * 64
@@ -191,7 +221,7 @@ def test_mcap_stages_write_delta_for_every_task_and_cnn_metrics(pipeline_repo):
     # the controller stage sees the tasks of `tasks` only (here one, so no pair of tasks), never the transfer task
     assert set(diagnostics["seed_spearman"]["sst2"]) == {"42~43"} and diagnostics["task_spearman"] == {}
     assert "gradient_spearman" not in diagnostics and diagnostics["objective_start"] > 0  # the ranking stage's
-    assert 0 <= metrics_by_file(repo)["reports/mcap/cnn/metrics.json"]["heldout_accuracy"] <= 1
+    assert 0 <= records(repo)["reports/mcap/cnn/metrics.json"]["heldout_accuracy"] <= 1
     # mcap_iterative: 0.2 of 8 heads in steps of 0.1 = a step removing 0, then one removing 1 (subj: steps replayed)
     for task, folder in (("sst2", "delta"), ("subj", "delta_transfer")):
         scores = json.loads((repo / "reports" / "mcap_iterative" / folder / f"{task}.json").read_text())["delta_by_seed"]
@@ -207,7 +237,7 @@ def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeli
     lime = (repo / "reports" / "explain" / "lime_table.md").read_text()
     assert len(table_rows(lime, "sst2")) == 12
     assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
-    metrics = metrics_by_file(repo)
+    metrics = records(repo)
     for strategy in params["prune"]["strategies"] + params["mcap"]["strategies"]:
         model_metrics = metrics[f"reports/explain/models/sst2-{strategy}/metrics.json"]
         assert {"comprehensiveness", "sufficiency"} <= set(model_metrics["shap"])
@@ -232,7 +262,7 @@ def test_the_ranking_stage_scores_every_head_strategy_per_ratio_and_seed(pipelin
 def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_spread(pipeline_repo):
     repo, _params = pipeline_repo
     # A subset of strategies keeps this fast; what matters is which stages the ratio reaches.
-    output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none]",
+    output = run(["dvc", "exp", "run", "-S", "prune.ratio=0.5", "-S", "prune.strategies=[none,head_random]",
                   "-S", "mcap.strategies=[mcap]", "-S", "transfer.strategies=[]", "-S", "seeds=[42,7]",
                   "-S", "deploy.strategies=[]"], repo)  # deploy: among the pruned ones
     for stage in ("meta_controller", "prune_mcap@sst2-mcap", "transfer_scores@subj-mcap", "prune_transfer_mcap@subj-mcap",
@@ -246,6 +276,10 @@ def test_changing_the_ratio_reruns_pruning_but_never_the_split_and_seeds_give_a_
     mcap_row = next(row for row in table_rows((repo / "reports" / "table1.md").read_text(), "sst2")
                     if row.startswith("| 7. MCAP |"))
     assert mcap_row.count(" ± ") >= 2 + 3  # latencies, then MCC, loss and accuracy over the two seeds
+    paired = pd.read_csv(repo / "reports" / "comparison" / "paired.csv")
+    assert set(paired.reference) == {"head_random"} and set(paired.ratio) == {0.5}
+    assert set(paired.strategy) == {"none", "mcap"} and (paired.n_pairs == 2).all()
+    assert (paired.ci_low <= paired.mean_delta).all() and (paired.mean_delta <= paired.ci_high).all()
 
 
 

@@ -1,6 +1,7 @@
 """Table I assembly and the README's generated results block."""
 
 import json
+import sys
 from pathlib import Path
 from statistics import mean, stdev
 
@@ -16,7 +17,7 @@ from mcap.report import (
     read_labels,
     render_report,
     row_order,
-    speedup_summary,
+    summary,
 )
 from mcap.strategies import get_strategy
 
@@ -62,7 +63,8 @@ def test_speedups_come_from_the_interleaved_measurement_and_are_compared_with_ea
     assert row["speedup_batch_1"] == pytest.approx(1.25)
     assert row["mac_estimate_batch_1"] == pytest.approx(1.1) and row["mac_estimate_batch_32"] == pytest.approx(1.155)
     assert row["speedup_batch_32_vs_estimate"] == pytest.approx(1.375 / 1.155)
-    assert speedup_summary(table)["sst2"]["none"]["speedup_batch_1"] == 1.0
+    assert summary(table)["sst2"] == {"none": {"mcc": 0.5, "loss": 0.4, "speedup_b32": 1.1},
+                                      "head_random": {"mcc": 0.5, "loss": 0.4, "speedup_b32": 1.375}}
     markdown = markdown_table(table, "sst2")
     assert "| 6. Random head pruning | 58 | 8.0 ± 1.6 |" in markdown
     assert "| 0.5000 |" in markdown and "±  0.5" not in markdown  # one seed: no spread shown
@@ -117,6 +119,26 @@ def test_committed_docs_show_exactly_the_committed_reports(monkeypatch):
     assert results == render.generated_block(render.sources()).strip()
     headline = block_between(render.README.read_text(), render.HEADLINE_START, render.HEADLINE_END)
     assert headline == render.readme_headline().strip()
+
+
+def test_results_are_not_rendered_from_stages_behind_the_code_or_params(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    status = {  # as `dvc status --json` reports it
+        "split": [{"changed deps": {"src/mcap/data.py": "modified", "params.yaml": {"data": "modified"}}}],
+        "pattern_cnn": [{"changed deps": {"models/cache_only": "deleted"}}, {"changed outs": {"models/x": "not in cache"}}],
+        "report": ["changed command"],
+    }
+    assert render.stale_stages(status) == {"split": ["src/mcap/data.py", "params.yaml: data"], "report": ["its command"]}
+    monkeypatch.setattr(render, "dvc_status", lambda: status)
+    monkeypatch.setattr(render, "RESULTS", tmp_path / "results.md")
+    monkeypatch.setattr(sys, "argv", ["render.py", "results"])
+    with pytest.raises(SystemExit, match=r"2 stage\(s\) are not up to date .* split \(src/mcap/data.py"):
+        render.main()
+    assert not (tmp_path / "results.md").exists()
+    monkeypatch.setattr(render, "dvc_status", lambda: {"pattern_cnn": status["pattern_cnn"]})  # a fresh clone's cache
+    (tmp_path / "results.md").write_text(f"{render.START}\n{render.END}\n")
+    render.main()
+    assert "Table I" in (tmp_path / "results.md").read_text()  # rendered: missing cached files are no staleness
 
 
 def test_the_readme_stays_short():

@@ -1,7 +1,8 @@
 """Render the pipeline's reports into the documentation, between marker comments, so that every number
 there comes from the outputs:
 
-    python tools/render.py results   # docs/results.md: every report of the default run (``make repro`` runs it)
+    python tools/render.py results   # docs/results.md: every report of the default run (``make repro`` runs it);
+                                     # refused while a stage is not up to date with the code and params
     python tools/render.py readme    # README.md: the headline table of the seed comparison (run it explicitly)
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -285,9 +287,40 @@ def readme_headline() -> str:
     return "\n\n".join(parts)
 
 
+def dvc_status() -> dict:
+    """``dvc status --json`` of the pipeline: {stage: [changes]} for every stage not up to date."""
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status", "--json"], capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout or "{}")
+
+
+def stale_stages(status: dict) -> dict[str, list[str]]:
+    """{stage: the code, params or command that changed since dvc.lock recorded its outputs}. An input or output that
+    is only absent (a fresh clone has no DVC cache: "deleted", "not in cache") does not make a stage stale."""
+    stale = {}
+    for stage, changes in status.items():
+        changed = []
+        for change in changes:
+            if change == "changed command" or (isinstance(change, dict) and "changed command" in change):
+                changed.append("its command")
+            for path, how in (change.get("changed deps", {}).items() if isinstance(change, dict) else ()):
+                if isinstance(how, dict):  # a params file: {key: "modified" | "new" | "deleted"}
+                    changed += [f"{path}: {key}" for key in how]
+                elif how != "deleted":
+                    changed.append(path)
+        if changed:
+            stale[stage] = changed
+    return stale
+
+
 def main() -> None:
     target = sys.argv[1] if len(sys.argv) == 2 else None
     if target == "results":
+        stale = stale_stages(dvc_status())
+        if stale:  # every number rendered must come from outputs of the committed code and params
+            listed = "; ".join(f"{stage} ({', '.join(changed[:3])})" for stage, changed in list(stale.items())[:5])
+            sys.exit(f"error: {RESULTS} not rendered: {len(stale)} stage(s) are not up to date with the code and params "
+                     f"(dvc status), e.g. {listed}. Run `dvc repro` (or `make repro`) first.")
         shown = sources()
         RESULTS.write_text(render(RESULTS.read_text(), generated_block(shown)))
         print(f"{RESULTS}: results block updated from {', '.join(map(str, shown))}", file=sys.stderr)

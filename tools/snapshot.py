@@ -22,7 +22,7 @@ from render import demote_headings
 RUNS_DIR = Path("reports/runs")
 TABLE = "reports/table1.md"
 # What a run's numbers need to be read and checked; the explanations' HTML pages (tens of MB) stay on the branch.
-KEPT = ("params.yaml", "dvc.lock", TABLE, "reports/table1.csv", "reports/speedups.json", "reports/evaluate",
+KEPT = ("params.yaml", "dvc.lock", TABLE, "reports/table1.csv", "reports/speedups.json", "reports/summary.json", "reports/evaluate",
         "reports/finetune", "reports/prune", "reports/mcap", "reports/explain/lime_table.md",
         "reports/explain/faithfulness.md", "reports/explain/summary.json", "reports/explain/figures",
         "reports/post_prune", "reports/deploy", "reports/structured.md", "reports/structured.csv",

@@ -160,6 +160,7 @@ class DataSettings(Section):
     max_train_examples: int | None  # null = all
     max_eval_examples: int | None
     extra_tasks: dict[str, str] = Field(default_factory=dict)  # name: folder with train.tsv and dev.tsv
+    task_train_examples: dict[str, int | None] = Field(default_factory=dict)  # per task: max_train_examples for it
 
     def check(self) -> None:
         self.require("validation_fraction", 0 < self.validation_fraction < 1, "a number in (0, 1)")
@@ -167,6 +168,17 @@ class DataSettings(Section):
         for name in ("max_train_examples", "max_eval_examples"):
             value = getattr(self, name)
             self.require(name, value is None or value > 0, "a positive integer or null (all)")
+        self.require("task_train_examples", all(v is None or v > 0 for v in self.task_train_examples.values()),
+                     "a mapping of task names to positive integers or null (all)")
+
+    def train_examples(self, task: str) -> int | None:
+        """The cap on ``task``'s train sentences: its entry in ``task_train_examples``, else ``max_train_examples``."""
+        return self.task_train_examples.get(task, self.max_train_examples)
+
+    def caps(self) -> str:
+        """The train and eval caps as a report's setup states them."""
+        overrides = "".join(f", {task} {cap}" for task, cap in self.task_train_examples.items())
+        return f"train/eval caps {self.max_train_examples}{overrides}/{self.max_eval_examples}"
 
 
 class TrainSettings(Section):

@@ -94,6 +94,31 @@ def build_table(evaluations: dict[tuple[str, str], list[dict]], labels: dict[str
     return pd.DataFrame(rows)
 
 
+def cells_table(evaluations: dict[tuple[str, str], list[dict]], ratio: float, pruning_seed: int,
+                seeds: list[int]) -> pd.DataFrame:
+    """One row per fine-tuned model (:data:`mcap.paired.CELL_KEYS` and its test MCC, accuracy and loss), from the
+    evaluations of each (task, strategy), given in the order of the fine-tuning ``seeds``."""
+    from mcap.paired import CELL_KEYS
+
+    rows = [{"task": task, "strategy": strategy, "ratio": ratio, "pruning_seed": pruning_seed, "finetune_seed": seed,
+             **{metric: run["test"][metric] for metric in QUALITY}}
+            for (task, strategy), runs in evaluations.items() for seed, run in zip(seeds, runs, strict=True)]
+    return pd.DataFrame(rows, columns=[*CELL_KEYS, *QUALITY])
+
+
+def paired_markdown(paired: pd.DataFrame, labels: dict[str, str]) -> str:
+    """The paired MCC differences as a table, with the verdict each interval allows."""
+    from mcap.paired import verdict
+
+    header = ["Task", "Ratio", "Pruning technique", "Against", "Pairs", "Mean ΔMCC", "95% interval", "Reading"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in paired.iterrows():
+        interval = "–" if pd.isna(row["ci_low"]) else f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+        lines.append(f"| {row['task']} | {row['ratio']:g} | {labels.get(row['strategy'], row['strategy'])} | "
+                     f"{row['reference']} | {row['n_pairs']} | {row['mean_delta']:+.4f} | {interval} | {verdict(row)} |")
+    return "\n".join(lines)
+
+
 def _cell(value: float, digits: int, std: float = float("nan")) -> str:
     if pd.isna(value):
         return "–"
@@ -145,8 +170,10 @@ def mcap_section(cnn_metrics: dict) -> list[str]:
 
 
 def render_report(table: pd.DataFrame, tasks: list[str], setup: str, transfer_tasks: list[str] = (),
-                  meta_trained_on: list[str] = (), cnn_metrics: dict | None = None) -> str:
-    """The whole reports/table1.md: Table I per task, the transfer tasks, MCAP's CNN, then the paper's Table I."""
+                  meta_trained_on: list[str] = (), cnn_metrics: dict | None = None,
+                  paired: pd.DataFrame | None = None) -> str:
+    """The whole reports/table1.md: Table I per task, the transfer tasks, the paired differences, MCAP's CNN, then the
+    paper's Table I."""
     parts = ["# Table I — our measurements", "", setup, ""]
     for task in tasks:
         parts += [f"## {task}", "", markdown_table(table, task), ""]
@@ -155,6 +182,14 @@ def render_report(table: pd.DataFrame, tasks: list[str], setup: str, transfer_ta
                   (f"The meta-controller was trained on {', '.join(meta_trained_on)} only; its masks for {task} "
                   "come without any training on it."), "",
                   markdown_table(table, task), ""]
+    if paired is not None:
+        labels = dict(zip(table["strategy"], table["label"]))
+        parts += ["## Paired differences", "",
+                  ("Test MCC of each strategy minus a reference's, paired on the fine-tuning seed (the same task head, "
+                   "batch order and test sentences), with a 95% bootstrap interval over the fine-tuning and pruning "
+                   "seeds (docs/method.md, Measurement protocol). \"Better\" or \"worse\" only where the interval "
+                   "excludes 0; one fine-tuning seed gives no interval. Every cell: reports/comparison/cells.csv."), "",
+                  paired_markdown(paired, labels), ""]
     if cnn_metrics is not None:
         parts += mcap_section(cnn_metrics)
     parts += [
@@ -166,11 +201,15 @@ def render_report(table: pd.DataFrame, tasks: list[str], setup: str, transfer_ta
     return "\n".join(parts)
 
 
-def speedup_summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
-    """{task: {strategy: measured speed-ups, MAC estimates, measured/estimate}} for ``dvc metrics``."""
-    columns = [c for c in table.columns if c.startswith(("speedup_", "mac_estimate_"))]
+def summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {strategy: test MCC and loss (means over seeds) and the measured speed-up at the largest batch}}: the
+    pipeline's one ``dvc metrics`` file, small enough that ``dvc metrics diff`` between branches fits on a screen
+    (every other number is in table1.csv and the per-stage records)."""
+    largest = max((c for c in table.columns if c.startswith("speedup_batch_") and c.count("_") == 2),
+                  key=lambda column: int(column.rsplit("_", 1)[1]))
     return {
-        task: {row["strategy"]: {c: round(float(row[c]), 4) for c in columns if c in row and not pd.isna(row[c])}
+        task: {row["strategy"]: {"mcc": round(float(row["mcc"]), 4), "loss": round(float(row["loss"]), 4),
+                                 largest.replace("_batch_", "_b"): round(float(row[largest]), 4)}
                for _, row in frame.iterrows()}
         for task, frame in table.groupby("task", sort=False)
     }
