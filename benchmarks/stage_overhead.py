@@ -23,7 +23,7 @@ import time
 from common import REPORTS, machine, write_section
 from stage_times import load_only_seconds
 
-STAGE = "stages/prune.py"  # prune@<task>-none only loads and saves the model: the fixed cost alone
+STAGE = "stages/prune.py"  # a stage's imports; loading and saving the model alone is the fixed cost of a stage
 # Nested by construction, so each part is the difference of two consecutive measurements.
 TORCH_TRANSFORMERS = "import torch, transformers; from transformers import BertForSequenceClassification"
 IMPORT_STAGE = f"{TORCH_TRANSFORMERS}; import runpy; stage = runpy.run_path({STAGE!r}, run_name='imports_only')"
@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from mcap.params import Params
 params = Params.load()
-model, tokenizer = stage['load_pretrained'](params.model.name_or_path, params.seed)
+model, tokenizer = stage['load_pretrained'](params.model.name_or_path, params.prune.seeds[0])
 with tempfile.TemporaryDirectory() as folder:
     stage['save_model'](model, tokenizer, Path(folder), {'strategy': 'none'})
 """
@@ -50,7 +50,8 @@ from mcap.explain import PAPER_TEXTS, TextClassifier, explain_shap
 from mcap.modeling import load_model
 from mcap.params import Params
 params = Params.load()
-model, tokenizer, _ = load_model(Path('models/finetuned/sst2-none') / f"seed-{params.seeds[0]}")
+from mcap.grid import finetuned_dir
+model, tokenizer, _ = load_model(finetuned_dir('sst2', 'none', params.prune.ratios[0], params.seeds[0], params.prune.seeds[0]))
 classifier = TextClassifier(model, tokenizer, params.train.max_seq_len)
 classifier.logits([PAPER_TEXTS['T1']])  # warm the model up first: only SHAP's first call should differ
 seconds = []

@@ -20,7 +20,7 @@ def main(params, args):
     size, count = params.mcap.map_length, params.mcap.map_examples
     cnn, patterns = load_pattern_cnn(), {}
     with atomic_dir(Path("data/attention")) as staging:
-        for task in params.all_tasks():
+        for task in params.tasks:
             sentences = list(read_split(Path("data/processed") / task, "train")["sentence"].head(count))
             arrays = extract_maps(model, tokenizer, sentences, size, params.train.batch_size)
             save_maps(staging / f"{task}.npz", arrays, sentences)

@@ -1,5 +1,6 @@
-"""Stage deploy@<task>-<strategy>-<seed>: one model pruned before fine-tuning, exported to ONNX, checked against
-PyTorch and timed against its unpruned architecture in onnxruntime."""
+"""Stage deploy@<task>-<strategy>-<ratio>-<seed>: the models pruned before fine-tuning (one per pruning seed) and
+fine-tuned at one seed, exported to ONNX, checked against PyTorch and timed against their unpruned architecture in
+onnxruntime."""
 
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 from mcap.cli import run_stage
 from mcap.deploy import deploy_finetuned
 from mcap.errors import McapError
+from mcap.grid import finetuned_dir, model_name
 from mcap.modeling import load_model
 from mcap.outputs import atomic_dir, write_json
 from mcap.splits import read_split
@@ -18,13 +20,17 @@ def main(params, args):
     if args.strategy not in deployed:
         raise McapError(f"deploy: strategy {args.strategy!r} is not in 'deploy.strategies' {deployed}")
     torch.set_num_threads(params.evaluate.threads)
-    pair, run = f"{args.task}-{args.strategy}", f"seed-{args.seed}"
-    model, tokenizer, _pruning = load_model(Path("models/finetuned") / pair / run)
-    with atomic_dir(Path("models/deployed") / pair / run) as staging:
-        metrics = deploy_finetuned(model, tokenizer, read_split(Path("data/processed") / args.task, "test"),
-                                   params.evaluate, params.train.max_seq_len, staging / "model.onnx")
-    write_json(Path("reports/deploy") / pair / f"{run}.json", metrics)
+    task, strategy, ratio, seed = args.task, args.strategy, float(args.ratio), int(args.seed)
+    test = read_split(Path("data/processed") / task, "test")
+    finetuned = finetuned_dir(task, strategy, ratio, seed, 0).parent
+    records = {}
+    with atomic_dir(Path("models/deployed") / task / model_name(strategy, ratio) / f"seed-{seed}") as staging:
+        for model_dir in sorted(finetuned.glob("pruning-seed-*")):
+            model, tokenizer, _pruning = load_model(model_dir)
+            records[model_dir.name.removeprefix("pruning-seed-")] = deploy_finetuned(
+                model, tokenizer, test, params.evaluate, params.train.max_seq_len, staging / model_dir.name / "model.onnx")
+    write_json(Path("reports/deploy") / task / model_name(strategy, ratio) / f"seed-{seed}.json", records)
 
 
 if __name__ == "__main__":
-    run_stage(main, "task", "strategy", "seed")
+    run_stage(main, "task", "strategy", "ratio", "seed")

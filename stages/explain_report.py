@@ -11,9 +11,9 @@ OUT = Path("reports/explain")
 
 
 def main(params, args):
-    strategies = params.all_strategies()
-    labels = {task: read_labels(Path("reports/prune"), task, strategies) for task in params.explain.tasks}
-    summaries = write_reports(OUT / "models", OUT, labels, params.explain.top_k, params.seed)
+    strategies, ratios = params.strategies, params.prune.ratios
+    labels = {task: read_labels(Path("reports/prune"), task, strategies, ratios[0]) for task in params.explain.tasks}
+    summaries = write_reports(OUT / "models", OUT, labels, ratios, params.explain.top_k, params.explain.seed)
     write_json(OUT / "summary.json", summaries)
 
 

@@ -1,36 +1,51 @@
-"""Stage finetune@<task>-<strategy>-<seed>: fine-tune a pruned model over the learning-rate grid."""
+"""Stage finetune@<task>-<strategy>-<ratio>-<seed>: fine-tune the task's pruned models of one strategy and ratio over
+the learning-rate grid at one fine-tuning seed, one per pruning seed the prune stage wrote, and score each on every
+test sentence: reports/cells/<task>/<strategy>-<ratio>/seed-<seed>.json, the grid's cells."""
 
 from pathlib import Path
 
 from mcap.cli import run_stage
 from mcap.distributed import relaunch_under_accelerate
-from mcap.modeling import load_model, save_model
-from mcap.outputs import atomic_dir
+from mcap.evaluate import machine_record
+from mcap.grid import PRUNED, cell_path, finetuned_dir, model_name
+from mcap.modeling import load_model, pick_device, save_model
+from mcap.outputs import atomic_dir, write_json
 from mcap.splits import read_split
 from mcap.tracking import log_history
-from mcap.training import finetune_grid
+from mcap.training import evaluate, finetune_grid, make_loader
 
 
 def main(params, args):
     if relaunch_under_accelerate(params.train.num_processes, params.train.batch_size):
         return
-    pair, run = f"{args.task}-{args.strategy}", f"seed-{args.seed}"
-    pruned_dir, task_dir = Path("models/pruned") / pair, Path("data/processed") / args.task
-    _model, tokenizer, pruning = load_model(pruned_dir)
-    result = finetune_grid(
-        lambda: load_model(pruned_dir)[0], read_split(task_dir, "train"), read_split(task_dir, "validation"),
-        tokenizer, params.train, int(args.seed), keep_zeros=pruning.get("kind") == "unstructured",
-    )
-    if not result.is_main_process:
-        return
-    with atomic_dir(Path("models/finetuned") / pair / run) as staging:
-        save_model(result.model, tokenizer, staging, pruning)
-    grid = {f"lr_{rate:g}/val_{key}": history[-1][f"val_{key}"]
-            for rate, history in result.histories.items() for key in ("accuracy", "mcc", "loss")}
-    curves = [{"train/loss": r["train_loss"], "val/loss": r["val_loss"], "val/accuracy": r["val_accuracy"],
-               "val/mcc": r["val_mcc"]} for r in result.histories[result.learning_rate]]
-    log_history(Path("reports/finetune") / pair / run, curves, {"learning_rate": result.learning_rate, **grid})
+    task, strategy, ratio, seed = args.task, args.strategy, float(args.ratio), int(args.seed)
+    name, task_dir, settings = model_name(strategy, ratio), Path("data/processed") / task, params.train
+    train, validation, test = (read_split(task_dir, split) for split in ("train", "validation", "test"))
+    results = {}  # pruning seed: (fine-tuned result, tokenizer, pruning record); every process trains every seed
+    for pruned in sorted((PRUNED / task / name).glob("seed-*")):
+        _model, tokenizer, pruning = load_model(pruned)
+        results[int(pruned.name.removeprefix("seed-"))] = (finetune_grid(
+            lambda pruned=pruned: load_model(pruned)[0], train, validation, tokenizer, settings, seed,
+            keep_zeros=pruning.get("kind") == "unstructured"), tokenizer, pruning)
+    if not all(result.is_main_process for result, _tokenizer, _pruning in results.values()):
+        return  # under `accelerate launch` only the main process writes outputs
+    runs = {}
+    with atomic_dir(finetuned_dir(task, strategy, ratio, seed, 0).parent) as staging:
+        for pruning_seed, (result, tokenizer, pruning) in results.items():
+            out = staging / finetuned_dir(task, strategy, ratio, seed, pruning_seed).name
+            save_model(result.model, tokenizer, out, pruning)
+            scores = evaluate(result.model, make_loader(tokenizer, test, settings.batch_size, settings.max_seq_len))
+            best = result.histories[result.learning_rate][-1]
+            runs[str(pruning_seed)] = {"test": scores, "learning_rate": result.learning_rate,
+                                       "validation": {key: best[f"val_{key}"] for key in ("mcc", "accuracy", "loss")}}
+            curves = [{"train/loss": r["train_loss"], "val/loss": r["val_loss"], "val/accuracy": r["val_accuracy"],
+                       "val/mcc": r["val_mcc"]} for r in result.histories[result.learning_rate]]
+            log_history(Path("reports/finetune") / task / name / f"seed-{seed}" / out.name, curves,
+                        {"learning_rate": result.learning_rate})
+    write_json(cell_path(task, strategy, ratio, seed),
+               {"task": task, "strategy": strategy, "ratio": ratio, "finetune_seed": seed, "test_sentences": len(test),
+                "device": pick_device().type, "machine": machine_record(pick_device()), "runs": runs})
 
 
 if __name__ == "__main__":
-    run_stage(main, "task", "strategy", "seed")
+    run_stage(main, "task", "strategy", "ratio", "seed")

@@ -1,5 +1,5 @@
-"""Stage meta_controller_budgets@<strategy> (post_prune.learned): the structured meta-controller of seed ``seed``
-trained on mcap.train_tasks once per budget of post_prune.mac_ratios, for post_prune_mcap.
+"""Stage meta_controller_budgets@<strategy> (post_prune.learned): the structured meta-controller of the first pruning
+seed trained on mcap.train_tasks once per budget of post_prune.mac_ratios, for post_prune_learned.
 
 A controller trained at one budget ranks the units for that budget: cut at another, its order is not what it
 learned. Each budget of the after-fine-tuning sweep is therefore ranked by a controller trained at it. The
@@ -30,7 +30,8 @@ def main(params, args):
     if args.strategy != STRUCTURED:
         raise McapError(f"params.yaml: 'post_prune.learned' lists {args.strategy!r}; it takes the structured "
                         f"meta-controllers, which score heads and FFN neuron groups: {STRUCTURED}")
-    mcap, tasks, train_tasks, seed = params.mcap, params.tasks, params.mcap_train_tasks(), params.seed
+    mcap, train_tasks, seed = params.mcap, params.mcap_train_tasks(), params.prune.seeds[0]
+    tasks = train_tasks  # the tasks it scores: those it trains on
     model, tokenizer = load_pretrained(params.model.name_or_path, seed)
     cnn = load_pattern_cnn()
     pools = task_pools(model, tokenizer, cnn, read_pools(tasks), mcap.map_length)

@@ -1,13 +1,14 @@
-"""Stage post_prune@<task>-<seed> (Fisher importance: structured_gradient's criterion, Kwon et al.) or
-post_prune_mcap@<task>-<strategy>-<seed> (post_prune.learned: at each budget, the scores of the structured
-meta-controller trained at it, from meta_controller_budgets): structured pruning of the fine-tuned unpruned model to
-each MAC budget, no retraining."""
+"""Stage post_prune@<task>-<ratio>-<seed> (Fisher importance: structured_gradient's criterion, Kwon et al.) or
+post_prune_learned@<task>-<strategy>-<ratio>-<seed> (post_prune.learned: at each budget, the scores of the structured
+meta-controller trained at it, from meta_controller_budgets): structured pruning of the fine-tuned unpruned model (the
+grid's ``none`` at that ratio and fine-tuning seed) to each MAC budget, no retraining."""
 
 from pathlib import Path
 
 import torch
 
 from mcap.cli import run_stage
+from mcap.grid import finetuned_dir
 from mcap.modeling import load_model
 from mcap.outputs import atomic_dir, write_json
 from mcap.post_prune import prune_after_finetuning
@@ -19,17 +20,19 @@ FISHER = "structured_gradient"  # Kwon et al.'s Fisher importance, the criterion
 
 def main(params, args):
     torch.set_num_threads(params.evaluate.threads)
-    run, task_dir = f"seed-{args.seed}", Path("data/processed") / args.task
+    task, ratio, seed = args.task, float(args.ratio), int(args.seed)
+    task_dir = Path("data/processed") / task
     if args.strategy == FISHER:
-        scores, name = None, args.task
+        scores, name = None, task
     else:
-        scores, name = read_budget_scores(args.strategy, args.task, params.post_prune.mac_ratios), f"{args.task}-{args.strategy}"
-    model, tokenizer, _pruning = load_model(Path("models/finetuned") / f"{args.task}-none" / run)
-    with atomic_dir(Path("models/post_pruned") / name / run) as staging:
+        scores, name = read_budget_scores(args.strategy, task, params.post_prune.mac_ratios), f"{task}-{args.strategy}"
+    run = Path(name) / str(ratio) / f"seed-{seed}"
+    model, tokenizer, _pruning = load_model(finetuned_dir(task, "none", ratio, seed, params.prune.seeds[0]))
+    with atomic_dir(Path("models/post_pruned") / run) as staging:
         metrics = prune_after_finetuning(model, tokenizer, read_split(task_dir, "train"), read_split(task_dir, "test"),
                                          params.post_prune, params.evaluate, params.train.max_seq_len, staging, scores)
-    write_json(Path("reports/post_prune") / name / f"{run}.json", metrics)
+    write_json(Path("reports/post_prune") / f"{run}.json", metrics)
 
 
 if __name__ == "__main__":
-    run_stage(main, "task", "seed", "strategy")
+    run_stage(main, "task", "ratio", "seed", "strategy")

@@ -1,40 +1,43 @@
-"""Stage ranking: the linear-probe score of every head strategy's ranking, per task, ratio and pruning seed, and
-each ranking's Spearman agreement with head_gradient's at the first pruning seed."""
+"""Stage ranking@<task> (ranking.tasks): the linear-probe score of every head strategy's ranking, per ratio and pruning
+seed, and each ranking's Spearman agreement with head_gradient's at the first pruning seed. A learned strategy is
+scored with its controllers of the first of prune.ratios."""
 
+import json
 from pathlib import Path
 
-import pandas as pd
-
 from mcap.cli import run_stage
+from mcap.errors import McapError
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
 from mcap.ranking import plot_ranking, rank_points, ranking_scores, reference_agreement
+from mcap.score_files import learned_scores_path
 from mcap.splits import read_split
 from mcap.strategies import PruneContext, get_strategy
-
-OUT_DIR = Path("reports/ranking")
+from mcap.strategies.base import LearnedStrategy
 
 
 def main(params, args):
-    strategies, ranking = params.all_strategies(), params.ranking
-    for name in strategies:
-        get_strategy(name)  # fail on an unknown name before loading anything
-    frames, agreement = [], {}
-    for task in params.tasks:
-        model, tokenizer = load_pretrained(params.model.name_or_path, params.seed)
-        processed = Path("data/processed") / task
-        context = PruneContext.of(params, model.eval(), tokenizer, task, read_split(processed, "train"),
-                                  ranking.seeds[0], ratio=0.0)
-        scores = ranking_scores(context, strategies, ranking.seeds)
-        frames.append(rank_points(context, read_split(processed, "validation"), scores, ranking.ratios,
-                                  ranking.train_examples, ranking.seeds[0]))
-        agreement[task] = reference_agreement(scores, ranking.seeds[0])
-    points = pd.concat(frames, ignore_index=True)
-    with atomic_dir(OUT_DIR) as staging:
+    task, strategies, ranking = args.task, params.strategies, params.ranking
+    learned = {}
+    for strategy in strategies:
+        if isinstance(get_strategy(strategy), LearnedStrategy):
+            if task not in params.mcap_train_tasks():
+                raise McapError(f"params.yaml: 'ranking.tasks' lists {task!r}, which no controller trained on; the "
+                                f"ranking scores {strategy!r} with its controllers' scores for mcap.train_tasks")
+            path = learned_scores_path(strategy, params.prune.ratios[0], task)
+            learned[strategy] = json.loads(path.read_text())["delta_by_seed"]
+    model, tokenizer = load_pretrained(params.model.name_or_path, ranking.seeds[0])
+    processed = Path("data/processed") / task
+    context = PruneContext.of(params, model.eval(), tokenizer, task, read_split(processed, "train"), ranking.seeds[0],
+                              ratio=0.0)
+    scores = ranking_scores(context, strategies, ranking.seeds, learned)
+    points = rank_points(context, read_split(processed, "validation"), scores, ranking.ratios, ranking.train_examples,
+                         ranking.seeds[0])
+    with atomic_dir(Path("reports/ranking") / task) as staging:
         points.to_csv(staging / "ranking.csv", index=False, float_format="%.6g")
         plot_ranking(points, staging / "ranking.png")
-        write_json(staging / "agreement.json", agreement)
+        write_json(staging / "agreement.json", {task: reference_agreement(scores, ranking.seeds[0])})
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, "task")

@@ -15,11 +15,11 @@ LEAKAGE = Path("reports/split/leakage.json")
 def main(params, args):
     data = params.data
     specs = task_specs(data.glue_dir, data.extra_tasks)
-    tasks = resolve_tasks(params.all_tasks(), specs)
+    tasks = resolve_tasks(params.tasks, specs)
     unknown = sorted(set(data.task_train_examples) - {spec.name for spec in tasks})
     if unknown:
         raise McapError(f"params.yaml: 'data.task_train_examples' names {unknown}, which are not among the tasks "
-                        f"{[spec.name for spec in tasks]} ('tasks' and 'transfer.tasks')")
+                        f"{[spec.name for spec in tasks]} ('tasks')")
     # Read and check every task before writing anything: bad input leaves no partial output.
     raw = {spec.name: load_raw(spec) for spec in tasks}
     with atomic_dir(OUT_DIR) as staging:

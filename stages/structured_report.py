@@ -1,5 +1,5 @@
-"""Stage structured_report: reports/structured.{md,csv} and the Pareto figure, structured pruning before and after
-fine-tuning beside the head-only strategies."""
+"""Stage structured_report@<task> (post_prune.tasks): reports/structured/<task>.{md,csv,png}, structured pruning
+before and after fine-tuning beside the head-only strategies."""
 
 import json
 from pathlib import Path
@@ -17,25 +17,25 @@ REPORTS = Path("reports")
 
 
 def main(params, args):
-    tasks, seeds, deployed = params.tasks, params.seeds, params.deploy_strategies()
+    task, seeds, deployed, ratio = args.task, params.seeds, params.deploy_strategies(), params.prune.ratios[0]
+    after = {task: REPORTS / "post_prune" / task / str(ratio)}  # post_prune of the unpruned model of the first ratio
     table = structured_table(
-        before_finetuning_rows(REPORTS / "evaluate", REPORTS / "prune", REPORTS / "deploy", tasks,
-                               params.all_strategies(), deployed, seeds)
-        + after_finetuning_rows({task: REPORTS / "post_prune" / task for task in tasks}, "structured_gradient", seeds)
+        before_finetuning_rows(REPORTS, [task], params.strategies, deployed, params.prune.ratios, seeds)
+        + after_finetuning_rows(after, "structured_gradient", seeds)
         + [row for strategy in params.post_prune.learned for row in after_finetuning_rows(
-            {task: REPORTS / "post_prune" / f"{task}-{strategy}" for task in tasks}, strategy, seeds)])
-    post = json.loads((REPORTS / "post_prune" / tasks[0] / f"seed-{seeds[0]}.json").read_text())
+            {task: REPORTS / "post_prune" / f"{task}-{strategy}" / str(ratio)}, strategy, seeds)])
+    post = json.loads((after[task] / f"seed-{seeds[0]}.json").read_text())
     tuning = "with" if params.post_prune.mask_tuning else "without"
     rearranged = ", the masks rearranged on each layer's Fisher block" if post.get("mask_rearrangement") else ""
-    learned = "".join(f" or, at each budget, the scores of the {strategy} controller of seed {params.seed} trained at "
-                      "that budget (post_prune_mcap)" for strategy in params.post_prune.learned)
+    learned = "".join(f" or, at each budget, the scores of the {strategy} controller of pruning seed {params.prune.seeds[0]} "
+                      "trained at that budget (post_prune_learned)" for strategy in params.post_prune.learned)
     setup = (
         f"Model `{params.model.name_or_path}`, {params.train.epochs} epoch(s) of fine-tuning, "
         f"{params.data.caps()} (null = full data; the test split is "
         f"capped too), fine-tuning seeds {seeds} (n runs per row; ± is the std over them, none with one seed: then "
         f"no difference here is shown to exceed the noise). Measured on {post['device_name']} with "
         f"{post['threads']} threads. MACs: of the encoder, counted at {params.train.max_seq_len} tokens. "
-        f"Before fine-tuning: the prune stage at prune.ratio {params.prune.ratio} (the fraction of heads for head "
+        f"Before fine-tuning: the prune stage at prune.ratios {params.prune.ratios} (the fraction of heads for head "
         "strategies, of MACs for structured ones), then fine-tuned; speed-up over the unpruned architecture in "
         f"PyTorch, and in onnxruntime for {', '.join(deployed) or 'none of them'} (deploy.strategies, "
         "the deploy stage: ONNX checked as below). After fine-tuning: the post_prune stage, Fisher importance on "
@@ -44,10 +44,12 @@ def main(params, args):
         "ONNX (max |Δ logit| < 1e-4 against PyTorch on every test sentence) and timed against the unpruned model in "
         "the same runtime. Speed-up: median per-repetition time ratio, the two models timed alternately on test batches."
     )
-    (REPORTS / "structured.md").write_text(render_markdown(table, setup))
-    table.to_csv(REPORTS / "structured.csv", index=False, float_format="%.6g")
-    plot_pareto(table, REPORTS / "structured.png")
+    out = REPORTS / "structured"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{task}.md").write_text(render_markdown(table, setup))
+    table.to_csv(out / f"{task}.csv", index=False, float_format="%.6g")
+    plot_pareto(table, out / f"{task}.png")
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, "task")

@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 POSITIVE = ["good", "great", "lovely", "fine", "superb", "charming", "moving", "brilliant"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "tedious", "messy", "weak"]
-PRUNE_SETTINGS = PruneSettings(ratio=0.5, strategies=[], importance_examples=16, gradient_probe_steps=3,
+PRUNE_SETTINGS = PruneSettings(ratios=[0.5], seeds=[0], importance_examples=16, gradient_probe_steps=3,
                                gradient_probe_lr=1e-3, imp_rounds=2, imp_retrain_steps=2, imp_learning_rate=3e-5,
                                imp_rewind=True)
 FILLER = ["the", "film", "was", "a", "story", "and", "plot", "acting", "really", "quite", "very", "it", "is"]
@@ -84,11 +84,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def tiny_model(tiny_model_dir):
+def tiny_model_factory(tiny_model_dir):
+    """A function returning a fresh copy of the tiny model and its tokenizer at each call."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).eval()
-    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+    def load():
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).eval()
+        return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    return load
+
+
+@pytest.fixture
+def tiny_model(tiny_model_factory):
+    return tiny_model_factory()
 
 
 @pytest.fixture

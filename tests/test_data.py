@@ -125,7 +125,7 @@ def test_processed_splits_round_trip_awkward_sentences(tmp_path):
 def run_split_stage(workdir: Path, glue_dir: Path, **data) -> subprocess.CompletedProcess:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update({"glue_dir": str(glue_dir), "extra_tasks": {}, "task_train_examples": {}, **data})
-    params["transfer"]["tasks"] = []
+    params["tasks"] = ["sst2", "cola"]
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run([sys.executable, str(ROOT / "stages" / "split.py")], cwd=workdir, capture_output=True, text=True, check=False)
 

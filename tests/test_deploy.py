@@ -31,17 +31,20 @@ def test_the_structured_report_takes_the_onnx_speed_ups_of_deployed_strategies_o
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload))
 
+    latency = {}
     for strategy, kind, torch_speedup in (("none", "none", 1.0), ("head_gradient", "head", 1.2),
                                           ("structured_gradient", "structured", 1.5)):
-        write(tmp_path / "prune" / f"sst2-{strategy}" / "heads.json", {"kind": kind, "removed_mac_fraction": 0.2})
+        write(tmp_path / "prune" / "sst2" / f"{strategy}-0.2" / "seed-1" / "heads.json",
+              {"kind": kind, "removed_mac_fraction": 0.2})
+        latency[f"{strategy}-0.2/seed-1"] = {"speedup": {f"batch_{size}": {"median": torch_speedup} for size in (1, 32)}}
         for seed, onnx_speedup in ((42, 1.6), (43, 1.8)):
-            write(tmp_path / "evaluate" / f"sst2-{strategy}" / f"seed-{seed}.json",
-                  {"test": {"mcc": 0.5}, "speedup": {f"batch_{size}": {"median": torch_speedup} for size in (1, 32)}})
-            write(tmp_path / "deploy" / f"sst2-{strategy}" / f"seed-{seed}.json",
-                  {"speedup": {f"onnx_batch_{size}": {"median": onnx_speedup} for size in (1, 32)}})
+            write(tmp_path / "cells" / "sst2" / f"{strategy}-0.2" / f"seed-{seed}.json",
+                  {"runs": {"1": {"test": {"mcc": 0.5}}}})
+            write(tmp_path / "deploy" / "sst2" / f"{strategy}-0.2" / f"seed-{seed}.json",
+                  {"1": {"speedup": {f"onnx_batch_{size}": {"median": onnx_speedup} for size in (1, 32)}}})
+    write(tmp_path / "latency" / "sst2.json", latency)
     rows = {row["strategy"]: row for row in before_finetuning_rows(
-        tmp_path / "evaluate", tmp_path / "prune", tmp_path / "deploy", ["sst2"],
-        ["none", "head_gradient", "structured_gradient"], ["structured_gradient"], [42, 43])}
+        tmp_path, ["sst2"], ["none", "head_gradient", "structured_gradient"], ["structured_gradient"], [0.2], [42, 43])}
     assert rows["structured_gradient"]["speedup_onnx_b32"] == pytest.approx(1.7)  # the mean over the seeds
     assert rows["structured_gradient"]["speedup_torch_b32"] == pytest.approx(1.5)
     assert rows["head_gradient"]["speedup_onnx_b32"] != rows["head_gradient"]["speedup_onnx_b32"]  # NaN: not deployed

@@ -11,9 +11,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from conftest import make_sentences
 from mcap import evaluate
 from mcap.evaluate import (
+    architecture_metrics,
     count_flops,
     encoder_macs,
-    evaluate_model,
     latency_ms,
     mac_estimate,
     paired_speedup,
@@ -118,11 +118,10 @@ def test_classification_metrics_on_known_logits():
     assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-5)
 
 
-def test_evaluate_model_reports_every_metric(tiny_model):
+def test_the_architecture_metrics_report_every_number(tiny_model):
     model, tokenizer = tiny_model
     settings = EvaluateSettings(threads=1, batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16)
-    metrics = evaluate_model(model, tokenizer, make_sentences(12, seed=9), settings, 32, reference=unpruned_twin(model))
-    assert set(metrics["test"]) == {"loss", "accuracy", "mcc"}
+    metrics = architecture_metrics(model, tokenizer, make_sentences(12, seed=9), settings, 32, reference=unpruned_twin(model))
     assert set(metrics["latency_ms"]) == set(metrics["speedup"]) == {"batch_1", "batch_4"}
     assert metrics["flops"]["length_16"]["dense"] == metrics["flops"]["length_16"]["nonzero"] > 0
     assert metrics["heads"] == 8
@@ -134,7 +133,7 @@ def test_the_evaluation_estimates_speed_up_at_the_padded_shapes_it_timed(tiny_mo
     prune_heads(model, {0: [0, 1, 2]})
     test = make_sentences(12, seed=9)
     settings = EvaluateSettings(threads=1, batch_sizes=[4], warmup=1, repetitions=3, flops_seq_len=16)
-    metrics = evaluate_model(model, tokenizer, test, settings, 32, reference=unpruned_twin(model))
+    metrics = architecture_metrics(model, tokenizer, test, settings, 32, reference=unpruned_twin(model))
     batches = list(evaluate.batch_loader(tokenizer, evaluate.encode(tokenizer, test, 32), 4))
     assert metrics["mac_estimate"]["batch_4"] == mac_estimate(model, timed_shapes(batches, 1, 3))
     assert metrics["device_name"].startswith("CPU ")  # names the hardware in the report (tests run on CPU)

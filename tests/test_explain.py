@@ -110,7 +110,7 @@ def test_shap_explains_the_log_odds_of_the_positive_class(tiny_model):
 
 
 def test_unusable_texts_are_skipped_and_recorded(classifier, tmp_path):
-    settings = ExplainSettings(tasks=["toy"], lime_samples=50, shap_max_evals=20, top_k=2, faithfulness_examples=2,
+    settings = ExplainSettings(tasks=["toy"], seed=0, lime_samples=50, shap_max_evals=20, top_k=2, faithfulness_examples=2,
                                faithfulness_lime_samples=50, faithfulness_shap_max_evals=20)
     records = explain_texts(classifier, {"empty": "   ", "ok": "the film was good"}, settings, 0, "toy", tmp_path / "html",
                             tmp_path / "png")

@@ -65,9 +65,13 @@ def test_values_arrive_typed_and_ints_where_floats_are_expected_become_floats():
     ("prune.imp_rounds", "two", "'prune.imp_rounds' must be an integer, got 'two'"),
     ("prune.imp_rounds", True, "'prune.imp_rounds' must be an integer, got True"),  # YAML's true is no number
     ("prune.imp_rewind", 1, "'prune.imp_rewind' must be true or false, got 1"),
-    ("prune.ratio", 1.0, r"'prune.ratio' must be a number in \[0, 1\), got 1.0"),
-    ("prune.ratio", -0.1, r"'prune.ratio' must be a number in \[0, 1\)"),
-    ("prune.ratio", "half", "'prune.ratio' must be a number, got 'half'"),
+    ("prune.ratios", [1.0], r"'prune.ratios' must be a non-empty list of distinct numbers in \[0, 1\), got \[1.0\]"),
+    ("prune.ratios", [], r"'prune.ratios' must be a non-empty list of distinct numbers in \[0, 1\)"),
+    ("prune.ratios", ["half"], r"'prune.ratios' must be a list of numbers, got \['half'\]"),
+    ("prune.ratio", 0.5, "unknown key\\(s\\) 'prune.ratio'; 'prune' accepts .*ratios"),  # `-S prune.ratio=0.5`
+    ("prune.seeds", [], "'prune.seeds' must be a non-empty list of distinct integers"),
+    ("seeds", [], r"'seeds' must be a non-empty list of distinct integers, got \[\]"),
+    ("strategies", [], r"'strategies' must be a non-empty list of distinct strategy names, got \[\]"),
     ("prune.imp_round", 2, "unknown key\\(s\\) 'prune.imp_round'; 'prune' accepts .*imp_rounds"),
     ("train.learning_rates", [], "'train.learning_rates' must be a non-empty list of positive numbers"),
     ("train.learning_rates", [0.0], "'train.learning_rates' must be a non-empty list of positive numbers"),
@@ -80,7 +84,7 @@ def test_values_arrive_typed_and_ints_where_floats_are_expected_become_floats():
     ("mcap.iterative_step", 1, r"'mcap.iterative_step' must be a number in \(0, 1\)"),
     ("mcap.seeds", [42, 42], "'mcap.seeds' must be a non-empty list of distinct integers"),
     ("ranking.ratios", [0.2, 1.2], r"'ranking.ratios' must be a non-empty list of numbers in \[0, 1\)"),
-    ("seed", 4.2, "'seed' must be an integer, got 4.2"),
+    ("seeds", [4.2], r"'seeds' must be a list of integers, got \[4.2\]"),
 ])
 def test_a_bad_value_is_named_with_what_the_key_accepts(key, value, message):
     section = key.split(".")[0] if "." in key else "top"
@@ -90,21 +94,25 @@ def test_a_bad_value_is_named_with_what_the_key_accepts(key, value, message):
 
 def test_keys_with_a_default_may_be_left_out():
     raw = with_value("train.num_processes", ...)
-    del raw["transfer"]
+    del raw["data"]["task_train_examples"]
     params = Params(raw)
-    assert params.train.num_processes == 1 and params.transfer.tasks == [] and params.all_tasks() == params.tasks
+    assert params.train.num_processes == 1 and params.data.task_train_examples == {}
 
 
 def test_a_section_is_read_and_checked_only_when_a_stage_uses_it():
     params = Params(with_value("explain.top_k", "five"))
-    assert params.prune.ratio == RAW["prune"]["ratio"]  # a stage that never reads `explain` runs
+    assert params.prune.ratios == RAW["prune"]["ratios"]  # a stage that never reads `explain` runs
     with pytest.raises(McapError, match="'explain.top_k' must be an integer"):
         _ = params.explain
 
 
 def test_deployed_strategies_must_be_among_the_pruned_ones():
-    with pytest.raises(McapError, match="'deploy.strategies' must be among 'prune.strategies' and 'mcap.strategies'"):
+    with pytest.raises(McapError, match="'deploy.strategies' must be among 'strategies'"):
         Params(with_value("deploy.strategies", ["head_magic"])).deploy_strategies()
+
+
+def test_transfer_tasks_are_the_tasks_no_controller_trains_on():
+    assert Params(with_value("tasks", ["sst2", "cola", "subj", "mr"])).transfer_tasks() == ["subj", "mr"]
 
 
 def test_mcap_train_tasks_must_be_among_the_tasks():

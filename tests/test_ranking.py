@@ -46,7 +46,7 @@ def test_the_probe_scores_separable_vectors_high_and_label_free_noise_near_zero(
 
 def test_seeded_strategies_get_a_row_per_seed_and_deterministic_ones_a_single_row(tiny_model):
     toy = context(tiny_model)
-    scores = ranking_scores(toy, ["none", "imp", "head_random", "head_entropy"], seeds=[3, 4])
+    scores = ranking_scores(toy, ["none", "imp", "head_random", "head_entropy"], seeds=[3, 4], learned={})
     points = rank_points(toy, make_sentences(24, seed=2), scores, ratios=[0.25, 0.5], train_examples=32, first_seed=3)
     counts = points.groupby("strategy").size().to_dict()
     assert counts == {"none": 1, "head_random": 4, "head_entropy": 2}  # unstructured strategies are not head rankings

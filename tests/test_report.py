@@ -12,7 +12,8 @@ import yaml
 import render
 from mcap.report import (
     build_table,
-    load_evaluations,
+    cells_table,
+    load_runs,
     markdown_table,
     read_labels,
     render_report,
@@ -50,15 +51,16 @@ def test_rows_follow_the_numbers_of_their_labels_with_unnumbered_ones_last():
 
 def test_labels_are_read_from_what_the_prune_stage_recorded(tmp_path):
     for strategy, label in (("head_random", "6. Random head pruning"), ("my_new", "9. Mine")):
-        (tmp_path / f"sst2-{strategy}").mkdir()
-        (tmp_path / f"sst2-{strategy}" / "heads.json").write_text(json.dumps({"label": label}))
-    assert read_labels(tmp_path, "sst2", ["my_new", "head_random"]) == {"my_new": "9. Mine", "head_random": "6. Random head pruning"}
+        (tmp_path / "sst2" / f"{strategy}-0.2" / "seed-42").mkdir(parents=True)
+        (tmp_path / "sst2" / f"{strategy}-0.2" / "seed-42" / "heads.json").write_text(json.dumps({"label": label}))
+    assert read_labels(tmp_path, "sst2", ["my_new", "head_random"], 0.2) == {
+        "my_new": "9. Mine", "head_random": "6. Random head pruning"}
 
 
 def test_speedups_come_from_the_interleaved_measurement_and_are_compared_with_each_batch_sizes_estimate():
     benchmarks = {("sst2", "none"): [fake_benchmark(10.0, 72, 1.0)],
                   ("sst2", "head_random"): [fake_benchmark(8.0, 58, 1.1, speedup=1.25)]}
-    table = build_table(benchmarks, labels("none", "head_random"))
+    table = build_table(benchmarks, labels("none", "head_random")).assign(ratio=0.2)
     row = table.set_index("strategy").loc["head_random"]
     assert row["speedup_batch_1"] == pytest.approx(1.25)
     assert row["mac_estimate_batch_1"] == pytest.approx(1.1) and row["mac_estimate_batch_32"] == pytest.approx(1.155)
@@ -70,21 +72,33 @@ def test_speedups_come_from_the_interleaved_measurement_and_are_compared_with_ea
     assert "| 0.5000 |" in markdown and "±  0.5" not in markdown  # one seed: no spread shown
 
 
-def test_quality_is_mean_and_std_over_seeds(tmp_path):
-    for seed, mcc in ((1, 0.4), (2, 0.6)):
-        path = tmp_path / "sst2-mcap" / f"seed-{seed}.json"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(fake_benchmark(8.0, 58, 1.1, speedup=1.0 + seed / 10, mcc=mcc)))
-    table = build_table(load_evaluations(tmp_path, [(["sst2"], ["mcap"])], seeds=[1, 2]), labels("mcap"))
+def test_quality_is_mean_and_std_over_every_fine_tuned_model_and_speed_over_every_architecture(tmp_path):
+    """Test metrics come from the finetune stage's cells (one per fine-tuning seed, holding each pruning seed's model),
+    latency from the latency stage, which timed each pruned architecture once."""
+    latency = {f"mcap-0.2/seed-{p}": {k: v for k, v in fake_benchmark(8.0, 58, 1.1, speedup=1.0 + p / 10).items()
+                                      if k != "test"} for p in (1, 2)}
+    (tmp_path / "latency").mkdir()
+    (tmp_path / "latency" / "sst2.json").write_text(json.dumps(latency))
+    mccs = {(42, 1): 0.4, (42, 2): 0.5, (43, 1): 0.6, (43, 2): 0.5}
+    for seed in (42, 43):
+        path = tmp_path / "cells" / "sst2" / "mcap-0.2" / f"seed-{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"runs": {str(p): {"test": {"mcc": mccs[(seed, p)], "loss": 0.4, "accuracy": 0.8}}
+                                             for p in (1, 2)}}))
+    runs = load_runs(tmp_path, ["sst2"], ["mcap"], 0.2, [42, 43])
+    assert sorted((run["finetune_seed"], run["pruning_seed"]) for run in runs[("sst2", "mcap")]) == sorted(mccs)
+    table = build_table(runs, labels("mcap"))
     row = table.iloc[0]
-    assert (row["seeds"], row["mcc"], row["mcc_std"]) == (2, pytest.approx(0.5), pytest.approx(0.1414, abs=1e-4))
+    assert (row["seeds"], row["mcc"], row["mcc_std"]) == (4, pytest.approx(0.5), pytest.approx(stdev(mccs.values())))
     assert row["speedup_batch_1"] == pytest.approx(1.15)
-    assert "| 0.5000 ± 0.1414 |" in markdown_table(table, "sst2")
+    assert "| 0.5000 ± 0.0816 |" in markdown_table(table, "sst2")
+    cells = cells_table(runs, 0.2)
+    assert sorted(zip(cells.finetune_seed, cells.pruning_seed, cells.mcc)) == sorted((*k, v) for k, v in mccs.items())
 
 
 def test_report_places_the_papers_table_below_ours():
     table = build_table({("cola", "none"): [fake_benchmark(10.0, 72, 1.0)], ("subj", "mcap"): [fake_benchmark(9.0, 58, 1.1)]},
-                        labels("none", "mcap"))
+                        labels("none", "mcap")).assign(ratio=0.2)
     text = render_report(table, ["cola"], "setup line", ["subj"], ["sst2", "cola"])
     assert text.index("## cola") < text.index("## subj — transfer") < text.index("The paper's Table I")
     assert "| 7. MCAP (theirs) | 124 |" in text
@@ -152,9 +166,10 @@ def test_the_split_leakage_is_rendered_from_the_split_stages_metrics(tmp_path):
     assert "| sst2 | 0.065 | 0.885 |" in render.leakage_markdown(path)
 
 
-def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_output(tmp_path):
+def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_output(tmp_path, monkeypatch):
     from mcap.controller import controller_diagnostics
 
+    monkeypatch.chdir(tmp_path)
     history = [{"total": 2.0}] * 10 + [{"total": 0.5}] * 10
     deltas = {seed: {"a": [[0.1, 0.9], [0.5, 0.3]], "b": [[0.2, 0.8], [0.6, 0.1]]} for seed in (42, 43)}
     path = tmp_path / "diagnostics.json"
@@ -164,12 +179,12 @@ def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_outp
                                    "gradient_spearman": {"a": 0.3}}))
     agreement = tmp_path / "agreement.json"  # the ranking stage's, per task and strategy
     agreement.write_text(json.dumps({"a": {"mcap": 0.8, "head_sep": 0.1}, "b": {"head_sep": 0.2}}))
-    table = render.controller_markdown(path, {"label-free": variant, "missing": tmp_path / "none.json"}, agreement)
+    table = render.controller_markdown(path, {"label-free": variant, "missing": tmp_path / "none.json"}, agreement.name)
     assert "| Measure | this run | label-free | Target |" in table and "missing" not in table
     assert "| 2.0000 → 0.5000 (0.25×) | 0.5000 → 2.0000 (4.00×) | ≤ 0.80× |" in table
     assert "controller seeds 42, 43 (per training task) | 1.00 | 1.00 |" in table
     assert "a vs b 0.80" in table and "| a 0.80 | a 0.30 |" in table
-    assert "| a 0.80 | a 0.30 |" not in render.controller_markdown(path, {"label-free": variant}, tmp_path / "no.json")
+    assert "| a 0.80 | a 0.30 |" not in render.controller_markdown(path, {"label-free": variant}, "no.json")
 
 
 def test_the_seed_comparison_is_checked_against_the_mcap_targets(tmp_path):
@@ -192,15 +207,17 @@ def test_the_seed_comparison_is_checked_against_the_mcap_targets(tmp_path):
     assert render.comparison_targets_markdown(path).splitlines()[6].endswith("| +0.100 | no |")
 
 
-def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path):
+def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path, monkeypatch):
     from mcap.controller import iterative_diagnostics
+
+    monkeypatch.chdir(tmp_path)
     history = [{"total": 1.0, "ratio": 0.1}] * 10 + [{"total": 0.5, "ratio": 0.1}] * 10 + [{"total": 2.0, "ratio": 0.2}] * 20
     order = {seed: {"a": [[1.1, 2.5], [1.2, 2.9]], "b": [[1.3, 2.4], [1.1, 2.8]]} for seed in (42, 43)}
     path = tmp_path / "diagnostics.json"
     path.write_text(json.dumps(iterative_diagnostics({42: history, 43: history}, order, 42, ["a", "b"])))
     agreement = tmp_path / "agreement.json"
     agreement.write_text(json.dumps({"a": {"mcap_iterative": 1.0, "mcap": 0.5}, "b": {"mcap": 0.4}}))
-    lines = render.iterative_controller_markdown(path, agreement).splitlines()
+    lines = render.iterative_controller_markdown(path, agreement.name).splitlines()
     assert "| 0.1 | 1.0000 → 0.5000 | 0.50× |" in lines and "| 0.2 | 2.0000 → 2.0000 | 1.00× |" in lines
     assert "* Smallest Spearman of the removal order between controller seeds 42, 43: 1.00." in lines
     assert any(line.startswith("* Between tasks: a vs b 0.80. With `head_gradient`'s scores: a 1.00.") for line in lines)

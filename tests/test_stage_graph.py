@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mcap.strategies import get_strategy, known_strategies
-from mcap.strategies.base import HeadStrategy, LearnedStrategy
+from mcap.strategies.base import LearnedStrategy
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -30,7 +30,7 @@ def upstream_stages(stages: dict, name: str) -> set[str]:
         for dep in [d.replace("${item.strategy}", s) for d in deps for s in known_strategies()]:  # every strategy it may run
             for out, stage in outputs.items():
                 prefix = out.split("$")[0]
-                if dep.startswith(prefix) and stage not in found:
+                if (dep.startswith(prefix) or prefix.startswith(dep.rstrip("/") + "/")) and stage not in found:
                     found.add(stage)
                     frontier.append(stage)
     return found
@@ -40,28 +40,26 @@ def stage_params(body: dict) -> list[str]:
     return [p if isinstance(p, str) else next(iter(p)) for p in body.get("params", [])]
 
 
-def test_no_path_from_the_pruning_ratio_to_attention_maps_or_the_cnn():
+def test_no_path_from_the_pruning_ratios_to_attention_maps_or_the_cnn():
     stages = STAGES
     for name in ("attention_maps", "pattern_cnn"):
         for stage in {name} | upstream_stages(stages, name):
-            assert not any(p in ("prune", "prune.ratio") for p in stage_params(stages[stage])), stage
-    assert "prune.ratio" in stage_params(stages["meta_controller"])
-    assert "meta_controller" in upstream_stages(stages, "prune_mcap")
+            assert not any(p.startswith("prune") for p in stage_params(stages[stage])), stage
+    assert stages["controller"]["matrix"]["ratio"] == "${prune.ratios}"
+    assert "controller" in upstream_stages(stages, "prune")
 
 
-def test_the_pruning_seed_never_reaches_the_split():
-    """``seed`` varies pruning and controller seeds; the data (``data.seed``) must stay the same."""
-    assert "seed" not in stage_params(STAGES["split"]) and "data" in stage_params(STAGES["split"])
+def test_the_pruning_seeds_never_reach_the_split():
+    """The pruning seeds vary pruning and controllers; the data (``data.seed``) must stay the same."""
+    assert not any(p.startswith("prune") for p in stage_params(STAGES["split"])) and "data" in stage_params(STAGES["split"])
     assert not upstream_stages(STAGES, "split")
 
 
-def test_the_pruning_seed_never_reaches_the_controller_or_anything_it_reads():
-    """A run with another ``seed`` picks another of the trained controllers (mcap.seeds) without retraining them."""
-    for controller in ("meta_controller", "meta_controller_iterative"):
-        for stage in {controller} | upstream_stages(STAGES, controller):
-            assert "seed" not in stage_params(STAGES[stage]), stage
-        assert controller in upstream_stages(STAGES, "prune_mcap")
-    assert "seed" in stage_params(STAGES["prune"]) and "seed" in stage_params(STAGES["prune_mcap"])
+def test_the_pruning_seeds_never_reach_the_controller_or_anything_it_reads():
+    """Another pruning seed picks another of the trained controllers (mcap.seeds) without retraining them."""
+    for stage in {"controller"} | upstream_stages(STAGES, "controller"):
+        assert not any(p.startswith("prune") or p == "seeds" for p in stage_params(STAGES[stage])), stage
+    assert "prune" in stage_params(STAGES["prune"])
 
 
 def module_file(module: str) -> Path:
@@ -110,12 +108,12 @@ LEARNED_LISTS = {"${mcap.strategies}": LEARNED, "${post_prune.learned}": LEARNED
 def concrete_stages() -> list[tuple[str, Path, list[Path]]]:
     """(stage, script, declared deps) per stage; a stage over ``${item.strategy}`` once per strategy its list may
     hold: the learned strategies for ``mcap.strategies``, the learned structured ones for ``post_prune.learned``,
-    every other one for the other lists."""
+    every strategy for ``strategies`` and ``deploy.strategies``."""
     found = []
     for name, body in STAGES.items():
         script = ROOT / body["cmd"].split()[1]
         listed = body.get("matrix", {}).get("strategy")
-        strategies = LEARNED_LISTS.get(listed, [s for s in known_strategies() if s not in LEARNED])
+        strategies = LEARNED_LISTS.get(listed, known_strategies())
         for strategy in strategies if "${item.strategy}" in body["cmd"] else [None]:
             deps = [ROOT / dep.replace("${item.strategy}", strategy or "") for dep in body["deps"]]
             found.append((f"{name}@{strategy}" if strategy else name, script, deps))
@@ -148,34 +146,30 @@ def stages_depending_on(path: Path) -> set[str]:
             if any(path == dep or dep in path.parents or path in dep.parents for dep in declared)}
 
 
-HEAD_STRATEGIES = ["head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative"]
-
-
-@pytest.mark.parametrize("strategy", HEAD_STRATEGIES)
-def test_editing_one_head_strategy_reruns_only_its_own_stages(strategy):
-    """Its prune stages and the ranking stage, which scores every head strategy; nothing of another strategy."""
-    suffix = "_mcap" if strategy in LEARNED else ""
-    assert stages_depending_on(STRATEGIES / f"{strategy}.py") == {
-        f"prune{suffix}@{strategy}", f"prune_transfer{suffix}@{strategy}", "ranking"}
+@pytest.mark.parametrize("strategy", known_strategies())
+def test_editing_one_strategy_reruns_the_pruning_and_no_fine_tuning(strategy):
+    """Its module reaches the prune stages (one process per task prunes every strategy, and writes the models of the
+    others byte for byte as before) and the ranking, never a fine-tuning: each finetune stage reads only its own
+    strategy's pruned models, so only a model that changed is fine-tuned again (tests/test_pipeline.py runs it)."""
+    assert {name.partition("@")[0] for name in stages_depending_on(STRATEGIES / f"{strategy}.py")} == {"prune", "ranking"}
+    finetune = STAGES["finetune"]
+    assert [dep for dep in finetune["deps"] if dep.startswith("models/")] == [
+        "models/pruned/${item.task}/${item.strategy}-${item.ratio}"]
 
 
 @pytest.mark.parametrize("strategy", LEARNED)
-def test_new_learned_scores_rerun_only_the_stages_of_their_strategy(strategy):
-    """A retrained controller's scores reach its strategy's prune stages (and, for head scores, the ranking of every
-    head strategy), not the prune stage of any other strategy."""
-    ranking = {"ranking"} if isinstance(get_strategy(strategy), HeadStrategy) else set()
-    assert stages_depending_on(ROOT / "reports" / strategy / "delta") == {f"prune_mcap@{strategy}"} | ranking
-    assert stages_depending_on(ROOT / "reports" / strategy / "delta_transfer") == {f"prune_transfer_mcap@{strategy}"}
-    assert stages_depending_on(ROOT / "models" / "meta_controller" / strategy) == {f"transfer_scores@{strategy}"}
+def test_new_learned_scores_reach_the_pruning_and_the_ranking_only(strategy):
+    assert {name.partition("@")[0] for name in stages_depending_on(ROOT / "reports" / "controllers" / strategy)} == {
+        "prune", "ranking"}
 
 
 @pytest.mark.parametrize("strategy", LEARNED_STRUCTURED)
 def test_controllers_trained_per_budget_rerun_only_the_after_finetuning_sweep_they_rank(strategy):
-    """The controllers of meta_controller_budgets rank post_prune_mcap's units, and nothing pruned before fine-tuning;
-    the controller trained at prune.ratio is not among their inputs, so `-S prune.ratio` reruns neither."""
-    assert stages_depending_on(ROOT / "reports" / strategy / "delta_by_budget") == {f"post_prune_mcap@{strategy}"}
-    assert "prune.ratio" not in stage_params(STAGES["meta_controller_budgets"])
-    assert "prune.ratio" not in stage_params(STAGES["post_prune_mcap"])
+    """The controllers of meta_controller_budgets rank post_prune_learned's units, and nothing pruned before
+    fine-tuning; they do not depend on prune.ratios, so `-S prune.ratios=...` retrains none of them."""
+    assert {name.partition("@")[0] for name in stages_depending_on(ROOT / "reports" / strategy / "delta_by_budget")} == {
+        "post_prune_learned"}
+    assert not any(p in ("prune", "prune.ratios") for p in stage_params(STAGES["meta_controller_budgets"]))
 
 
 def test_code_no_stage_runs_is_no_stage_dependency():
@@ -203,32 +197,34 @@ def test_the_committed_lock_holds_exactly_the_stages_of_the_pipeline():
     assert set(locked) == set(listed.stdout.split())
 
 
-def test_a_new_transfer_task_reaches_no_table_i_stage_directly():
-    """The Table I stages (pruning, fine-tuning, evaluation, explanations) read only their own task's files and
-    params, so a new transfer task's data and scores (new files in data/processed and reports/<strategy>/delta) do
-    not rerun them. The stages that take every task (split, attention_maps, the controllers) still rerun."""
+def test_a_new_task_reaches_no_other_tasks_stages():
+    """The per-task stages (pruning, fine-tuning, timing, explanations, post_prune, deploy) read only their own task's
+    files, and not the list of tasks, so a new (transfer) task reruns none of another task's."""
     for name, body in STAGES.items():
-        if body.get("matrix", {}).get("task") not in ("${tasks}", "${explain.tasks}"):
+        if "task" not in body.get("matrix", {}):
             continue
-        assert not any(param.startswith("transfer") for param in stage_params(body)), name
-        assert not [dep for dep in body["deps"] if dep in ("data/processed", "data/attention") or dep.endswith("/delta")], name
+        assert "tasks" not in stage_params(body), name
+        assert not [dep for dep in body["deps"] if dep in ("data/processed", "data/attention")], name
 
 
-CONTROLLER_STAGES = ["meta_controller", "meta_controller_iterative", "meta_controller_structured", "meta_controller_budgets"]
+CONTROLLER_STAGES = ["controller", "meta_controller_budgets"]
 
 
 @pytest.mark.parametrize("controller", CONTROLLER_STAGES)
 def test_a_new_transfer_task_retrains_no_controller(controller):
-    """A transfer task changes `transfer.tasks` and rewrites data/processed and data/attention. The controllers
-    read neither: their train sentences come through meta_pool, which keeps the tasks of `tasks` only (DVC reruns
-    it, finds its output unchanged and stops there), and the pattern CNN reads no task. The new task's scores
-    come from transfer_scores, with the controllers already trained."""
+    """A transfer task changes `tasks` and rewrites data/processed and data/attention. The controllers read neither:
+    their train sentences come through meta_pool, which keeps mcap.train_tasks only (DVC reruns it, finds its output
+    unchanged and stops there), and the pattern CNN reads no task. The new task's scores are inferred by its prune
+    stage, with the controllers already trained."""
     pool = STAGES["meta_pool"]
-    assert not any(param.startswith("transfer") for param in stage_params(pool))
     assert pool["outs"] == ["data/meta_pool"]
     behind_pool = upstream_stages(STAGES, "meta_pool") | {"meta_pool"}
     for stage in ({controller} | upstream_stages(STAGES, controller)) - behind_pool:
-        assert not any(param.startswith("transfer") for param in stage_params(STAGES[stage])), stage
+        assert "tasks" not in stage_params(STAGES[stage]), stage
         assert not [dep for dep in STAGES[stage]["deps"] if dep in ("data/processed", "data/attention")], stage
-    assert STAGES["transfer_scores"]["matrix"]["task"] == "${transfer.tasks}"
-    assert not any(param.startswith("transfer") for param in stage_params(STAGES["transfer_scores"]))
+
+
+def test_dvc_yaml_has_one_template_per_concept():
+    """No variants of a stage by learned-ness or transfer: that lives in the registry and in mcap.train_tasks."""
+    assert not [name for name in STAGES if name.endswith(("_mcap", "_transfer", "_transfer_mcap"))]
+    assert len((ROOT / "dvc.yaml").read_text().splitlines()) <= 700

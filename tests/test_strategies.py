@@ -1,6 +1,5 @@
 """Every registered strategy on a tiny model, and the scoring functions on hand-built attention."""
 
-import json
 import math
 from pathlib import Path
 
@@ -20,10 +19,10 @@ HEAD_STRATEGIES = ["head_sep", "head_entropy", "head_random", "head_gradient"]
 UNSTRUCTURED = ["imp", "l1_unstructured", "random_unstructured"]
 
 
-def context(tiny_model, ratio: float, seed: int = 0) -> PruneContext:
+def context(tiny_model, ratio: float, seed: int = 0, learned=None) -> PruneContext:
     model, tokenizer = tiny_model
     return PruneContext(model=model, tokenizer=tokenizer, task="toy", train=make_sentences(32, seed=1), ratio=ratio,
-                        seed=seed, settings=PRUNE_SETTINGS, max_seq_len=32, batch_size=8)
+                        seed=seed, settings=PRUNE_SETTINGS, max_seq_len=32, batch_size=8, learned=learned)
 
 
 def test_the_paper_baselines_and_ours_are_registered():
@@ -164,21 +163,25 @@ def test_gradient_scores_are_normalised_per_layer(tiny_model):
     assert torch.allclose(scores.norm(dim=1), torch.ones(2), atol=1e-6)
 
 
-@pytest.mark.parametrize("name, folder", [("mcap", "mcap"), ("mcap_iterative", "mcap_iterative")])
-def test_mcap_prunes_with_the_controller_of_the_pruning_seed(tiny_model, tmp_path, monkeypatch, name, folder):
-    monkeypatch.chdir(tmp_path)
-    delta_dir = tmp_path / "reports" / folder / "delta"
-    delta_dir.mkdir(parents=True)
-    by_seed = {"1": [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]], "2": [[0.8, 0.7, 0.6, 0.5], [0.4, 0.3, 0.2, 0.1]]}
-    (delta_dir / "toy.json").write_text(json.dumps({"delta_by_seed": by_seed}))
-    other = "mcap_iterative" if name == "mcap" else "mcap"  # each reads its own stage's scores only
-    with pytest.raises(McapError, match=rf"reports/{other}/delta/toy.json: missing"):
-        get_strategy(other).score_heads(context(tiny_model, 0.5, seed=1))
+@pytest.mark.parametrize("name", ["mcap", "mcap_iterative"])
+def test_a_learned_strategy_prunes_with_the_scores_it_is_given(tiny_model, name):
+    """The prune stage gives a learned strategy its controller's scores for the task and pruning seed."""
+    scores = [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]]
     strategy = get_strategy(name)
-    for seed in ("1", "2"):
-        assert torch.allclose(strategy.score_heads(context(tiny_model, 0.5, seed=int(seed))), torch.tensor(by_seed[seed]))
-    with pytest.raises(McapError, match=r"'seed' 3 has no meta-controller; add it to 'mcap.seeds'"):
-        strategy.score_heads(context(tiny_model, 0.5, seed=3))
+    with pytest.raises(McapError, match="no controller scores for 'toy' at ratio 0.5"):
+        strategy.score_heads(context(tiny_model, 0.5, seed=1))
+    assert torch.allclose(strategy.score_heads(context(tiny_model, 0.5, seed=1, learned=scores)), torch.tensor(scores))
+
+
+@pytest.mark.parametrize("name", [n for n in known_strategies() if not get_strategy(n).seeded])
+def test_a_strategy_that_says_it_draws_nothing_prunes_alike_at_every_pruning_seed(tiny_model_factory, name):
+    """It runs at the first pruning seed only, so it must not depend on the seed; head_random must."""
+    records = [prune_model(name, context(tiny_model_factory(), ratio=0.25, seed=seed)) for seed in (1, 2)]
+    assert records[0]["removed_heads"] == records[1]["removed_heads"]
+    assert records[0]["head_scores"] == records[1]["head_scores"]
+    assert records[0]["per_head_weight_density"] == records[1]["per_head_weight_density"]
+    drawn = [prune_model("head_random", context(tiny_model_factory(), ratio=0.25, seed=seed)) for seed in (1, 2)]
+    assert drawn[0]["removed_heads"] != drawn[1]["removed_heads"]
 
 
 def test_the_readme_example_strategy_prunes_the_lowest_scored_heads(tiny_model):
@@ -220,24 +223,20 @@ def test_structured_gradient_removes_heads_and_neurons_up_to_the_mac_budget_and_
         assert torch.allclose(loaded(**batch).logits, model.eval()(**batch).logits, atol=1e-6)
 
 
-def test_structured_mcap_removes_the_lowest_delta_heads_and_neuron_groups_of_the_seeds_controller(tiny_model, tmp_path,
-                                                                                                  monkeypatch):
+def test_structured_mcap_removes_the_lowest_delta_heads_and_neuron_groups_of_its_controller(tiny_model):
     from mcap.budget import UnitCosts
     from mcap.ffn import ffn_layout
 
-    monkeypatch.chdir(tmp_path)
-    delta_dir = tmp_path / "reports" / "structured_mcap" / "delta"
-    delta_dir.mkdir(parents=True)
     groups = [[0.9] * 8, [0.9] * 8]  # FFN width 64 in groups of 8
     groups[1][3] = groups[0][6] = 0.1
-    by_seed = {"1": {"heads": [[0.2, 0.9, 0.9, 0.9], [0.9, 0.9, 0.9, 0.9]], "neuron_groups": groups, "neuron_group_size": 8}}
-    (delta_dir / "toy.json").write_text(json.dumps({"delta_by_seed": by_seed}))
+    scores = {"heads": [[0.2, 0.9, 0.9, 0.9], [0.9, 0.9, 0.9, 0.9]], "neuron_groups": groups, "neuron_group_size": 8}
     model = tiny_model[0]
     costs = UnitCosts.of(model.config, 32)
     total = 8 * costs.head + 128 * costs.neuron
-    record = prune_model("structured_mcap", context(tiny_model, (costs.head + 16 * costs.neuron) / total, seed=1))
+    record = prune_model("structured_mcap", context(tiny_model, (costs.head + 16 * costs.neuron) / total, seed=1,
+                                                    learned=scores))
     assert record["kind"] == "structured" and record["removed_heads"] == {"0": [0]}
     assert ffn_layout(model) == [56, 56]  # one whole group from each layer
     assert record["removed_mac_fraction"] == pytest.approx((costs.head + 16 * costs.neuron) / total)
-    with pytest.raises(McapError, match=r"'seed' 2 has no meta-controller"):
+    with pytest.raises(McapError, match=r"no controller scores for 'toy'"):
         get_strategy("structured_mcap").apply(context(tiny_model, 0.3, seed=2))

@@ -6,7 +6,7 @@ counted as :func:`mcap.evaluate.encoder_macs` counts them):
 * a head:   4·L·d·d_h + 2·L²·d_h  (its Q, K and V rows and output-projection columns; its scores and context)
 * a neuron: 2·L·d                 (its row of the FFN's up projection and column of the down one)
 
-A structured strategy's ``prune.ratio`` is the fraction of the encoder's MACs it removes (the embeddings and
+A structured strategy's a ratio of ``prune.ratios`` is the fraction of the encoder's MACs it removes (the embeddings and
 the classifier are not encoder MACs). Units are removed in a given order, each one whose cost still fits in
 the budget, so the removed MACs never exceed ``ratio`` × the total.
 """

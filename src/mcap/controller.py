@@ -5,7 +5,7 @@ instances of one task. The controller maps the task representation T (mean sente
 of the episode's instances in the original model) and per-head features (pattern-CNN features of
 each head's attention maps on those instances) to one logit per head; δ = sigmoid(logit) is the
 head importance (Eq. 6). The episode's mask keeps exactly the budget's ``K = heads −
-floor(prune.ratio × heads)`` heads: the top K of the Gumbel-perturbed logits (exploration noise
+floor(ratio × heads)`` heads: the top K of the Gumbel-perturbed logits (exploration noise
 annealed over training), with a straight-through gradient (Eq. 2, 7). The frozen encoder is
 masked, and the loss is
 
@@ -63,7 +63,7 @@ class ControllerSettings:
     noise_start: float  # scale of the Gumbel noise on the logits in the first episode ...
     noise_end: float  # ... and in the last (linear in between)
     cnn_instances: int  # instances of the episode whose masked maps the CNN term scores
-    ratio: float  # prune.ratio: the budget (of heads; of encoder MACs with neuron groups)
+    ratio: float  # a ratio of prune.ratios: the budget (of heads; of encoder MACs with neuron groups)
     seed: int
     neuron_group_size: int | None = None  # gate FFN neurons too, in groups of this many (None: heads only)
     mac_seq_len: int | None = None  # with neuron groups: the length the MACs are counted at

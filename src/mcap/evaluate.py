@@ -1,6 +1,8 @@
-"""Quality, latency, FLOPs and the MAC-proportional speed-up estimate of a (pruned) fine-tuned classifier.
+"""Latency, FLOPs and the MAC-proportional speed-up estimate of a (pruned) classifier's architecture.
 
-* quality: test MCC, accuracy and cross-entropy loss;
+They depend on the architecture (the heads and FFN neurons kept, the zeros of unstructured pruning), not on the
+weights' values or the seeds that fine-tuned them, so the latency stage measures each pruned model once.
+
 * latency: forward passes on real test sentences, after warm-up, with a fixed thread count,
   no attention outputs, CUDA synchronised; median and inter-quartile range in ms;
 * speed-up: the model and its unpruned twin timed alternately in one process, so that a slower
@@ -31,7 +33,7 @@ from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import eager_attention, head_layout
 from mcap.modeling import count_parameters, encoder_linears
 from mcap.params import EvaluateSettings
-from mcap.training import batch_loader, classification_metrics, encode, predict_logits
+from mcap.training import batch_loader, encode
 
 
 def count_flops(model: nn.Module, seq_len: int) -> int:
@@ -153,9 +155,9 @@ def speedup_of(times: Sequence[np.ndarray]) -> tuple[dict[str, float], dict[str,
     return spread(model_times), spread(reference_times / model_times)
 
 
-def evaluate_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: EvaluateSettings, max_seq_len: int,
-                   reference: nn.Module | None = None) -> dict:
-    """Every number the evaluate stage measures on one model as a metrics dictionary.
+def architecture_metrics(model: nn.Module, tokenizer, test: pd.DataFrame, settings: EvaluateSettings, max_seq_len: int,
+                         reference: nn.Module | None = None) -> dict:
+    """Every number the latency stage measures on one model's architecture, timed on the test sentences.
 
     With ``reference`` (the unpruned architecture) the latency is measured interleaved with it and
     the speed-up over it is reported as well.
@@ -163,7 +165,7 @@ def evaluate_model(model: nn.Module, tokenizer, test: pd.DataFrame, settings: Ev
     device = next(model.parameters()).device
     model.eval()
     examples = encode(tokenizer, test, max_seq_len)
-    metrics = {"test": classification_metrics(*predict_logits(model, batch_loader(tokenizer, examples, 64)))}
+    metrics = {}
 
     mean_length = max(1, round(float(np.mean([len(example["input_ids"]) for example in examples]))))
     metrics["latency_ms"], metrics["speedup"], metrics["mac_estimate"] = {}, {}, {}

@@ -14,9 +14,10 @@ from mcap.report import row_order
 UNPRUNED = "none"
 
 
-def load_explanations(models_dir: Path, task: str, labels: dict[str, str]) -> dict[str, dict]:
-    """Each strategy's explanations (``labels``: {strategy: Table I label}), in the order of Table I's rows, with its label."""
-    return {s: {**json.loads((models_dir / f"{task}-{s}" / "explanations.json").read_text()), "label": labels[s]}
+def load_explanations(models_dir: Path, task: str, labels: dict[str, str], ratio: float) -> dict[str, dict]:
+    """Each strategy's explanations at ``ratio`` (``labels``: {strategy: Table I label}), in the order of Table I's
+    rows, with its label."""
+    return {s: {**json.loads((models_dir / f"{task}-{s}-{ratio}" / "explanations.json").read_text()), "label": labels[s]}
             for s in row_order(labels)}
 
 
@@ -142,30 +143,33 @@ def _most_faithful_sentence(best: dict[str, str | None]) -> str:
             "so a separated model is the most faithful of these models, not a property of its strategy.")
 
 
-def write_reports(models_dir: Path, out_dir: Path, labels: dict[str, dict[str, str]], top_k: int, seed: int) -> dict:
+def write_reports(models_dir: Path, out_dir: Path, labels: dict[str, dict[str, str]], ratios: list[float], top_k: int,
+                  seed: int) -> dict:
     """Write lime_table.md, faithfulness.md and one faithfulness figure per task of ``labels`` ({task: {strategy:
-    Table I label}}); return the per-task summaries."""
+    Table I label}}) and ratio; return the summaries by task (``<task>@<ratio>`` where there are several ratios)."""
     lime_parts = ["# LIME explanations of T2 (the paper's Table III)", ""]
     faithfulness_parts = ["# Faithfulness of LIME and SHAP explanations", ""]
     summaries = {}
     for task, task_labels in labels.items():
-        explanations = load_explanations(models_dir, task, task_labels)
-        summary = faithfulness_summary(explanations, seed)
-        best = {method: most_faithful(summary, method) for method in METHODS}
-        summaries[task] = {**summary, "most_faithful": best}
-        skipped = [f"{strategy}: {name} ({record['skipped']})" for strategy, explanation in explanations.items()
-                   for name, record in explanation["texts"].items() if "skipped" in record]
-        lime_parts += [f"## {task}", "", lime_table(explanations), ""]
-        if skipped:
-            lime_parts += ["Skipped texts: " + "; ".join(skipped), ""]
-        sentences = len(next(iter(explanations.values()))["faithfulness"])
-        figure = Path("figures") / f"faithfulness_{task}.png"
-        plot_faithfulness(summary, task, out_dir / figure)
-        faithfulness_parts += [
-            f"## {task}", "", faithfulness_table(summary, task_labels, top_k, sentences), "",
-            _most_faithful_sentence(best), "",
-            f"![faithfulness]({figure.as_posix()})", "",
-        ]
+        for ratio in ratios:
+            key, heading = (f"{task}@{ratio:g}", f"{task}, ratio {ratio:g}") if len(ratios) > 1 else (task, task)
+            explanations = load_explanations(models_dir, task, task_labels, ratio)
+            summary = faithfulness_summary(explanations, seed)
+            best = {method: most_faithful(summary, method) for method in METHODS}
+            summaries[key] = {**summary, "most_faithful": best}
+            skipped = [f"{strategy}: {name} ({record['skipped']})" for strategy, explanation in explanations.items()
+                       for name, record in explanation["texts"].items() if "skipped" in record]
+            lime_parts += [f"## {heading}", "", lime_table(explanations), ""]
+            if skipped:
+                lime_parts += ["Skipped texts: " + "; ".join(skipped), ""]
+            sentences = len(next(iter(explanations.values()))["faithfulness"])
+            figure = Path("figures") / f"faithfulness_{key.replace('@', '-')}.png"
+            plot_faithfulness(summary, heading, out_dir / figure)
+            faithfulness_parts += [
+                f"## {heading}", "", faithfulness_table(summary, task_labels, top_k, sentences), "",
+                _most_faithful_sentence(best), "",
+                f"![faithfulness]({figure.as_posix()})", "",
+            ]
     (out_dir / "lime_table.md").write_text("\n".join(lime_parts))
     (out_dir / "faithfulness.md").write_text("\n".join(faithfulness_parts))
     return summaries

@@ -87,7 +87,7 @@ def head_layout(model: nn.Module) -> list[list[int]]:
 
 
 def removed_head_count(ratio: float, total_heads: int) -> int:
-    """How many heads ``prune.ratio`` removes: never more than asked (floor)."""
+    """How many heads a ratio of ``prune.ratios`` removes: never more than asked (floor)."""
     return math.floor(ratio * total_heads + 1e-9)
 
 

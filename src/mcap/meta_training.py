@@ -29,7 +29,7 @@ from mcap.structured import learned_scores_json
 MAP_BATCH_SIZE = 32
 ITERATIVE, STRUCTURED = "mcap_iterative", "structured_mcap"
 CONTROLLED = ("mcap", ITERATIVE, STRUCTURED)  # the strategies a controller stage learns scores for
-CONTROLLERS = Path("models/meta_controller")  # <strategy>/: the controllers each controller stage trains
+CONTROLLERS = Path("models/controllers")  # <strategy>/<ratio>/: the controllers each controller stage trains
 
 
 def task_pools(model: nn.Module, tokenizer, cnn: PatternCNN, frames: Mapping[str, pd.DataFrame],
@@ -46,10 +46,11 @@ def unpruned_probes(pools: Mapping[str, TaskPool], tasks: list[str]) -> dict[str
     return {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in tasks}
 
 
-def controller_path(strategy: str, seed: int, step: int | None = None) -> Path:
-    """Where the controller stage of ``strategy`` keeps its controller of ``seed`` (``mcap_iterative``: as each
-    step left it, numbered from 0)."""
-    return CONTROLLERS / strategy / (f"controller-seed-{seed}" + ("" if step is None else f"-step-{step}") + ".safetensors")
+def controller_path(strategy: str, ratio: float, seed: int, step: int | None = None) -> Path:
+    """Where the controller stage of ``strategy`` at ``ratio`` keeps its controller of ``seed`` (``mcap_iterative``:
+    as each step left it, numbered from 0)."""
+    name = f"controller-seed-{seed}" + ("" if step is None else f"-step-{step}") + ".safetensors"
+    return CONTROLLERS / strategy / str(ratio) / name
 
 
 def load_controller(path: Path, model: nn.Module, pool: TaskPool, settings: ControllerSettings) -> Controller:
@@ -66,10 +67,11 @@ def controller_scores(strategy: str, model: nn.Module, pool: TaskPool, settings:
     replayed (``mcap_iterative``), or the logits of heads and neuron groups (``structured_mcap``)."""
     if strategy == ITERATIVE:
         ratios = step_ratios(settings.ratio, iterative_step)
-        steps = [load_controller(controller_path(strategy, settings.seed, step), model, pool, settings)
+        steps = [load_controller(controller_path(strategy, settings.ratio, settings.seed, step), model, pool, settings)
                  for step in range(len(ratios))]
         return removal_scores(steps, pool, ratios)
-    return load_controller(controller_path(strategy, settings.seed), model, pool, settings).importance(pool)
+    path = controller_path(strategy, settings.ratio, settings.seed)
+    return load_controller(path, model, pool, settings).importance(pool)
 
 
 def json_scores(scores: torch.Tensor | tuple[torch.Tensor, torch.Tensor], group_size: int | None) -> Any:
@@ -81,3 +83,24 @@ def scores_record(task: str, train_tasks: list[str], by_seed: Mapping[int, Any],
     """The JSON a learned strategy prunes ``task`` with: its scores per controller seed."""
     return {"task": task, "meta_trained_on": train_tasks, "seen_in_meta_training": task in train_tasks,
             "delta_by_seed": {str(seed): json_scores(scores, group_size) for seed, scores in by_seed.items()}}
+
+
+def transfer_scores(strategy: str, task: str, ratio: float, params) -> dict:
+    """The scores record (:func:`scores_record`) of ``strategy``'s trained controllers at ``ratio``, one per seed of
+    mcap.seeds, for ``task``, which no controller trained on: δ inference only, as the paper's transfer claim has it
+    (the controller applied to the task's pooled sentences, the computation its stage makes for its own tasks)."""
+    from mcap.modeling import load_pretrained
+    from mcap.patterns import load_pattern_cnn
+    from mcap.splits import pooled_sentences
+
+    mcap = params.mcap
+    structured = strategy == STRUCTURED
+    model, tokenizer = load_pretrained(params.model.name_or_path, mcap.seeds[0])  # as the controller stage loads it
+    pool = task_pools(model, tokenizer, load_pattern_cnn(), pooled_sentences([task], mcap.pool_examples),
+                      mcap.map_length)[task]
+    by_seed = {}
+    for seed in mcap.seeds:
+        settings = ControllerSettings.of(mcap, ratio, seed, strategy == ITERATIVE,
+                                         params.train.max_seq_len if structured else None)
+        by_seed[seed] = controller_scores(strategy, model, pool, settings, mcap.iterative_step)
+    return scores_record(task, mcap.train_tasks, by_seed, mcap.neuron_group_size if structured else None)

@@ -131,19 +131,15 @@ def _fraction(value: float) -> bool:
 
 class TopLevel(Section):
     section: ClassVar[str] = ""
-    seed: int  # pruning seed: the pruning draw, the meta-controller, explanations
-    seeds: list[int]  # fine-tuning seeds
-    tasks: list[str]  # Table I tasks
+    seeds: list[int]  # fine-tuning seeds: the task head's initialisation, batch order and dropout
+    tasks: list[str]  # every task; those outside mcap.train_tasks are transfer tasks
+    strategies: list[str]  # the pruning strategies every task runs (the registry says which learn their scores)
 
-    def check(self) -> None:
+    def check(self) -> None:  # the prune stage checks the strategies' names against the registry
         self.require("seeds", bool(self.seeds) and _distinct(self.seeds), "a non-empty list of distinct integers")
         self.require("tasks", bool(self.tasks) and _distinct(self.tasks), "a non-empty list of distinct task names")
-
-
-class TransferSettings(Section):
-    section: ClassVar[str] = "transfer"
-    tasks: list[str] = Field(default_factory=list)  # tasks the meta-controller never trains on
-    strategies: list[str] = Field(default_factory=list)  # the non-learned strategies run on them
+        self.require("strategies", bool(self.strategies) and _distinct(self.strategies),
+                     "a non-empty list of distinct strategy names")
 
 
 class ModelSettings(Section):
@@ -204,8 +200,8 @@ class TrainSettings(Section):
 
 class PruneSettings(Section):
     section: ClassVar[str] = "prune"
-    ratio: float  # fraction of heads (head strategies) or encoder weights (unstructured ones) removed
-    strategies: list[str]  # the strategies that need no learned scores
+    ratios: list[float]  # fractions of heads (head strategies), encoder weights (unstructured) or MACs (structured)
+    seeds: list[int]  # pruning seeds: a seeded strategy's draw and its controller; the others run at the first
     importance_examples: int  # train sentences used to score heads
     gradient_probe_steps: int  # head_gradient: classifier-only steps before taking gradients
     gradient_probe_lr: float
@@ -215,8 +211,9 @@ class PruneSettings(Section):
     imp_rewind: bool
 
     def check(self) -> None:
-        self.require("ratio", _fraction(self.ratio), "a number in [0, 1)")
-        self.require("strategies", _distinct(self.strategies), "a list of distinct strategy names")
+        self.require("ratios", bool(self.ratios) and _distinct(self.ratios) and all(map(_fraction, self.ratios)),
+                     "a non-empty list of distinct numbers in [0, 1)")
+        self.require("seeds", bool(self.seeds) and _distinct(self.seeds), "a non-empty list of distinct integers")
         for name in ("importance_examples", "imp_rounds"):
             self.require(name, getattr(self, name) > 0, "a positive integer")
         for name in ("gradient_probe_steps", "imp_retrain_steps"):
@@ -227,6 +224,7 @@ class PruneSettings(Section):
 
 class RankingSettings(Section):
     section: ClassVar[str] = "ranking"
+    tasks: list[str] = Field(default_factory=list)  # tasks whose head rankings are scored (a stage each)
     ratios: list[float]
     seeds: list[int]  # pruning seeds, for the strategies whose scores depend on the seed
     train_examples: int
@@ -258,6 +256,7 @@ class PostPruneSettings(Section):
     """Structured pruning of the fine-tuned unpruned model, without retraining (Kwon et al. 2022)."""
 
     section: ClassVar[str] = "post_prune"
+    tasks: list[str] = Field(default_factory=list)  # tasks whose fine-tuned unpruned models are pruned (a stage each)
     mac_ratios: list[float]  # fractions of encoder MACs removed, one pruned model each
     examples: int  # train sentences for the Fisher scores and the mask-tuning statistics
     mask_tuning: bool  # least-squares rescaling of the surviving units
@@ -283,6 +282,7 @@ class DeploySettings(Section):
 class ExplainSettings(Section):
     section: ClassVar[str] = "explain"
     tasks: list[str]  # tasks whose models are explained
+    seed: int  # LIME's and the faithfulness sample's draws
     lime_samples: int  # for the paper's texts (figures)
     shap_max_evals: int
     top_k: int  # at most this many supporting words per rationale
@@ -293,13 +293,13 @@ class ExplainSettings(Section):
 
     def check(self) -> None:
         for name in type(self).model_fields:
-            if name not in ("tasks", "texts"):
+            if name not in ("tasks", "texts", "seed"):
                 self.require(name, getattr(self, name) > 0, "a positive integer")
 
 
 class McapSettings(Section):
     section: ClassVar[str] = "mcap"
-    strategies: list[str]  # the strategies that prune with a meta-controller's scores
+    strategies: list[str]  # the learned strategies whose controllers are trained (a stage per ratio)
     train_tasks: list[str]  # meta-training tasks (a subset of tasks)
     map_examples: int
     map_length: int
@@ -321,7 +321,7 @@ class McapSettings(Section):
     iterative_step: float
     iterative_passes: int
     neuron_group_size: int  # structured_mcap: FFN neurons gated together
-    seeds: list[int]  # controllers trained
+    seeds: list[int]  # controllers trained, per ratio; a pruning seed picks one
     cnn_images: str | None = None  # folder with maps.npy + labels.txt; null = synthetic
 
     def check(self) -> None:
@@ -342,9 +342,9 @@ class McapSettings(Section):
 
 
 S = typing.TypeVar("S", bound=Section)
-SECTIONS: tuple[type[Section], ...] = (TopLevel, TransferSettings, ModelSettings, DataSettings, TrainSettings,
-                                       PruneSettings, RankingSettings, EvaluateSettings, PostPruneSettings,
-                                       DeploySettings, ExplainSettings, McapSettings)
+SECTIONS: tuple[type[Section], ...] = (TopLevel, ModelSettings, DataSettings, TrainSettings, PruneSettings,
+                                       RankingSettings, EvaluateSettings, PostPruneSettings, DeploySettings,
+                                       ExplainSettings, McapSettings)
 
 
 class _Read(typing.Generic[S]):
@@ -364,8 +364,7 @@ class _Read(typing.Generic[S]):
 class Params:
     """params.yaml with each section a typed attribute (``params.train.epochs``), read and checked on first use."""
 
-    top = _Read(TopLevel)  # seed, seeds, tasks (also as params.seed, ...)
-    transfer = _Read(TransferSettings)
+    top = _Read(TopLevel)  # seeds, tasks, strategies (also as params.seeds, ...)
     model = _Read(ModelSettings)
     data = _Read(DataSettings)
     train = _Read(TrainSettings)
@@ -385,10 +384,6 @@ class Params:
         return cls(load_params(path))
 
     @property
-    def seed(self) -> int:
-        return self.top.seed
-
-    @property
     def seeds(self) -> list[int]:
         return self.top.seeds
 
@@ -396,20 +391,20 @@ class Params:
     def tasks(self) -> list[str]:
         return self.top.tasks
 
-    def all_strategies(self) -> list[str]:
-        """``prune.strategies`` followed by ``mcap.strategies`` (the learned ones, pruned in stages of their own)."""
-        return self.prune.strategies + self.mcap.strategies
+    @property
+    def strategies(self) -> list[str]:
+        return self.top.strategies
 
-    def all_tasks(self) -> list[str]:
-        """``tasks`` followed by ``transfer.tasks`` (the tasks that get data, maps and δ), without repeats."""
-        return list(dict.fromkeys(self.tasks + self.transfer.tasks))
+    def transfer_tasks(self) -> list[str]:
+        """The tasks of ``tasks`` no controller trains on (the paper's transfer claim)."""
+        return [task for task in self.tasks if task not in self.mcap_train_tasks()]
 
     def deploy_strategies(self) -> list[str]:
         """``deploy.strategies``, checked to be among the strategies that are pruned and fine-tuned."""
-        unknown = sorted(set(self.deploy.strategies) - set(self.all_strategies()))
+        unknown = sorted(set(self.deploy.strategies) - set(self.strategies))
         if unknown:
-            raise McapError(f"params.yaml: 'deploy.strategies' must be among 'prune.strategies' and 'mcap.strategies' "
-                            f"{self.all_strategies()}, got {unknown}")
+            raise McapError(f"params.yaml: 'deploy.strategies' must be among 'strategies' {self.strategies}, "
+                            f"got {unknown}")
         return self.deploy.strategies
 
     def mcap_train_tasks(self) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,23 +86,24 @@ def probe_data(context: PruneContext, validation: pd.DataFrame, train_examples: 
                      frame["label"].to_numpy())
 
 
-def head_scores(strategy: str, context: PruneContext, seed: int) -> torch.Tensor:
-    """(layers, heads) scores of ``strategy`` on the unpruned ``context.model`` with pruning seed ``seed``."""
-    context.seed = seed
+def head_scores(strategy: str, context: PruneContext, seed: int, learned: dict[str, Any]) -> torch.Tensor:
+    """(layers, heads) scores of ``strategy`` on the unpruned ``context.model`` with pruning seed ``seed`` (a learned
+    strategy: its controller of that seed, from ``learned``: {seed: scores})."""
+    context.seed, context.learned = seed, learned.get(str(seed))
     return get_strategy(strategy).seeded_scores(context)
 
 
-def ranking_scores(context: PruneContext, strategies: list[str], seeds: list[int]) -> dict[str, dict[int, torch.Tensor]]:
-    """Each head strategy's (layers, heads) scores on the unpruned model, per pruning seed for the strategies whose
-    scores depend on the seed (found by scoring with the first two ``seeds``), else for ``seeds[0]`` alone."""
+def ranking_scores(context: PruneContext, strategies: list[str], seeds: list[int],
+                   learned: dict[str, dict[str, Any]]) -> dict[str, dict[int, torch.Tensor]]:
+    """Each head strategy's (layers, heads) scores on the unpruned model, per pruning seed for the strategies that
+    draw from it (``Strategy.seeded``), else for ``seeds[0]`` alone; ``learned``: {strategy: {seed: scores}} of the
+    learned ones."""
     by_strategy = {}
     for strategy in strategies:
         if not isinstance(get_strategy(strategy), HeadStrategy):
             continue
-        scores_by_seed = {seed: head_scores(strategy, context, seed) for seed in seeds[:2]}
-        seeded = len(seeds) > 1 and not torch.equal(scores_by_seed[seeds[0]], scores_by_seed[seeds[1]])
-        by_strategy[strategy] = {seed: scores_by_seed[seed] if seed in scores_by_seed else head_scores(strategy, context, seed)
-                                 for seed in (seeds if seeded else seeds[:1])}
+        by_strategy[strategy] = {seed: head_scores(strategy, context, seed, learned.get(strategy, {}))
+                                 for seed in (seeds if get_strategy(strategy).seeded else seeds[:1])}
     return by_strategy
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mcap.grid import model_name
+
 # The paper's Table I (Rajapaksha & Crespi 2024, BERT-base, full data, their GPU), for comparison only.
 PAPER_TABLE_I = [
     ("1. Iterative magnitude pruning", 1100, 81.41, 0.6314, 0.4501, 631, 141.69, 0.3623, 0.5952),
@@ -24,10 +26,11 @@ PAPER_TABLE_I = [
 ]
 
 
-def read_labels(prune_dir: Path, task: str, strategies: list[str]) -> dict[str, str]:
-    """Each strategy's Table I label, as its prune stage recorded it in ``<prune_dir>/<task>-<strategy>/heads.json``."""
-    return {strategy: json.loads((prune_dir / f"{task}-{strategy}" / "heads.json").read_text())["label"]
-            for strategy in strategies}
+def read_labels(prune_dir: Path, task: str, strategies: list[str], ratio: float) -> dict[str, str]:
+    """Each strategy's Table I label, as its prune stage recorded it in
+    ``<prune_dir>/<task>/<strategy>-<ratio>/seed-<pruning seed>/heads.json``."""
+    return {strategy: json.loads(next(iter(sorted((prune_dir / task / model_name(strategy, ratio)).glob(
+        "seed-*/heads.json")))).read_text())["label"] for strategy in strategies}
 
 
 def row_key(label: str) -> tuple[float, str]:
@@ -42,14 +45,23 @@ def row_order(labels: dict[str, str]) -> list[str]:
     return sorted(labels, key=lambda strategy: row_key(labels[strategy]))
 
 
-def load_evaluations(evaluate_dir: Path, groups: list[tuple[list[str], list[str]]],
-                    seeds: list[int]) -> dict[tuple[str, str], list[dict]]:
-    """The evaluate stage's metrics of every (task, strategy) of each (tasks, strategies) group, one per fine-tuning seed."""
-    return {
-        (task, strategy): [json.loads((evaluate_dir / f"{task}-{strategy}" / f"seed-{seed}.json").read_text())
-                           for seed in seeds]
-        for tasks, strategies in groups for task in tasks for strategy in strategies
-    }
+def load_runs(reports: Path, tasks: list[str], strategies: list[str], ratio: float,
+              seeds: list[int]) -> dict[tuple[str, str], list[dict]]:
+    """Per (task, strategy) at ``ratio``, one run per fine-tuned model (fine-tuning seed × pruning seed): its test
+    metrics from the finetune stage's cell record (``reports/cells``) beside its architecture's latency, speed-up and
+    FLOPs from the latency stage (``reports/latency``), which measured each pruned model once."""
+    runs = {}
+    for task in tasks:
+        latency = json.loads((reports / "latency" / f"{task}.json").read_text())
+        for strategy in strategies:
+            name = model_name(strategy, ratio)
+            runs[(task, strategy)] = [
+                {**latency[f"{name}/seed-{pruning_seed}"], "test": run["test"], "finetune_seed": seed,
+                 "pruning_seed": int(pruning_seed)}
+                for seed in seeds
+                for pruning_seed, run in json.loads((reports / "cells" / task / name / f"seed-{seed}.json").read_text())[
+                    "runs"].items()]
+    return runs
 
 
 QUALITY = ("mcc", "loss", "accuracy")
@@ -62,9 +74,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def build_table(evaluations: dict[tuple[str, str], list[dict]], labels: dict[str, str]) -> pd.DataFrame:
-    """One row per (task, strategy) in the order of the strategies' ``labels``: quality as mean and std over seeds, cost
-    from the first seed (the architecture is the same for every seed), latency and the measured
-    speed-up over the unpruned twin (timed interleaved by the evaluate stage) averaged over seeds."""
+    """One row per (task, strategy) in the order of the strategies' ``labels``: quality as mean and std over its
+    fine-tuned models (pruning × fine-tuning seeds), cost from the first, latency and the measured speed-up over the
+    unpruned twin (timed interleaved by the latency stage) averaged over them."""
     tasks = list(dict.fromkeys(task for task, _ in evaluations))
     rows = []
     for task in tasks:
@@ -75,7 +87,7 @@ def build_table(evaluations: dict[tuple[str, str], list[dict]], labels: dict[str
                 "task": task,
                 "strategy": strategy,
                 "label": labels[strategy],
-                "seeds": len(runs),
+                "seeds": len(runs),  # fine-tuned models: pruning seeds × fine-tuning seeds
                 "heads": first["heads"],
                 "nonzero_params_M": first["nonzero_parameters"] / 1e6,
                 "gflops_dense": first["flops"]["mean_length"]["dense"] / 1e9,
@@ -94,15 +106,14 @@ def build_table(evaluations: dict[tuple[str, str], list[dict]], labels: dict[str
     return pd.DataFrame(rows)
 
 
-def cells_table(evaluations: dict[tuple[str, str], list[dict]], ratio: float, pruning_seed: int,
-                seeds: list[int]) -> pd.DataFrame:
-    """One row per fine-tuned model (:data:`mcap.paired.CELL_KEYS` and its test MCC, accuracy and loss), from the
-    evaluations of each (task, strategy), given in the order of the fine-tuning ``seeds``."""
+def cells_table(runs: dict[tuple[str, str], list[dict]], ratio: float) -> pd.DataFrame:
+    """One row per fine-tuned model (:data:`mcap.paired.CELL_KEYS` and its test MCC, accuracy and loss) of the
+    :func:`load_runs` at ``ratio``."""
     from mcap.paired import CELL_KEYS
 
-    rows = [{"task": task, "strategy": strategy, "ratio": ratio, "pruning_seed": pruning_seed, "finetune_seed": seed,
-             **{metric: run["test"][metric] for metric in QUALITY}}
-            for (task, strategy), runs in evaluations.items() for seed, run in zip(seeds, runs, strict=True)]
+    rows = [{"task": task, "strategy": strategy, "ratio": ratio, "pruning_seed": run["pruning_seed"],
+             "finetune_seed": run["finetune_seed"], **{metric: run["test"][metric] for metric in QUALITY}}
+            for (task, strategy), by_model in runs.items() for run in by_model]
     return pd.DataFrame(rows, columns=[*CELL_KEYS, *QUALITY])
 
 
@@ -175,13 +186,17 @@ def render_report(table: pd.DataFrame, tasks: list[str], setup: str, transfer_ta
     """The whole reports/table1.md: Table I per task, the transfer tasks, the paired differences, MCAP's CNN, then the
     paper's Table I."""
     parts = ["# Table I — our measurements", "", setup, ""]
-    for task in tasks:
-        parts += [f"## {task}", "", markdown_table(table, task), ""]
-    for task in transfer_tasks:
-        parts += [f"## {task} — transfer", "",
-                  (f"The meta-controller was trained on {', '.join(meta_trained_on)} only; its masks for {task} "
-                  "come without any training on it."), "",
-                  markdown_table(table, task), ""]
+    ratios = sorted(table["ratio"].unique())
+    for ratio in ratios:
+        at = table[table["ratio"] == ratio]
+        suffix = f", ratio {ratio:g}" if len(ratios) > 1 else ""
+        for task in tasks:
+            parts += [f"## {task}{suffix}", "", markdown_table(at, task), ""]
+        for task in transfer_tasks:
+            parts += [f"## {task} — transfer{suffix}", "",
+                      (f"The meta-controller was trained on {', '.join(meta_trained_on)} only; its masks for {task} "
+                       "come without any training on it."), "",
+                      markdown_table(at, task), ""]
     if paired is not None:
         labels = dict(zip(table["strategy"], table["label"]))
         parts += ["## Paired differences", "",
@@ -202,14 +217,17 @@ def render_report(table: pd.DataFrame, tasks: list[str], setup: str, transfer_ta
 
 
 def summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
-    """{task: {strategy: test MCC and loss (means over seeds) and the measured speed-up at the largest batch}}: the
-    pipeline's one ``dvc metrics`` file, small enough that ``dvc metrics diff`` between branches fits on a screen
-    (every other number is in table1.csv and the per-stage records)."""
+    """{task: {strategy: test MCC and loss (means over its fine-tuned models) and the measured speed-up at the largest
+    batch}} (``<task>@<ratio>`` where the grid has several ratios): the pipeline's one ``dvc metrics`` file, small
+    enough that ``dvc metrics diff`` between branches fits on a screen (every other number is in table1.csv, the
+    cells and the per-stage records)."""
     largest = max((c for c in table.columns if c.startswith("speedup_batch_") and c.count("_") == 2),
                   key=lambda column: int(column.rsplit("_", 1)[1]))
+    several = table["ratio"].nunique() > 1
     return {
-        task: {row["strategy"]: {"mcc": round(float(row["mcc"]), 4), "loss": round(float(row["loss"]), 4),
-                                 largest.replace("_batch_", "_b"): round(float(row[largest]), 4)}
-               for _, row in frame.iterrows()}
-        for task, frame in table.groupby("task", sort=False)
+        f"{task}@{ratio:g}" if several else task: {
+            row["strategy"]: {"mcc": round(float(row["mcc"]), 4), "loss": round(float(row["loss"]), 4),
+                              largest.replace("_batch_", "_b"): round(float(row[largest]), 4)}
+            for _, row in frame.iterrows()}
+        for (task, ratio), frame in table.groupby(["task", "ratio"], sort=False)
     }

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+CONTROLLER_REPORTS = Path("reports/controllers")  # <strategy>/<ratio>/: each controller stage's scores and diagnostics
 
-def learned_scores_path(strategy: str, task: str, transfer: bool = False) -> Path:
-    """Where the scores of the learned ``strategy`` for ``task`` are: written by its controller stage for a task of
-    ``tasks``, by the transfer_scores stage for a transfer task (which therefore retrains no controller)."""
-    return Path("reports") / strategy / ("delta_transfer" if transfer else "delta") / f"{task}.json"
+
+def learned_scores_path(strategy: str, ratio: float, task: str) -> Path:
+    """Where the controller stage of the learned ``strategy`` at ``ratio`` writes its scores for ``task``, one of
+    mcap.train_tasks (a transfer task's are inferred by the prune stage, so a new one retrains no controller)."""
+    return CONTROLLER_REPORTS / strategy / str(ratio) / "delta" / f"{task}.json"
 
 
 def budget_scores_path(strategy: str, task: str) -> Path:

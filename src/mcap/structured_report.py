@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from mcap.figures import saved_figure
-from mcap.report import load_evaluations, mean_std
+from mcap.grid import model_name
+from mcap.report import load_runs, mean_std
 
 KINDS = ("none", "head", "structured")  # unstructured sparsity gives no dense speed-up: not on these axes
 COLUMNS = ["task", "strategy", "mode", "mac_ratio", "n", "mcc_mean", "mcc_std", "mcc_delta", "speedup_torch_b32",
@@ -62,36 +63,39 @@ def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: li
     return rows
 
 
-def before_finetuning_rows(evaluate_dir: Path, prune_dir: Path, deploy_dir: Path, tasks: list[str],
-                           strategies: list[str], deployed: list[str], seeds: list[int]) -> list[dict]:
-    """One row per task and strategy (unpruned, head-only and structured ones) pruned before fine-tuning; its MAC
-    ratio is the fraction its prune stage removed. The PyTorch speed-ups are the evaluate stage's; the
-    onnxruntime ones the deploy stage's, for the ``deployed`` strategies (the others have none)."""
-    evaluations = load_evaluations(evaluate_dir, [(tasks, list(dict.fromkeys(["none", *strategies])))], seeds)
+def before_finetuning_rows(reports: Path, tasks: list[str], strategies: list[str], deployed: list[str],
+                           ratios: list[float], seeds: list[int]) -> list[dict]:
+    """One row per task, ratio and strategy (unpruned, head-only and structured ones) pruned before fine-tuning, over
+    its fine-tuned models; its MAC ratio is the fraction its prune stage removed. The PyTorch speed-ups are the
+    latency stage's; the onnxruntime ones the deploy stage's, for the ``deployed`` strategies (the others have none).
+    The unpruned model, the same at every ratio, has one row."""
     rows = []
-    for task in tasks:
-        unpruned = [run["test"]["mcc"] for run in evaluations[(task, "none")]]
-        for strategy in strategies:
-            record = json.loads((prune_dir / f"{task}-{strategy}" / "heads.json").read_text())
-            if record["kind"] not in KINDS:
-                continue
-            runs = []
-            for run, seed in zip(evaluations[(task, strategy)], seeds):
-                onnx = _deployed_speedups(deploy_dir, task, strategy, seed, deployed)
-                runs.append({"mcc": run["test"]["mcc"], "speedups": {
-                    f"speedup_{runtime}_b{size}": _speedup(speedups, f"{prefix}_{size}")
-                    for runtime, speedups, prefix in (("torch", run["speedup"], "batch"), ("onnx", onnx, "onnx_batch"))
-                    for size in (1, 32)}})
-            rows.append({"task": task, "strategy": strategy, "mode": "before" if record["kind"] != "none" else "",
-                         "mac_ratio": record["removed_mac_fraction"], **_aggregate(runs, unpruned)})
+    for ratio in ratios:
+        runs_by_pair = load_runs(reports, tasks, list(dict.fromkeys(["none", *strategies])), ratio, seeds)
+        for task in tasks:
+            unpruned = [run["test"]["mcc"] for run in runs_by_pair[(task, "none")]]
+            for strategy in strategies:
+                name = model_name(strategy, ratio)
+                record = json.loads(next(iter(sorted((reports / "prune" / task / name).glob("seed-*/heads.json"))))
+                                    .read_text())
+                if record["kind"] not in KINDS or (record["kind"] == "none" and ratio != ratios[0]):
+                    continue
+                runs = []
+                for run in runs_by_pair[(task, strategy)]:
+                    onnx = (_deployed(reports / "deploy", task, name, run["finetune_seed"])[str(run["pruning_seed"])]
+                            ["speedup"] if strategy in deployed else {})
+                    runs.append({"mcc": run["test"]["mcc"], "speedups": {
+                        f"speedup_{runtime}_b{size}": _speedup(speedups, f"{prefix}_{size}")
+                        for runtime, speedups, prefix in (("torch", run["speedup"], "batch"), ("onnx", onnx, "onnx_batch"))
+                        for size in (1, 32)}})
+                rows.append({"task": task, "strategy": strategy, "mode": "before" if record["kind"] != "none" else "",
+                             "mac_ratio": record["removed_mac_fraction"], **_aggregate(runs, unpruned)})
     return rows
 
 
-def _deployed_speedups(deploy_dir: Path, task: str, strategy: str, seed: int, deployed: list[str]) -> dict:
-    """The deploy stage's onnxruntime speed-ups of one model, or none where the strategy is not deployed."""
-    if strategy not in deployed:
-        return {}
-    return json.loads((deploy_dir / f"{task}-{strategy}" / f"seed-{seed}.json").read_text())["speedup"]
+def _deployed(deploy_dir: Path, task: str, name: str, seed: int) -> dict:
+    """The deploy stage's records of one (task, strategy-ratio, fine-tuning seed), by pruning seed."""
+    return json.loads((deploy_dir / task / name / f"seed-{seed}.json").read_text())
 
 
 def structured_table(rows: list[dict]) -> pd.DataFrame:

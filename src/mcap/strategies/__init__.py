@@ -5,6 +5,6 @@ A strategy is one module here named after it (a class with ``@register``), plus 
 depends on) only the strategy modules it uses.
 """
 
-from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, get_strategy, known_strategies
+from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, get_strategy, known_strategies, pruning_seeds
 
-__all__ = ["PruneContext", "PruneOutcome", "Strategy", "get_strategy", "known_strategies"]
+__all__ = ["PruneContext", "PruneOutcome", "Strategy", "get_strategy", "known_strategies", "pruning_seeds"]

@@ -2,16 +2,15 @@
 
 A strategy receives the pre-trained model (with a seeded, untrained 2-class head) before any
 fine-tuning and prunes it in place. Head strategies only score heads (higher = more
-important); the shared code removes the ``prune.ratio`` fraction of all heads with the lowest
+important); the shared code removes the a ratio of ``prune.ratios`` fraction of all heads with the lowest
 scores (global ranking, paper Eq. 1) physically. Unstructured strategies zero the
-``prune.ratio`` fraction of encoder Linear weights. Structured strategies remove heads and FFN
-neurons together, up to the ``prune.ratio`` fraction of the encoder's MACs.
+a ratio of ``prune.ratios`` fraction of encoder Linear weights. Structured strategies remove heads and FFN
+neurons together, up to the a ratio of ``prune.ratios`` fraction of the encoder's MACs.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -29,7 +28,6 @@ from mcap.errors import McapError
 from mcap.heads import attention_probabilities, head_layout, prune_heads, removed_head_count
 from mcap.modeling import encoder_linears
 from mcap.params import Params, PruneSettings
-from mcap.score_files import learned_scores_path
 from mcap.training import adamw, batches_on, make_accelerator, make_loader, train_step
 
 log = logging.getLogger(__name__)
@@ -38,8 +36,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class PruneContext:
     """Everything a strategy may use. ``settings`` is the ``prune`` section of params.yaml; ``ratio`` and
-    ``seed`` are this call's budget and seed (the ranking stage varies both); ``transfer``: the task is one of
-    ``transfer.tasks``, whose learned scores a stage of their own infers."""
+    ``seed`` are this call's budget and pruning seed; ``learned``: a learned strategy's scores for this task from
+    its controller of that seed, which the prune stage reads (or, for a transfer task, infers) for it."""
 
     model: nn.Module
     tokenizer: Any
@@ -50,16 +48,16 @@ class PruneContext:
     settings: PruneSettings
     max_seq_len: int
     batch_size: int
-    transfer: bool = False
+    learned: Any = None
 
     @classmethod
     def of(cls, params: Params, model: nn.Module, tokenizer: Any, task: str, train: pd.DataFrame, seed: int,
-           ratio: float | None = None, transfer: bool = False) -> PruneContext:
-        """The context a stage builds from params.yaml: the ``prune`` settings, ``prune.ratio`` unless ``ratio``
-        is given, and the training section's sequence length and batch size."""
-        return cls(model=model, tokenizer=tokenizer, task=task, train=train,
-                   ratio=params.prune.ratio if ratio is None else ratio, seed=seed, settings=params.prune,
-                   max_seq_len=params.train.max_seq_len, batch_size=params.train.batch_size, transfer=transfer)
+           ratio: float, learned: Any = None) -> PruneContext:
+        """The context a stage builds from params.yaml: the ``prune`` settings and the training section's sequence
+        length and batch size."""
+        return cls(model=model, tokenizer=tokenizer, task=task, train=train, ratio=ratio, seed=seed,
+                   settings=params.prune, max_seq_len=params.train.max_seq_len, batch_size=params.train.batch_size,
+                   learned=learned)
 
     def importance_examples(self) -> pd.DataFrame:
         """The first ``prune.importance_examples`` train sentences (the split is already shuffled)."""
@@ -81,6 +79,9 @@ class Strategy(ABC):
     # Its Table I row, numbered as the paper numbers its rows ("6b. …" sits after "6. …"); the prune stage
     # records it with the model, so the reports label rows without importing any strategy.
     label: ClassVar[str]
+    # Whether the pruning seed changes what it removes (a random draw, a probe's training, a controller). One that
+    # draws nothing runs at the first pruning seed only: its other seeds would repeat it bit for bit.
+    seeded: ClassVar[bool] = True
 
     @abstractmethod
     def apply(self, context: PruneContext) -> PruneOutcome:
@@ -94,6 +95,11 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: make a strategy available under ``cls.name``."""
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def pruning_seeds(strategy: str, seeds: list[int]) -> list[int]:
+    """The pruning seeds ``strategy`` runs at: all of ``seeds`` if it draws from them, else the first."""
+    return list(seeds) if get_strategy(strategy).seeded else list(seeds[:1])
 
 
 def known_strategies() -> list[str]:
@@ -145,7 +151,7 @@ class HeadStrategy(Strategy):
         count = removed_head_count(context.ratio, layers * heads)
         outcome = PruneOutcome(kind=self.kind, head_scores=scores)
         if count == 0:
-            note = f"prune.ratio {context.ratio} removes 0 of {layers * heads} heads: nothing pruned"
+            note = f"ratio {context.ratio} removes 0 of {layers * heads} heads: nothing pruned"
             log.warning(note)
             outcome.notes.append(note)
             return outcome
@@ -158,20 +164,15 @@ class HeadStrategy(Strategy):
 
 def learned_scores(strategy: str, context: PruneContext) -> Any:
     """The task's scores of the learned ``strategy`` from its controller of seed ``context.seed``."""
-    path = learned_scores_path(strategy, context.task, context.transfer)
-    if not path.is_file():
-        stage = "transfer_scores" if context.transfer else "meta-controller"
-        raise McapError(f"{path}: missing; the {stage} stage of {strategy!r} writes it")
-    by_seed = json.loads(path.read_text())["delta_by_seed"]
-    if str(context.seed) not in by_seed:
-        raise McapError(f"params.yaml: 'seed' {context.seed} has no meta-controller; add it to 'mcap.seeds' "
-                        f"(controllers trained: {', '.join(by_seed)})")
-    return by_seed[str(context.seed)]
+    if context.learned is None:
+        raise McapError(f"{strategy}: no controller scores for {context.task!r} at ratio {context.ratio}; the prune "
+                        "stage reads them from the strategy's controller stage")
+    return context.learned
 
 
 class LearnedStrategy(Strategy):
-    """A strategy whose scores a stage upstream of pruning learned (a meta-controller), per task and per seed: the
-    prune stage takes the scores of the controller whose seed is the run's ``seed`` (:func:`learned_scores`)."""
+    """A strategy whose scores a stage upstream of pruning learned (a meta-controller), per ratio, task and seed: the
+    prune stage gives it the scores of the controller whose seed is the pruning seed (:func:`learned_scores`)."""
 
 
 class LearnedHeadStrategy(LearnedStrategy, HeadStrategy):

@@ -14,6 +14,7 @@ def attention_entropy(probs: torch.Tensor, batch: dict[str, torch.Tensor]) -> to
 class EntropyHeads(HeadStrategy):
     name = "head_entropy"
     label = "5. HeadImp: attention entropy"
+    seeded = False  # deterministic: it draws nothing
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         return mean_attention_statistic(context, attention_entropy)

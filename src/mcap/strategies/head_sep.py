@@ -21,6 +21,7 @@ def attention_to_sep(probs: torch.Tensor, batch: dict[str, torch.Tensor]) -> tor
 class SepAttentionHeads(HeadStrategy):
     name = "head_sep"
     label = "4. HeadImp: avg attention to [SEP]"
+    seeded = False  # deterministic: it draws nothing
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         return mean_attention_statistic(context, attention_to_sep)

@@ -1,7 +1,7 @@
 """``imp``: iterative magnitude pruning (paper §III.B.1).
 
 ``prune.imp_rounds`` rounds of global magnitude pruning of the encoder Linear weights, each
-removing the same fraction of what is left so that the last round reaches ``prune.ratio``,
+removing the same fraction of what is left so that the last round reaches a ratio of ``prune.ratios``,
 with ``prune.imp_retrain_steps`` steps of retraining on the task's train split between
 rounds. With ``prune.imp_rewind`` the surviving weights are then rewound to their
 pre-trained values (the lottery-ticket recipe for BERT, Chen et al. 2020), so that like every

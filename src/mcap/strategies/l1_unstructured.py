@@ -9,4 +9,5 @@ from mcap.strategies.base import UnstructuredStrategy, register
 class L1Unstructured(UnstructuredStrategy):
     name = "l1_unstructured"
     label = "2. L1 unstructured pruning"
+    seeded = False  # deterministic: it draws nothing
     method = prune.L1Unstructured

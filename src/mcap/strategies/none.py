@@ -7,6 +7,7 @@ from mcap.strategies.base import PruneContext, PruneOutcome, Strategy, register
 class NoPruning(Strategy):
     name = "none"
     label = "8. BERT fine-tuning (unpruned)"
+    seeded = False  # deterministic: it draws nothing
     kind = "none"
 
     def apply(self, context: PruneContext) -> PruneOutcome:

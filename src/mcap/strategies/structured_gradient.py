@@ -1,5 +1,5 @@
 """``structured_gradient``: heads and FFN neurons ranked together by the Fisher importance of their masks
-(Kwon et al. 2022, its diagonal), removed least important per MAC up to ``prune.ratio`` of the encoder's
+(Kwon et al. 2022, its diagonal), removed least important per MAC up to a ratio of ``prune.ratios`` of the encoder's
 MACs (:mod:`mcap.structured`).
 
 Not in the paper. Before fine-tuning the 2-class head is random, so, as ``head_gradient`` does, a

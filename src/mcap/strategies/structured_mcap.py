@@ -1,5 +1,5 @@
 """``structured_mcap``: heads and groups of FFN neurons removed in increasing meta-controller δ, up to
-``prune.ratio`` of the encoder's MACs (:func:`mcap.structured.select_learned`).
+a ratio of ``prune.ratios`` of the encoder's MACs (:func:`mcap.structured.select_learned`).
 
 Not in the paper: MCAP's controller extended to gate FFN neurons, ``mcap.neuron_group_size`` at a time
 (:class:`mcap.controller.StructuredMetaController`), trained by the ``meta_controller_structured`` stage with
