@@ -9,7 +9,7 @@ import torch
 from mcap.cli import run_stage
 from mcap.deploy import deploy_finetuned
 from mcap.errors import McapError
-from mcap.grid import finetuned_dir, model_name
+from mcap.grid import finetuned_seed_dir, model_name
 from mcap.modeling import load_model
 from mcap.outputs import atomic_dir, write_json
 from mcap.splits import read_split
@@ -22,7 +22,7 @@ def main(params, args):
     torch.set_num_threads(params.evaluate.threads)
     task, strategy, ratio, seed = args.task, args.strategy, float(args.ratio), int(args.seed)
     test = read_split(Path("data/processed") / task, "test")
-    finetuned = finetuned_dir(task, strategy, ratio, seed, 0).parent
+    finetuned = finetuned_seed_dir(task, strategy, ratio, seed)
     records = {}
     with atomic_dir(Path("models/deployed") / task / model_name(strategy, ratio) / f"seed-{seed}") as staging:
         for model_dir in sorted(finetuned.glob("pruning-seed-*")):

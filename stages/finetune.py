@@ -7,7 +7,7 @@ from pathlib import Path
 from mcap.cli import run_stage
 from mcap.distributed import relaunch_under_accelerate
 from mcap.evaluate import machine_record
-from mcap.grid import PRUNED, cell_path, finetuned_dir, model_name
+from mcap.grid import PRUNED, cell_path, finetuned_dir, finetuned_seed_dir, model_name
 from mcap.modeling import load_model, pick_device, save_model
 from mcap.outputs import atomic_dir, write_json
 from mcap.splits import read_split
@@ -30,7 +30,7 @@ def main(params, args):
     if not all(result.is_main_process for result, _tokenizer, _pruning in results.values()):
         return  # under `accelerate launch` only the main process writes outputs
     runs = {}
-    with atomic_dir(finetuned_dir(task, strategy, ratio, seed, 0).parent) as staging:
+    with atomic_dir(finetuned_seed_dir(task, strategy, ratio, seed)) as staging:
         for pruning_seed, (result, tokenizer, pruning) in results.items():
             out = staging / finetuned_dir(task, strategy, ratio, seed, pruning_seed).name
             save_model(result.model, tokenizer, out, pruning)

@@ -25,7 +25,7 @@ def main(params, args):
     with atomic_dir(OUT_DIR) as staging:
         for name, (train, test) in raw.items():
             splits = split_task(train, test, data.validation_fraction, data.seed, data.train_examples(name),
-                                data.max_eval_examples, data.split)
+                                data.max_validation_examples, data.max_test_examples, data.split)
             stats = write_splits(splits, staging / name)
             print(f"{name}: " + ", ".join(f"{split} {s['rows']}" for split, s in stats.items()))
     # Before caps: the share of the validation split's phrases that occur inside a train phrase, per method.

@@ -58,8 +58,8 @@ def test_bad_rows_name_file_and_line(tmp_path, content, message):
 
 def test_split_is_stratified_seeded_and_capped():
     frame = pd.DataFrame({"sentence": [f"s{i}" for i in range(200)], "label": [i % 4 == 0 for i in range(200)]}).astype({"label": int})
-    first = split_task(frame, frame, 0.1, seed=7, max_train=100, max_eval=None)
-    again = split_task(frame, frame, 0.1, seed=7, max_train=100, max_eval=None)
+    first = split_task(frame, frame, 0.1, seed=7, max_train=100, max_validation=None)
+    again = split_task(frame, frame, 0.1, seed=7, max_train=100, max_validation=None)
     assert [len(first[s]) for s in ("train", "validation", "test")] == [100, 20, 200]
     assert first["validation"]["label"].mean() == pytest.approx(0.25)
     assert first["train"]["label"].mean() == pytest.approx(0.25)
@@ -68,11 +68,13 @@ def test_split_is_stratified_seeded_and_capped():
     assert len(stratified_subset(frame, None, 0)) == 200
 
 
-def test_validation_and_test_are_capped_at_max_eval_and_train_at_max_train():
+def test_each_split_has_its_own_cap():
     frame = pd.DataFrame({"sentence": [f"s{i}" for i in range(200)], "label": [i % 2 for i in range(200)]})
     for method in ("grouped", "random"):
-        split = split_task(frame, frame, 0.2, seed=1, max_train=50, max_eval=10, method=method)
-        assert [len(split[s]) for s in ("train", "validation", "test")] == [50, 10, 10]
+        split = split_task(frame, frame, 0.2, seed=1, max_train=50, max_validation=10, max_test=30, method=method)
+        assert [len(split[s]) for s in ("train", "validation", "test")] == [50, 10, 30]
+        every_test = split_task(frame, frame, 0.2, seed=1, max_train=50, max_validation=10, method=method)
+        assert len(every_test["test"]) == 200
 
 
 def test_a_phrase_belongs_to_the_longest_phrase_that_contains_it_word_for_word():
@@ -92,8 +94,8 @@ def phrase_level_task(sentences: int = 60) -> pd.DataFrame:
 
 def test_the_grouped_split_keeps_every_phrase_with_its_sentence():
     frame = phrase_level_task()
-    grouped = split_task(frame, frame, 0.2, seed=3, max_train=None, max_eval=None, method="grouped")
-    random = split_task(frame, frame, 0.2, seed=3, max_train=None, max_eval=None, method="random")
+    grouped = split_task(frame, frame, 0.2, seed=3, max_train=None, max_validation=None, method="grouped")
+    random = split_task(frame, frame, 0.2, seed=3, max_train=None, max_validation=None, method="random")
     assert len(grouped["validation"]) == 36 and len(grouped["train"]) == 144  # 12 of 60 sentences, 3 rows each
     assert contained_fraction(list(grouped["validation"]["sentence"]), list(grouped["train"]["sentence"])) == 0
     assert contained_fraction(list(random["validation"]["sentence"]), list(random["train"]["sentence"])) > 0.5
@@ -103,7 +105,7 @@ def test_the_grouped_split_keeps_every_phrase_with_its_sentence():
 def test_an_unknown_split_method_is_refused():
     frame = phrase_level_task()
     with pytest.raises(McapError, match="'data.split' must be one of grouped, random, got 'phrase'"):
-        split_task(frame, frame, 0.2, seed=3, max_train=None, max_eval=None, method="phrase")
+        split_task(frame, frame, 0.2, seed=3, max_train=None, max_validation=None, method="phrase")
 
 
 SST2 = ROOT.parent / "shared" / "data" / "glue" / "SST-2"

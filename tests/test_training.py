@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from conftest import make_sentences
+from mcap.grid import cell_path, finetuned_dir, pruned_dir
 from mcap.heads import prune_heads
 from mcap.modeling import load_model, save_model
 from mcap.params import TrainSettings
@@ -119,12 +120,14 @@ def test_keep_masks_travel_with_their_weights(tiny_model):
 def run_finetune_stage(workdir: Path, model_dir: Path, num_processes: int) -> subprocess.CompletedProcess:
     """The real finetune stage script on a tiny model and a learnable task, in ``workdir``."""
     model, tokenizer, _pruning = load_model(model_dir)
-    save_model(model, tokenizer, workdir / "models/pruned/toy-none", {"kind": "none"})
-    write_splits({"train": make_sentences(128, 1), "validation": make_sentences(32, 2)}, workdir / "data/processed/toy")
+    save_model(model, tokenizer, workdir / pruned_dir("toy", "none", 0.0, 0), {"kind": "none"})
+    write_splits({"train": make_sentences(128, 1), "validation": make_sentences(32, 2), "test": make_sentences(32, 3)},
+                 workdir / "data/processed/toy")
     params = {"train": {"epochs": 6, "learning_rates": [3e-3], "batch_size": 16, "max_seq_len": 32, "weight_decay": 0.01,
                         "warmup_ratio": 0.1, "select_metric": "accuracy", "num_processes": num_processes}}
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    command = [sys.executable, str(ROOT / "stages" / "finetune.py"), "--task", "toy", "--strategy", "none", "--seed", "11"]
+    command = [sys.executable, str(ROOT / "stages" / "finetune.py"), "--task", "toy", "--strategy", "none", "--ratio", "0.0",
+               "--seed", "11"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False, timeout=600)
 
@@ -134,9 +137,9 @@ def test_finetune_stage_trains_on_two_processes_under_accelerate(saved_tiny, tmp
     assert result.returncode == 0, result.stderr[-3000:]
     assert "relaunching on 2 processes" in result.stderr
     assert result.stderr.count("on 2 process(es)") == 2  # both ranks trained, in one process group
-    summary = json.loads((tmp_path / "reports/finetune/toy-none/seed-11/metrics.json").read_text())
-    assert summary["lr_0.003"]["val_accuracy"] > 0.8
-    assert (tmp_path / "models/finetuned/toy-none/seed-11/model.safetensors").is_file()
+    cell = json.loads((tmp_path / cell_path("toy", "none", 0.0, 11)).read_text())
+    assert cell["runs"]["0"]["validation"]["accuracy"] > 0.8 and cell["runs"]["0"]["test"]["accuracy"] > 0.8
+    assert (tmp_path / finetuned_dir("toy", "none", 0.0, 11, 0) / "model.safetensors").is_file()
 
 
 def test_batch_that_cannot_be_shared_equally_is_refused(saved_tiny, tmp_path):

@@ -236,15 +236,16 @@ def split_task(
     validation_fraction: float,
     seed: int,
     max_train: int | None,
-    max_eval: int | None,
+    max_validation: int | None,
+    max_test: int | None = None,
     method: str = "grouped",
 ) -> dict[str, pd.DataFrame]:
     """Split the original train 9:1 into train/validation (:func:`validation_split`), then apply the optional caps."""
     train_part, validation_part = validation_split(train, validation_fraction, seed, method)
     return {
         "train": stratified_subset(train_part, max_train, seed),
-        "validation": stratified_subset(validation_part, max_eval, seed),
-        "test": stratified_subset(test, max_eval, seed),
+        "validation": stratified_subset(validation_part, max_validation, seed),
+        "test": stratified_subset(test, max_test, seed),
     }
 
 

@@ -28,8 +28,13 @@ def pruned_dir(task: str, strategy: str, ratio: float, pruning_seed: int) -> Pat
     return PRUNED / task / pruned_subdir(strategy, ratio, pruning_seed)
 
 
+def finetuned_seed_dir(task: str, strategy: str, ratio: float, finetune_seed: int) -> Path:
+    """The fine-tuned models of one finetune stage: one folder per pruning seed (:func:`finetuned_dir`)."""
+    return FINETUNED / task / model_name(strategy, ratio) / f"seed-{finetune_seed}"
+
+
 def finetuned_dir(task: str, strategy: str, ratio: float, finetune_seed: int, pruning_seed: int) -> Path:
-    return FINETUNED / task / model_name(strategy, ratio) / f"seed-{finetune_seed}" / f"pruning-seed-{pruning_seed}"
+    return finetuned_seed_dir(task, strategy, ratio, finetune_seed) / f"pruning-seed-{pruning_seed}"
 
 
 def cell_path(task: str, strategy: str, ratio: float, finetune_seed: int) -> Path:

@@ -154,14 +154,15 @@ class DataSettings(Section):
     validation_fraction: float
     split: str
     max_train_examples: int | None  # null = all
-    max_eval_examples: int | None
+    max_validation_examples: int | None  # validation is scored every epoch: a cap saves time
+    max_test_examples: int | None  # null = every test sentence
     extra_tasks: dict[str, str] = Field(default_factory=dict)  # name: folder with train.tsv and dev.tsv
     task_train_examples: dict[str, int | None] = Field(default_factory=dict)  # per task: max_train_examples for it
 
     def check(self) -> None:
         self.require("validation_fraction", 0 < self.validation_fraction < 1, "a number in (0, 1)")
         self.require("split", self.split in SPLIT_METHODS, f"one of {', '.join(SPLIT_METHODS)}")
-        for name in ("max_train_examples", "max_eval_examples"):
+        for name in ("max_train_examples", "max_validation_examples", "max_test_examples"):
             value = getattr(self, name)
             self.require(name, value is None or value > 0, "a positive integer or null (all)")
         self.require("task_train_examples", all(v is None or v > 0 for v in self.task_train_examples.values()),
@@ -172,9 +173,10 @@ class DataSettings(Section):
         return self.task_train_examples.get(task, self.max_train_examples)
 
     def caps(self) -> str:
-        """The train and eval caps as a report's setup states them."""
+        """The train, validation and test caps as a report's setup states them (None: every sentence)."""
         overrides = "".join(f", {task} {cap}" for task, cap in self.task_train_examples.items())
-        return f"train/eval caps {self.max_train_examples}{overrides}/{self.max_eval_examples}"
+        return (f"train/validation/test caps {self.max_train_examples}{overrides}/{self.max_validation_examples}/"
+                f"{self.max_test_examples}")
 
 
 class TrainSettings(Section):
