@@ -30,8 +30,10 @@ repro: setup
 	dvc repro
 	$(PYTHON) tools/render.py results   # docs/results.md; README.md's headline only by `make readme`
 
+# Two workers with one thread each (2 cores), each test file on one worker, so the real-pipeline tests build their
+# tiny repo once; --durations lists the slowest tests (CI allows 20 minutes).
 test: setup
-	$(PYTHON) -m pytest -q
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 --dist loadfile --durations=15
 
 readme: setup
 	$(PYTHON) tools/render.py readme

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 
 from common import machine, write_section
 
@@ -38,25 +37,16 @@ def timed_stages(command: list[str]) -> tuple[list[tuple[str, float]], float, in
     return times, end - start, status
 
 
-def load_only_seconds(times: Iterable[tuple[str, float]]) -> float | None:
-    """The fastest prune@<task>-none: it only loads and saves the pre-trained model, the fixed cost of a stage."""
-    fixed = [seconds for stage, seconds in times if stage.startswith("prune@") and stage.endswith("-none")]
-    return min(fixed) if fixed else None
-
-
 def markdown(times: list[tuple[str, float]], total: float, arguments: list[str]) -> str:
     families: dict[str, list[float]] = defaultdict(list)
     for stage, seconds in times:
         families[stage.split("@")[0]].append(seconds)
     verdict = "within" if total <= TARGET_MINUTES * 60 else "over"
-    fixed = load_only_seconds(times)
-    fixed_cost = (f" A stage that only loads and saves the model (`prune@<task>-none`) takes {fixed:.1f} s: "
-                  f"that fixed cost, paid by each of the {len(times)} stages, is up to {fixed * len(times) / 60:.1f} "
-                  "min of the total.") if fixed is not None else ""
     lines = [
         "## (c) Wall time per stage of the default `dvc repro`", "",
         (f"`python benchmarks/stage_times.py {' '.join(arguments)}` on {machine()}: **{total / 60:.1f} min** in total "
-         f"({verdict} the {TARGET_MINUTES}-min target), {len(times)} stages run, each a fresh Python process.{fixed_cost}"),
+         f"({verdict} the {TARGET_MINUTES}-min target), {len(times)} stages run, each a fresh Python process "
+         "(what that costs a stage: section (c, continued))."),
         "",
         "| Stage family | Stages | Total (s) | Mean per stage (s) | Share |", "|---|---|---|---|---|",
     ]

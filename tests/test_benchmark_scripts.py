@@ -50,6 +50,6 @@ def test_stage_overhead_splits_the_stage_time_into_its_parts():
     text = stage_overhead.markdown(parts, stage_times, repeats=3)
     assert "| import torch + transformers (BERT modelling) | 3.5 |" in text
     assert "| the stage's other imports (mcap, pandas, scikit-learn, ...) | 1.5 |" in text
-    assert "| DVC between stages (hashing, caching, dvc.lock) | 3.0 |" in text  # fastest prune@*-none minus the parts
-    assert "each of the 3 stages, this fixed cost is about 0.5 of the 10.0 min" in text
+    assert "| load the pre-trained model, save it (safetensors + tokenizer) | 1.5 |" in text
+    assert "each of the 3 stages of section (c), is about 0.3 of its 10.0 min" in text  # 3 x 5.5 s
     assert "each of the 1 explain stages adds 9.0 s" in text

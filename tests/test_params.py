@@ -119,3 +119,20 @@ def test_mcap_train_tasks_must_be_among_the_tasks():
     with pytest.raises(McapError, match="'mcap.train_tasks' must be a subset of 'tasks'"):
         Params(with_value("mcap.train_tasks", ["sst2", "mnli"])).mcap_train_tasks()
 
+
+
+@pytest.mark.parametrize("profile", sorted((ROOT / "profiles").glob("*.args")), ids=lambda path: path.stem)
+def test_every_profile_applies_to_the_params_and_names_only_its_own_tasks(profile, tmp_path):
+    """What `dvc exp run $(grep -v '^#' profiles/<name>.args)` does to params.yaml, read as the stages read it."""
+    from dvc.utils.hydra import apply_overrides
+
+    words = [word for line in profile.read_text().splitlines() if not line.startswith("#") for word in line.split()]
+    assert words[::2] == ["-S"] * (len(words) // 2), f"{profile.name}: every line is one -S key=value"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(params_file, words[1::2])
+    params = Params.load(params_file)
+    for section in SECTIONS:
+        section.read(params.raw)  # reading a section checks it
+    assert set(params.data.task_train_examples) <= set(params.tasks)  # the split stage refuses any other
+    assert params.deploy_strategies() is not None and set(params.mcap_train_tasks()) <= set(params.tasks)

@@ -41,7 +41,7 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["mcap"]["train_tasks"] = ["sst2"]
     params["model"]["name_or_path"] = str(model_dir)
     params["data"].update(glue_dir=str(glue_dir), extra_tasks={"subj": str(subj_dir)}, max_train_examples=64,
-                          max_validation_examples=64, max_test_examples=64)
+                          max_validation_examples=64, max_test_examples=64, task_train_examples={})
     params["train"].update(epochs=1, learning_rates=[1e-3], max_seq_len=32)
     params["prune"].update(seeds=[42, 43], importance_examples=16, gradient_probe_steps=3, imp_retrain_steps=2)
     params["evaluate"].update(warmup=1, repetitions=3, flops_seq_len=32)

@@ -3,7 +3,7 @@
 import json
 import sys
 from pathlib import Path
-from statistics import mean, stdev
+from statistics import stdev
 
 import pandas as pd
 import pytest
@@ -174,37 +174,13 @@ def test_the_controller_diagnostics_are_rendered_from_the_controller_stages_outp
     deltas = {seed: {"a": [[0.1, 0.9], [0.5, 0.3]], "b": [[0.2, 0.8], [0.6, 0.1]]} for seed in (42, 43)}
     path = tmp_path / "diagnostics.json"
     path.write_text(json.dumps(controller_diagnostics({42: history, 43: history}, deltas, 42, ["a", "b"])))
-    variant = tmp_path / "label-free.json"  # kept before the ranking stage measured the agreement: its own, for a
-    variant.write_text(json.dumps({**controller_diagnostics({42: history[::-1], 43: history}, deltas, 42, ["a", "b"]),
-                                   "gradient_spearman": {"a": 0.3}}))
     agreement = tmp_path / "agreement.json"  # the ranking stage's, per task and strategy
     agreement.write_text(json.dumps({"a": {"mcap": 0.8, "head_sep": 0.1}, "b": {"head_sep": 0.2}}))
-    table = render.controller_markdown(path, {"label-free": variant, "missing": tmp_path / "none.json"}, agreement.name)
-    assert "| Measure | this run | label-free | Target |" in table and "missing" not in table
-    assert "| 2.0000 → 0.5000 (0.25×) | 0.5000 → 2.0000 (4.00×) | ≤ 0.80× |" in table
-    assert "controller seeds 42, 43 (per training task) | 1.00 | 1.00 |" in table
-    assert "a vs b 0.80" in table and "| a 0.80 | a 0.30 |" in table
-    assert "| a 0.80 | a 0.30 |" not in render.controller_markdown(path, {"label-free": variant}, "no.json")
-
-
-def test_the_seed_comparison_is_checked_against_the_mcap_targets(tmp_path):
-    rows = [("mcap", 0.5, 0.50, 0.02), ("head_random", 0.5, 0.40, 0.05), ("head_gradient", 0.5, 0.53, 0.03),
-            ("mcap", 0.7, 0.40, 0.04), ("head_random", 0.7, 0.37, 0.04), ("none", None, 0.6, 0.01),
-            ("mcap_iterative", 0.5, 0.52, 0.01)]
-    path = tmp_path / "sweep.csv"
-    pd.DataFrame([{"task": "sst2", "strategy": s, "ratio": r, "metric": "mcc", "mean": m, "std": sd, "n": 2}
-                  for s, r, m, sd in rows] + [{"task": "sst2", "strategy": "mcap", "ratio": 0.5, "metric": "loss",
-                                              "mean": 0.1, "std": 0.0, "n": 2}]).to_csv(path, index=False)
-    lines = render.comparison_targets_markdown(path).splitlines()
-    assert "| mcap | above `head_random` at 0.5 by more than the larger std (0.050) | 0.500 ± 0.020 | 0.400 ± 0.050 | +0.100 | yes |" in lines
-    assert "| mcap | above `head_random` at 0.7 by more than the larger std (0.040) | 0.400 ± 0.040 | 0.370 ± 0.040 | +0.030 | no |" in lines
-    assert "| mcap | within 0.02 of `head_gradient` at 0.5 | 0.500 ± 0.020 | 0.530 ± 0.030 | -0.030 | no |" in lines
-    assert "| mcap_iterative | within 0.02 of `head_gradient` at 0.5 | 0.520 ± 0.010 | 0.530 ± 0.030 | -0.010 | yes |" in lines
-    assert len([line for line in lines if line.startswith("| mcap_iterative |")]) == 2  # no 0.7 point: no 0.7 row
-    once = pd.read_csv(path)
-    once.loc[(once["strategy"] == "head_random") & (once["ratio"] == 0.5), "std"] = float("nan")  # one run: no spread
-    once.to_csv(path, index=False)
-    assert render.comparison_targets_markdown(path).splitlines()[6].endswith("| +0.100 | no |")
+    table = render.controller_markdown(path, agreement.name)
+    assert "| 2.0000 → 0.5000 (0.25×) | ≤ 0.80× |" in table
+    assert "controller seeds 42, 43 (per training task) | 1.00 | ≥ 0.80 |" in table
+    assert "a vs b 0.80" in table and "first pruning seed) | a 0.80 |" in table
+    assert "| – (no ranking stage ran) |" in render.controller_markdown(path, "no.json")
 
 
 def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path, monkeypatch):
@@ -223,142 +199,88 @@ def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path, m
     assert any(line.startswith("* Between tasks: a vs b 0.80. With `head_gradient`'s scores: a 1.00.") for line in lines)
 
 
-def test_the_headline_shows_both_ratios_per_strategy_with_its_seeds_and_hardware(tmp_path):
-    comparison, points = tmp_path / "sweep.csv", tmp_path / "points.csv"
-    pd.DataFrame([
-        ("sst2", "none", None, "mcc", 0.55, 0.01, 2), ("sst2", "mcap", 0.2, "mcc", 0.5, 0.05, 6),
-        ("sst2", "mcap", 0.2, "speedup_batch_32", 1.07, 0.01, 6), ("sst2", "mcap", 0.5, "mcc", 0.45, 0.04, 6),
-        ("sst2", "mcap", 0.5, "speedup_batch_32", 1.22, 0.02, 6), ("sst2", "head_random", 0.5, "mcc", 0.35, 0.12, 10),
-        ("subj", "mcap", 0.5, "mcc", 0.7, 0.01, 6),
-    ], columns=["task", "strategy", "ratio", "metric", "mean", "std", "n"]).to_csv(comparison, index=False)
-    rows = [(r, p, f, "sst2", s) for s, r, pruning in (("mcap", 0.5, (42, 43, 44)), ("head_random", 0.5, (42, 43)),
-                                                     ("none", None, (42,))) for p in pruning for f in (42, 43)]
-    frame = pd.DataFrame(rows, columns=["ratio", "pruning_seed", "seed", "task", "strategy"])
-    frame.assign(device=["CPU Test"] * (len(rows) - 2) + [None] * 2, threads=2).to_csv(points, index=False)
-    lines = render.headline_markdown(comparison, points).splitlines()
-    assert lines[0] == ("| Strategy | MCC @ 0.2 | speed-up @ 0.2 | MCC @ 0.5 | speed-up @ 0.5 "
-                        "| Seeds (pruning or controller × fine-tuning) |")
-    assert lines[2] == "| 6. Random head pruning | – | – | 0.350 ± 0.120 | – | 2 × 2 |"  # in Table I's order
-    assert lines[3] == "| 7. MCAP | 0.500 ± 0.050 | 1.07× | 0.450 ± 0.040 | 1.22× | 3 × 2 |"
-    assert lines[4] == "| 8. BERT fine-tuning (unpruned) | 0.550 ± 0.010 | reference | 0.550 ± 0.010 | reference | 1 × 2 |"
-    assert "in one process, on CPU Test with 2 threads; on 2-core CPU machines whose device 2 of the points do not" in lines[-1]
-    assert len(lines) == 7  # no subj row
+def test_the_headline_shows_each_ratio_with_the_paired_differences_and_their_readings():
+    from mcap.params import Params
+
+    table = pd.DataFrame([
+        ("sst2", "head_random", "6. Random head pruning", 6, 0.40, 0.05, 1.20, 0.5),
+        ("sst2", "none", "8. BERT fine-tuning (unpruned)", 3, 0.60, 0.01, 1.00, 0.5),
+        ("sst2", "head_gradient", "6b. HeadImp: gradient", 3, 0.50, float("nan"), 1.21, 0.5),
+        ("sst2", "mcap", "7. MCAP", 9, 0.55, 0.02, 1.22, 0.2),
+        ("cola", "mcap", "7. MCAP", 9, 0.123, 0.02, 1.22, 0.5),
+    ], columns=["task", "strategy", "label", "seeds", "mcc", "mcc_std", "speedup_batch_32", "ratio"])
+    table["speedup_batch_1"] = 1.0
+    paired = pd.DataFrame([
+        ("sst2", 0.5, "head_random", "head_gradient", 3, -0.10, -0.15, -0.05),
+        ("sst2", 0.5, "none", "head_gradient", 3, 0.10, -0.01, 0.20),
+        ("sst2", 0.5, "none", "head_random", 3, 0.20, 0.10, 0.30),
+        ("sst2", 0.2, "mcap", "head_gradient", 1, 0.02, float("nan"), float("nan")),
+    ], columns=["task", "ratio", "strategy", "reference", "n_pairs", "mean_delta", "ci_low", "ci_high"])
+    params = Params.load(ROOT / "params.yaml")
+    lines = render.headline_markdown(table, paired, params).splitlines()
+    assert lines[0] == ("| Ratio | Strategy | Test MCC | Models | ΔMCC vs `head_gradient` [95%] | "
+                        "ΔMCC vs `head_random` [95%] | Speed-up (batch 32) |")
+    assert lines[2] == "| 0.2 | 7. MCAP | 0.550 ± 0.020 | 9 | +0.020 no interval | – | 1.22× |"
+    assert lines[3] == ("| 0.5 | 6. Random head pruning | 0.400 ± 0.050 | 6 | -0.100 [-0.150, -0.050] worse | "
+                        "reference | 1.20× |")  # in Table I's order
+    assert lines[4] == "| 0.5 | 6b. HeadImp: gradient | 0.500 | 3 | reference | – | 1.21× |"
+    assert lines[5] == ("| 0.5 | 8. BERT fine-tuning (unpruned) | 0.600 ± 0.010 | 3 | +0.100 [-0.010, +0.200] within "
+                        "noise | +0.200 [+0.100, +0.300] better | 1.00× |")
+    assert len(lines) == 8 and "0.123" not in "\n".join(lines)  # no CoLA row
+    assert f"fine-tuning seeds {params.seeds}" in lines[-1] and "every test sentence" in lines[-1]
 
 
-def test_the_structured_headline_takes_the_fastest_row_within_each_loss_per_mode(tmp_path):
-    path = tmp_path / "structured.csv"
-    rows = [("none", "", 0.0, 0.55, 0.0, 1.0, None), ("head_gradient", "before", 0.1, 0.5, -0.05, 1.2, None),
-            ("structured_gradient", "before", 0.2, 0.545, -0.005, 1.3, None),
-            ("structured_mcap", "before", 0.3, 0.53, -0.02, 1.45, 1.5),
-            ("structured_gradient", "after", 0.3, 0.545, -0.005, 1.5, 1.4),
-            ("structured_gradient", "after", 0.5, 0.53, -0.02, 1.9, 1.8),
-            ("structured_gradient", "after", 0.6, 0.40, -0.15, 2.5, 2.4)]
-    pd.DataFrame([{"task": "sst2", "strategy": s, "mode": m, "mac_ratio": r, "n": 2, "mcc_mean": mcc, "mcc_std": 0.01,
-                   "mcc_delta": d, "speedup_torch_b32": t, "speedup_onnx_b32": o} for s, m, r, mcc, d, t, o in rows]
-                 ).to_csv(path, index=False)
-    modes = [("before", "before", path, "small"), ("after", "after", path, "large"),
-             ("after", "elsewhere", tmp_path / "missing.csv", "none")]
-    lines = render.structured_headline_markdown(render.swept_structured_modes(modes)).splitlines()
-    assert lines[2].startswith("| before, `structured_gradient`, ≤ 1 MCC points lost | small | 20% | 0.545 ± 0.010 |")
-    assert lines[3].startswith("| before, `structured_mcap`, ≤ 3 MCC points lost | small | 30% | 0.530 ± 0.010 |")
-    assert lines[4].startswith("| after, `structured_gradient`, ≤ 1 MCC points lost | large |")
-    assert lines[4].endswith("| large | 30% | 0.545 ± 0.010 | -0.5 | 1.50× | 1.40× | 2 |")
-    assert lines[5].endswith("| 50% | 0.530 ± 0.010 | -2.0 | 1.90× | 1.80× | 2 |")  # 60% loses more than 3 points
-    assert len(lines) == 2 + 4 + 2 and "elsewhere" not in "\n".join(lines)  # a missing sweep is left out
+def lock_with(stages: dict) -> str:
+    return yaml.safe_dump({"schema": "2.0", "stages": stages})
 
 
-def keep_run(folder, name: str, rows: list[dict], *, seed: int = 42, ratio: float = 0.2, commit: str = "a" * 40,
-             setup: str | None = None) -> None:
-    """Keep a run as tools/structured_sweep.py's `add` does: its CSV (task sst2, n 2 unless a row says), report,
-    commit and params."""
-    run = folder / name
-    run.mkdir()
-    pd.DataFrame([{"task": "sst2", "n": 2, **row} for row in rows]).to_csv(run / "structured.csv", index=False)
-    (run / "structured.md").write_text(f"# title\n\n{setup or f'setup of {name}'}\n\n## Targets\n")
-    (run / "commit").write_text(commit + "\n")
-    (run / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "prune": {"ratio": ratio}}))
+def test_a_kept_run_keeps_its_params_lock_and_the_reports_its_lock_lists_and_comes_back(tmp_path, monkeypatch):
+    import keep
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(render, "dvc_status", dict)
+    (tmp_path / "params.yaml").write_text("seeds: [42]\n")
+    (tmp_path / "reports/cells/sst2").mkdir(parents=True)
+    (tmp_path / "reports/cells/sst2/seed-42.json").write_text("{}")
+    (tmp_path / "reports/table1.md").write_text("table")
+    (tmp_path / "reports/unlisted.md").write_text("not an output of the run")
+    (tmp_path / "dvc.lock").write_text(lock_with({
+        "finetune@x": {"outs": [{"path": "reports/cells/sst2"}, {"path": "models/finetuned/x"}]},
+        "report": {"outs": [{"path": "reports/table1.md"}]}}))
+    folder = keep.keep("grid")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        "dvc.lock", "params.yaml", "reports/cells/sst2/seed-42.json", "reports/table1.md"]
+    (tmp_path / "params.yaml").write_text("seeds: [7]\n")  # the workspace moves on to another run
+    (tmp_path / "reports/cells/sst2/seed-7.json").write_text("{}")
+    keep.restore("grid")
+    assert (tmp_path / "params.yaml").read_text() == "seeds: [42]\n"
+    assert sorted(p.name for p in (tmp_path / "reports/cells/sst2").iterdir()) == ["seed-42.json"]
+    monkeypatch.setattr(render, "dvc_status", lambda: {"report": ["changed command"]})
+    with pytest.raises(SystemExit, match="1 stage\\(s\\) are behind"):
+        keep.keep("grid")
+    with pytest.raises(SystemExit, match="no run kept as 'other'"):
+        keep.restore("other")
 
 
-def test_a_structured_sweep_keeps_named_runs_and_shows_each_row_once_from_the_first_run(tmp_path):
-    """Rows shared by two runs come from the first (the run that measured them); the setup from the widest run."""
-    import structured_sweep
+def test_a_kept_run_made_with_other_code_is_not_rendered(tmp_path, monkeypatch):
+    import hashlib
 
-    def row(strategy: str, mode: str, mac_ratio: float, mcc: float, delta: float) -> dict:
-        return {"strategy": strategy, "mode": mode, "mac_ratio": mac_ratio, "mcc_mean": mcc, "mcc_delta": delta}
+    import keep
 
-    shared = [row("none", "", 0.0, 0.55, 0.0), row("structured_gradient", "after", 0.3, 0.53, -0.02)]
-    keep_run(tmp_path, "ratio-0.2", shared, commit="a" * 40)
-    keep_run(tmp_path, "ratio-0.2-structured_mcap", shared + [row("structured_mcap", "after", 0.3, 0.40, -0.15)],
-             commit="b" * 40)
-    keep_run(tmp_path, "ratio-0.4-before", shared + [row("structured_mcap", "before", 0.4, 0.45, -0.10)], ratio=0.4,
-             commit="c" * 40)  # one more ratio, one budget
-    table = structured_sweep.merged_table(tmp_path)
-    assert sorted(zip(table["strategy"], table["mode"], table["mac_ratio"])) == [
-        ("none", "", 0.0), ("structured_gradient", "after", 0.3), ("structured_mcap", "after", 0.3),
-        ("structured_mcap", "before", 0.4)]
-    setup = structured_sweep.setup_of(tmp_path)
-    assert setup.startswith("setup of ratio-0.2-structured_mcap")  # the widest run's, which describes every row
-    assert (f"ratio-0.2: `{'a' * 10}`, ratio-0.2-structured_mcap: `{'b' * 10}`, "
-            f"ratio-0.4-before: `{'c' * 10}`") in setup
-
-
-def test_a_structured_sweep_takes_a_row_from_a_run_named_to_sort_first_and_names_the_runs_that_rearranged(tmp_path):
-    import structured_sweep
-
-    for name, mcc, searched in (("after-fine-tuning-seed-42", 0.53, 0.50), ("ratio-0.2", 0.51, None)):
-        keep_run(tmp_path, name, [
-            {"strategy": "none", "mode": "", "mac_ratio": 0.0, "mcc_mean": 0.55, "mcc_delta": 0.0},
-            {"strategy": "structured_gradient", "mode": "after", "mac_ratio": 0.3, "mcc_mean": mcc,
-             "mcc_delta": mcc - 0.55, "mcc_without_rearrangement_mean": searched}])
-    table = structured_sweep.merged_table(tmp_path).set_index("strategy")
-    assert table.loc["structured_gradient", "mcc_mean"] == 0.53  # the rearranged run's row, first in name order
-    assert table.loc["structured_gradient", "mcc_without_rearrangement_mean"] == 0.50
-    assert "Runs after-fine-tuning-seed-42 rearranged the Fisher masks" in setup_of_runs(tmp_path)
-    assert "ratio-0.2 rearranged" not in setup_of_runs(tmp_path)
-
-
-def test_a_structured_sweep_does_not_pool_a_rearranged_row_with_another_seeds_row_made_without(tmp_path):
-    import structured_sweep
-
-    for name, seed, mcc, searched in (("after-fine-tuning-seed-42", 42, 0.53, 0.50), ("ratio-0.2-seed-43", 43, 0.40, None)):
-        keep_run(tmp_path, name, [{"strategy": "structured_gradient", "mode": "after", "mac_ratio": 0.3, "mcc_mean": mcc,
-                                   "mcc_std": 0.01, "mcc_delta": mcc - 0.55,
-                                   "mcc_without_rearrangement_mean": searched}], seed=seed)
-    row = structured_sweep.merged_table(tmp_path).iloc[0]
-    assert (row["n"], row["mcc_mean"]) == (2, 0.53)  # seed 43's row, made without rearrangement, stays out
-
-
-def test_a_structured_sweep_pools_the_runs_of_several_pruning_seeds(tmp_path):
-    """A row kept for pruning seeds 42 and 43 shows n, mean, std and ΔMCC over all four runs (two fine-tuning seeds
-    each) as if computed from the four MCCs; before fine-tuning, the rows of one prune.ratio pool although the MAC
-    fraction each seed's pruning reached differs."""
-    import structured_sweep
-
-    pruned, unpruned = {42: [0.60, 0.64], 43: [0.50, 0.58]}, {42: [0.70, 0.72], 43: [0.69, 0.71]}
-    for seed, reached, speedup in ((42, 0.398, 1.5), (43, 0.402, 1.7)):
-        keep_run(tmp_path, f"ratio-0.4-before-seed-{seed}", [
-            {"strategy": "none", "mode": "", "mac_ratio": 0.0, "mcc_mean": mean(unpruned[seed]),
-             "mcc_std": stdev(unpruned[seed]), "mcc_delta": 0.0, "speedup_torch_b32": 1.0},
-            {"strategy": "structured_mcap", "mode": "before", "mac_ratio": reached, "mcc_mean": mean(pruned[seed]),
-             "mcc_std": stdev(pruned[seed]), "mcc_delta": mean(pruned[seed]) - mean(unpruned[seed]),
-             "speedup_torch_b32": speedup}],
-            seed=seed, ratio=0.4, setup="setup. Measured on CPU Xeon with 2 threads.")
-    table = structured_sweep.merged_table(tmp_path).set_index("strategy")
-    every, every_unpruned = pruned[42] + pruned[43], unpruned[42] + unpruned[43]
-    row = table.loc["structured_mcap"]
-    assert row["n"] == 4 and row["mcc_mean"] == pytest.approx(mean(every)) and row["mcc_std"] == pytest.approx(stdev(every))
-    assert row["mcc_delta"] == pytest.approx(mean(every) - mean(every_unpruned))
-    assert row["mac_ratio"] == pytest.approx(0.4) and row["speedup_torch_b32"] == pytest.approx(1.6)
-    assert table.loc["none", "n"] == 4 and table.loc["none", "mcc_std"] == pytest.approx(stdev(every_unpruned))
-    assert "pruning seeds 42, 43" in structured_sweep.setup_of(tmp_path) and "Xeon" not in setup_of_runs(tmp_path)
-    other = tmp_path / "ratio-0.4-before-seed-43" / "structured.md"  # timed on another machine: each run's is named
-    other.write_text(other.read_text().replace("CPU Xeon", "CPU EPYC"))
-    assert "ratio-0.4-before-seed-42: `aaaaaaaaaa` (CPU Xeon), ratio-0.4-before-seed-43: `aaaaaaaaaa` (CPU EPYC)" in (
-        setup_of_runs(tmp_path))
-
-
-def setup_of_runs(folder):
-    """The merged setup's sentence about the kept runs (after the widest run's own setup paragraph)."""
-    import structured_sweep
-
-    return structured_sweep.setup_of(folder).split("\n\n")[1]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/a.py").write_text("x = 1\n")
+    md5 = hashlib.md5(b"x = 1\n").hexdigest()
+    current = {"prune": {"deps": [{"path": "src/a.py", "md5": md5}, {"path": "src/pkg", "md5": "f.dir"}]}}
+    (tmp_path / "dvc.lock").write_text(lock_with(current))
+    kept = tmp_path / "reports/runs/comparison"
+    kept.mkdir(parents=True)
+    (kept / "dvc.lock").write_text(lock_with(current))
+    assert keep.stale_code(kept / "dvc.lock") == [] and render.headline_source(kept) == kept
+    (tmp_path / "src/a.py").write_text("x = 2\n")
+    (kept / "dvc.lock").write_text(lock_with({"prune": {"deps": [
+        {"path": "src/a.py", "md5": md5}, {"path": "src/pkg", "md5": "e.dir"}, {"path": "data/x", "md5": "0"}]}}))
+    assert keep.stale_code(kept / "dvc.lock") == ["src/a.py", "src/pkg"]  # data is not code
+    with pytest.raises(SystemExit, match="made with other code than the committed one \\(src/a.py, src/pkg\\)"):
+        render.headline_source(kept)
+    assert render.headline_source(tmp_path / "none") == Path(".")  # nothing kept: the workspace's run
