@@ -1,6 +1,7 @@
 """Table I assembly and the README's generated results block."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from statistics import stdev
@@ -234,12 +235,27 @@ def lock_with(stages: dict) -> str:
     return yaml.safe_dump({"schema": "2.0", "stages": stages})
 
 
-def test_a_kept_run_keeps_its_params_lock_and_the_reports_its_lock_lists_and_comes_back(tmp_path, monkeypatch):
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def committed_repo(path: Path) -> str:
+    """``path`` as a git repository whose every file is committed; returns the commit."""
+    git("init", "-q", str(path))
+    git("-C", str(path), "add", "-A")
+    git("-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
+    return git("-C", str(path), "rev-parse", "HEAD")
+
+
+def test_a_kept_run_keeps_its_params_lock_the_reports_its_lock_lists_and_its_commit_and_comes_back(
+        tmp_path, monkeypatch):
     import keep
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(render, "dvc_status", dict)
+    monkeypatch.setattr(keep, "dvc_status", dict)
     (tmp_path / "params.yaml").write_text("seeds: [42]\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/stage.py").write_text("x = 1\n")
     (tmp_path / "reports/cells/sst2").mkdir(parents=True)
     (tmp_path / "reports/cells/sst2/seed-42.json").write_text("{}")
     (tmp_path / "reports/table1.md").write_text("table")
@@ -247,25 +263,29 @@ def test_a_kept_run_keeps_its_params_lock_and_the_reports_its_lock_lists_and_com
     (tmp_path / "dvc.lock").write_text(lock_with({
         "finetune@x": {"outs": [{"path": "reports/cells/sst2"}, {"path": "models/finetuned/x"}]},
         "report": {"outs": [{"path": "reports/table1.md"}]}}))
+    commit = committed_repo(tmp_path)
     folder = keep.keep("grid")
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
-        "dvc.lock", "params.yaml", "reports/cells/sst2/seed-42.json", "reports/table1.md"]
+        "dvc.lock", "params.yaml", "provenance.json", "reports/cells/sst2/seed-42.json", "reports/table1.md"]
+    assert keep.kept_commit(folder) == commit
     (tmp_path / "params.yaml").write_text("seeds: [7]\n")  # the workspace moves on to another run
     (tmp_path / "reports/cells/sst2/seed-7.json").write_text("{}")
     keep.restore("grid")
     assert (tmp_path / "params.yaml").read_text() == "seeds: [42]\n"
     assert sorted(p.name for p in (tmp_path / "reports/cells/sst2").iterdir()) == ["seed-42.json"]
-    monkeypatch.setattr(render, "dvc_status", lambda: {"report": ["changed command"]})
-    with pytest.raises(SystemExit, match="1 stage\\(s\\) are behind"):
-        keep.keep("grid")
     with pytest.raises(SystemExit, match="no run kept as 'other'"):
         keep.restore("other")
+    (tmp_path / "src/stage.py").write_text("x = 2\n")
+    with pytest.raises(SystemExit, match="uncommitted changes \\(src/stage.py\\)"):
+        keep.keep("grid")  # no commit holds the code that made it
+    monkeypatch.setattr(keep, "dvc_status", lambda: {"report": ["changed command"]})
+    with pytest.raises(SystemExit, match="1 stage\\(s\\) are behind"):
+        keep.keep("grid")
+    assert keep.kept_commit(folder) == commit  # refused: the kept run is untouched
 
 
-def test_a_kept_run_made_with_other_code_is_not_rendered(tmp_path, monkeypatch):
+def test_a_kept_run_made_with_other_code_is_marked_with_its_commit(tmp_path, monkeypatch):
     import hashlib
-
-    import keep
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "src").mkdir()
@@ -276,11 +296,13 @@ def test_a_kept_run_made_with_other_code_is_not_rendered(tmp_path, monkeypatch):
     kept = tmp_path / "reports/runs/comparison"
     kept.mkdir(parents=True)
     (kept / "dvc.lock").write_text(lock_with(current))
-    assert keep.stale_code(kept / "dvc.lock") == [] and render.headline_source(kept) == kept
+    (kept / "provenance.json").write_text('{"commit": "0123456789abcdef"}')
+    assert render.stale_code(kept / "dvc.lock") == [] and render.headline_source(kept) == kept
+    assert render.code_note(kept) == " Made by the code of commit 0123456789, the stages' code of this commit too."
     (tmp_path / "src/a.py").write_text("x = 2\n")
     (kept / "dvc.lock").write_text(lock_with({"prune": {"deps": [
         {"path": "src/a.py", "md5": md5}, {"path": "src/pkg", "md5": "e.dir"}, {"path": "data/x", "md5": "0"}]}}))
-    assert keep.stale_code(kept / "dvc.lock") == ["src/a.py", "src/pkg"]  # data is not code
-    with pytest.raises(SystemExit, match="made with other code than the committed one \\(src/a.py, src/pkg\\)"):
-        render.headline_source(kept)
+    assert render.stale_code(kept / "dvc.lock") == ["src/a.py", "src/pkg"]  # data is not code
+    assert "commit 0123456789; the code of its stages has changed since (`src/a.py`, `src/pkg`)" in render.code_note(kept)
     assert render.headline_source(tmp_path / "none") == Path(".")  # nothing kept: the workspace's run
+    assert render.code_note(Path(".")) == ""

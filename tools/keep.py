@@ -5,28 +5,25 @@ the README renders from it:
     dvc exp run $(grep -v '^#' profiles/comparison.args) -S 'seeds=[42,43]' --allow-missing   # one more chunk
     python tools/keep.py keep comparison      # params.yaml, dvc.lock and every report the lock lists, kept
 
-A run is kept as ``reports/runs/<name>/``: its ``params.yaml``, its ``dvc.lock`` and the git-tracked outputs
-(``cache: false``) that lock records. ``--allow-missing`` skips the stages of earlier chunks whose models are not in
-this machine's DVC cache and that nothing else changed; ``keep`` refuses a run with a stage behind the code or params.
-A kept run counts only while every code file its lock records is the committed one (:func:`stale_code`).
+A run is kept as ``reports/runs/<name>/``: its ``params.yaml``, its ``dvc.lock``, the git-tracked outputs
+(``cache: false``) that lock records and ``provenance.json``, the commit whose code made it. ``--allow-missing``
+skips the stages of earlier chunks whose models are not in this machine's DVC cache and that nothing else changed;
+``keep`` refuses a run with a stage behind the code or params, or made with uncommitted code. Once the code of its
+stages changes, ``tools/render.py`` marks a kept run as made by its commit (:func:`provenance.stale_code`).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import shutil
 import sys
 from pathlib import Path
 
-import yaml
+from provenance import code_commit, dvc_status, locked_stages, stale_stages
 
 RUNS = Path("reports/runs")
 FILES = ("params.yaml", "dvc.lock")
-CODE = ("stages/", "src/")
-
-
-def locked_stages(lock: Path) -> dict:
-    return yaml.safe_load(lock.read_text())["stages"]
+PROVENANCE = "provenance.json"  # the commit whose code made the run
 
 
 def tracked_outputs(lock: Path) -> list[Path]:
@@ -35,23 +32,10 @@ def tracked_outputs(lock: Path) -> list[Path]:
     return sorted(path for path in paths if path.parts[0] == "reports")
 
 
-def file_md5(path: Path) -> str | None:
-    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def stale_code(lock: Path, current_lock: Path = Path("dvc.lock")) -> list[str]:
-    """The code dependencies (stages/, src/) ``lock`` recorded with another content than the workspace holds: a file
-    by its md5, a folder by the workspace lock's record of it (a folder no current stage records counts as stale)."""
-    current = {dep["path"]: dep.get("md5") for stage in locked_stages(current_lock).values() for dep in stage.get("deps", [])}
-    stale = set()
-    for stage in locked_stages(lock).values():
-        for dep in stage.get("deps", []):
-            path = dep["path"]
-            if path.startswith(CODE):
-                found = file_md5(Path(path)) if not dep["md5"].endswith(".dir") else current.get(path)
-                if found != dep["md5"]:
-                    stale.add(path)
-    return sorted(stale)
+def kept_commit(folder: Path) -> str | None:
+    """The commit whose code made the run kept in ``folder`` (None for a run kept without one)."""
+    path = folder / PROVENANCE
+    return json.loads(path.read_text())["commit"] if path.is_file() else None
 
 
 def copy(source: Path, target: Path) -> None:
@@ -63,18 +47,18 @@ def copy(source: Path, target: Path) -> None:
 
 def keep(name: str) -> Path:
     """Copy the workspace's params, lock and the reports the lock lists to reports/runs/<name>/ (replacing it)."""
-    from render import dvc_status, stale_stages
-
     stale = stale_stages(dvc_status())
     if stale:
         sys.exit(f"error: not kept: {len(stale)} stage(s) are behind the code or params (dvc status), e.g. "
                  f"{next(iter(stale))}; finish the run first")
+    commit = code_commit()
     folder = RUNS / name
     if folder.exists():
         shutil.rmtree(folder)
     for path in [*map(Path, FILES), *tracked_outputs(Path("dvc.lock"))]:
         if path.exists():
             copy(path, folder / path)
+    (folder / PROVENANCE).write_text(json.dumps({"commit": commit}, indent=2) + "\n")
     return folder
 
 
