@@ -306,3 +306,12 @@ def test_a_kept_run_made_with_other_code_is_marked_with_its_commit(tmp_path, mon
     assert "commit 0123456789; the code of its stages has changed since (`src/a.py`, `src/pkg`)" in render.code_note(kept)
     assert render.headline_source(tmp_path / "none") == Path(".")  # nothing kept: the workspace's run
     assert render.code_note(Path(".")) == ""
+    (kept / "reports").mkdir()
+    (kept / "reports/table1.md").write_text("# Table I — our measurements\n\n## sst2\n\nkept cells")
+    (tmp_path / "reports/table1.md").write_text("# Table I — our measurements\n\ndefault cells")
+    monkeypatch.setattr(render, "COMPARISON_RUN", kept.relative_to(tmp_path))
+    monkeypatch.setattr(render, "SOURCES", [Path("reports/table1.md")])
+    block = render.generated_block(render.sources(), target=Path("docs/results.md"))
+    assert block.index("## The head-ranking comparison") < block.index("### sst2\n\nkept cells") < block.index(
+        "## Table I — our measurements\n\ndefault cells")  # the kept comparison first, one level further down
+    assert "commit 0123456789; the code of its stages has changed since" in block

@@ -112,6 +112,16 @@ def iterative_controller_markdown(path: Path, agreement: str = AGREEMENT) -> str
     return "\n".join(lines)
 
 
+def comparison_markdown(path: Path) -> str:
+    """The kept paired comparison's Table I and paired differences (``<run>/reports/table1.md``), under a heading
+    that says which run and code made them."""
+    run = path.parents[1]
+    return "\n".join(["# The head-ranking comparison: the paired grid of `profiles/comparison.args`", "",
+                      (f"Kept in `{run.as_posix()}/` (`tools/keep.py`), with the params that made it. It ranks the "
+                       "head strategies; the sections after it are the default run's." + code_note(run)), "",
+                      demote_headings(path.read_text().strip())])
+
+
 def generated_block(sources: list[Path], target: Path = RESULTS) -> str:
     """The text between the markers of ``target``: each report with its top heading demoted by one level and its
     relative links rebased on ``target``'s folder."""
@@ -120,7 +130,9 @@ def generated_block(sources: list[Path], target: Path = RESULTS) -> str:
         if source.is_file():
             folder = Path(os.path.relpath(source.parent, target.parent)).as_posix()
             render_json = {SPLIT_LEAKAGE: leakage_markdown}.get(source)
-            if source.match(ITERATIVE):
+            if source == COMPARISON_RUN / TABLE.with_suffix(".md"):
+                render_json = comparison_markdown
+            elif source.match(ITERATIVE):
                 render_json = iterative_controller_markdown
             elif source.match(CONTROLLER):
                 render_json = controller_markdown
@@ -131,8 +143,9 @@ def generated_block(sources: list[Path], target: Path = RESULTS) -> str:
 
 
 def sources() -> list[Path]:
-    """The reports shown in docs/results.md, in order."""
-    return [path for source in SOURCES for path in (sorted(Path().glob(source)) if isinstance(source, str) else [source])]
+    """The reports shown in docs/results.md, in order: the kept paired comparison first, where there is one."""
+    return [path for source in [COMPARISON_RUN / TABLE.with_suffix(".md"), *SOURCES]
+            for path in (sorted(Path().glob(source)) if isinstance(source, str) else [source])]
 
 
 def difference(paired: pd.DataFrame, ratio: float, strategy: str, reference: str) -> str:
