@@ -314,4 +314,16 @@ def test_a_kept_run_made_with_other_code_is_marked_with_its_commit(tmp_path, mon
     block = render.generated_block(render.sources(), target=Path("docs/results.md"))
     assert block.index("## The head-ranking comparison") < block.index("### sst2\n\nkept cells") < block.index(
         "## Table I — our measurements\n\ndefault cells")  # the kept comparison first, one level further down
-    assert "commit 0123456789; the code of its stages has changed since" in block
+    assert "Made by the code of commit 0123456789." in block and "changed since" not in block  # README's to say
+    monkeypatch.setattr(render, "dvc_status", lambda: {"report": ["changed command"]})  # the default run is stale:
+    monkeypatch.setattr(render, "README", tmp_path / "README.md")  # a kept run's headline still renders, marked
+    monkeypatch.setattr(render, "headline_markdown", lambda *args: "the headline")
+    monkeypatch.setattr(sys, "argv", ["render.py", "readme"])
+    (tmp_path / "README.md").write_text(f"{render.HEADLINE_START}\n{render.HEADLINE_END}\n")
+    (kept / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    for table in (render.TABLE, render.PAIRED):
+        (kept / table).parent.mkdir(parents=True, exist_ok=True)
+        (kept / table).write_text("task\nsst2\n")
+    render.main()
+    assert "the headline **Made by the code of commit 0123456789; the code of its stages has changed since" in (
+        tmp_path / "README.md").read_text()

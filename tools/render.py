@@ -118,7 +118,7 @@ def comparison_markdown(path: Path) -> str:
     run = path.parents[1]
     return "\n".join(["# The head-ranking comparison: the paired grid of `profiles/comparison.args`", "",
                       (f"Kept in `{run.as_posix()}/` (`tools/keep.py`), with the params that made it. It ranks the "
-                       "head strategies; the sections after it are the default run's." + code_note(run)), "",
+                       f"head strategies; the sections after it are the default run's. {made_by(run)}."), "",
                       demote_headings(path.read_text().strip())])
 
 
@@ -198,18 +198,22 @@ def headline_source(kept: Path = COMPARISON_RUN) -> Path:
     return kept if (kept / "dvc.lock").is_file() else Path(".")
 
 
+def made_by(run: Path) -> str:
+    """Which commit's code made a kept run (``tools/keep.py`` records it)."""
+    commit = kept_commit(run)
+    return f"Made by the code of commit {commit[:10]}" if commit else "Made by code of an unrecorded commit"
+
+
 def code_note(source: Path) -> str:
     """Which code made a kept run: its commit, and the code files of its stages that changed since, if any."""
     if source == Path("."):
         return ""
-    commit = kept_commit(source)
-    made = f"Made by the code of commit {commit[:10]}" if commit else "Made by code of an unrecorded commit"
     stale = stale_code(source / "dvc.lock")
     if not stale:
-        return f" {made}, the stages' code of this commit too."
+        return f" {made_by(source)}, the stages' code of this commit too."
     listed = ", ".join(f"`{path}`" for path in stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
-    return (f" **{made}; the code of its stages has changed since ({listed})**: rerun it to bring it up to date "
-            "([docs/experiments.md](docs/experiments.md)).")
+    return (f" **{made_by(source)}; the code of its stages has changed since ({listed})**: rerun it to bring it up "
+            "to date ([docs/experiments.md](docs/experiments.md)).")
 
 
 def readme_headline() -> str:
@@ -232,8 +236,10 @@ def main() -> None:
     target = sys.argv[1] if len(sys.argv) == 2 else None
     if target not in ("results", "readme"):
         sys.exit("usage: python tools/render.py results|readme")
-    stale = stale_stages(dvc_status())
-    if stale:  # every number rendered must come from outputs of the committed code and params
+    # Every number rendered from the workspace's run must come from the committed code and params; a kept run's
+    # headline says instead which code made it (code_note).
+    stale = stale_stages(dvc_status()) if target == "results" or headline_source() == Path(".") else {}
+    if stale:
         listed = "; ".join(f"{stage} ({', '.join(changed[:3])})" for stage, changed in list(stale.items())[:5])
         sys.exit(f"error: {target} not rendered: {len(stale)} stage(s) are not up to date with the code and params "
                  f"(dvc status), e.g. {listed}. Run `dvc repro` (or `make repro`) first.")
