@@ -154,3 +154,11 @@ def test_the_most_faithful_model_is_named_only_when_its_interval_separates():
     summary = faithfulness_summary(separated, seed=0)
     assert summary["a"]["lime_faithfulness_ci_low"] > summary["b"]["lime_faithfulness_ci_high"]
     assert most_faithful(summary, "lime") == "a"
+
+
+def test_with_no_task_explained_the_reports_are_written_empty_with_their_figures_folder(tmp_path):
+    from mcap.explain_report import write_reports
+
+    assert write_reports(tmp_path / "models", tmp_path, {}, [0.2], top_k=5, seed=0) == {}
+    assert (tmp_path / "figures").is_dir() and not any((tmp_path / "figures").iterdir())  # DVC's declared output
+    assert (tmp_path / "lime_table.md").is_file() and (tmp_path / "faithfulness.md").is_file()

@@ -147,6 +147,7 @@ def write_reports(models_dir: Path, out_dir: Path, labels: dict[str, dict[str, s
                   seed: int) -> dict:
     """Write lime_table.md, faithfulness.md and one faithfulness figure per task of ``labels`` ({task: {strategy:
     Table I label}}) and ratio; return the summaries by task (``<task>@<ratio>`` where there are several ratios)."""
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)  # a declared output, empty where no task is explained
     lime_parts = ["# LIME explanations of T2 (the paper's Table III)", ""]
     faithfulness_parts = ["# Faithfulness of LIME and SHAP explanations", ""]
     summaries = {}
