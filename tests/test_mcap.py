@@ -53,7 +53,7 @@ def make_pools(model, tokenizer, tasks=(("a", 1), ("b", 2), ("unseen", 3)), coun
 
 
 def fitted_probes(pools):
-    return {task: TaskProbe.fit(pool.representations.numpy(), pool.labels.numpy()) for task, pool in pools.items()}
+    return {task: TaskProbe.fit(pool.representations, pool.labels) for task, pool in pools.items()}
 
 
 def unpruned(pools, task_weight=1.0):
@@ -165,7 +165,7 @@ def test_the_probe_module_reproduces_the_fitted_classifier():
     vectors, labels = rng.normal(size=(60, 5)), rng.integers(0, 2, 60)
     vectors[:, 0] += 2 * labels
     reference = linear_probe().fit(vectors, labels)
-    logits = TaskProbe.fit(vectors, labels)(torch.as_tensor(vectors, dtype=torch.float32))
+    logits = TaskProbe.fit(torch.as_tensor(vectors), torch.as_tensor(labels))(torch.as_tensor(vectors, dtype=torch.float32))
     expected = reference.predict_proba(vectors)[:, 1]
     assert np.allclose(torch.softmax(logits, dim=-1)[:, 1].numpy(), expected, atol=1e-5)
 

@@ -65,15 +65,15 @@ def removed_lowest_first(scores: torch.Tensor, cost: torch.Tensor, ratio: float)
     Walking the units in increasing score (stable: ties go to the lower index), each one is removed if its
     ``cost`` still fits in the budget and skipped otherwise, so that cheaper units further on may fill it.
     """
-    budget = mac_budget(ratio, int(cost.sum()))
-    removed = torch.zeros(len(cost), dtype=torch.bool)
+    unit_costs = [int(unit_cost) for unit_cost in cost.tolist()]
+    budget = mac_budget(ratio, sum(unit_costs))
+    removed = [False] * len(unit_costs)
     removed_macs = 0
-    for unit in torch.argsort(scores, stable=True).tolist():
-        unit_cost = int(cost[unit])
-        if removed_macs + unit_cost <= budget:
+    for unit in torch.argsort(scores.detach(), stable=True).tolist():
+        if removed_macs + unit_costs[unit] <= budget:
             removed[unit] = True
-            removed_macs += unit_cost
-    return removed
+            removed_macs += unit_costs[unit]
+    return torch.tensor(removed, dtype=torch.bool, device=scores.device)
 
 
 def neuron_groups(width: int, group_size: int) -> list[range]:
@@ -83,6 +83,8 @@ def neuron_groups(width: int, group_size: int) -> list[range]:
 
 def unit_cost_vector(costs: UnitCosts, layers: int, heads: int, width: int, group_size: int) -> torch.Tensor:
     """(layers·heads + layers·G,) float64: the MACs of every head, then of every FFN neuron group, layer by layer,
-    of an unpruned encoder with ``width`` FFN neurons per layer cut into groups of ``group_size``."""
-    groups = torch.tensor([len(group) * costs.neuron for group in neuron_groups(width, group_size)], dtype=torch.float64)
-    return torch.cat([torch.full((layers * heads,), costs.head, dtype=torch.float64), groups.repeat(layers)])
+    of an unpruned encoder with ``width`` FFN neurons per layer cut into groups of ``group_size``; on the CPU."""
+    groups = torch.tensor([len(group) * costs.neuron for group in neuron_groups(width, group_size)],
+                          dtype=torch.float64, device="cpu")
+    heads = torch.full((layers * heads,), costs.head, dtype=torch.float64, device="cpu")
+    return torch.cat([heads, groups.repeat(layers)])

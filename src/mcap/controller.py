@@ -229,7 +229,7 @@ class StructuredMetaController(nn.Module):
         self.group_position = nn.Parameter(torch.zeros(layers, len(self.groups), width))
         self.group_logits = nn.Parameter(torch.zeros(layers, len(self.groups)))
         self.register_buffer("cost", unit_cost_vector(costs, layers, heads, ffn_width, group_size), persistent=False)
-        self.group_lengths = torch.tensor([len(group) for group in self.groups])
+        self.register_buffer("group_lengths", torch.tensor([len(group) for group in self.groups]), persistent=False)
 
     def forward(self, task: torch.Tensor, head_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # task: (d,); head_features: (layers, heads, F) -> logits of heads (layers, heads) and groups (layers, G)
@@ -249,7 +249,7 @@ class StructuredMetaController(nn.Module):
             raise McapError("the structured meta-controller prunes the unpruned model only (no iterative variant)")
         head_logits, group_logits = self(task, head_features)
         logits = torch.cat([head_logits.flatten(), group_logits.flatten()])  # (units,)
-        perturbed = logits.detach() + noise_scale * gumbel_noise(logits.shape, generator)
+        perturbed = logits.detach() + noise_scale * gumbel_noise(logits, generator)
         removed = removed_lowest_first(perturbed, self.cost, ratio)
         mask = (~removed).float() + (logits - logits.detach())  # 0/1 forward, identity backward
         head_count = head_logits.numel()
@@ -268,10 +268,11 @@ class StructuredMetaController(nn.Module):
 Controller = MetaController | StructuredMetaController
 
 
-def gumbel_noise(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
-    """Standard Gumbel samples."""
-    uniform = torch.rand(shape, generator=generator).clamp(1e-10, 1 - 1e-10)
-    return -torch.log(-torch.log(uniform))
+def gumbel_noise(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Standard Gumbel samples of ``like``'s shape on its device, drawn on the CPU from ``generator`` (the same
+    samples on every device)."""
+    uniform = torch.rand(like.shape, generator=generator, device="cpu").clamp(1e-10, 1 - 1e-10)
+    return (-torch.log(-torch.log(uniform))).to(like.device)
 
 
 def exact_budget_mask(logits: torch.Tensor, keep: int, noise_scale: float, generator: torch.Generator,
@@ -283,9 +284,9 @@ def exact_budget_mask(logits: torch.Tensor, keep: int, noise_scale: float, gener
     the first-order change of the loss when that head is switched on, for kept and dropped heads
     alike. ``surviving`` (layers, heads, bool) excludes heads already removed: never kept, no gradient.
     """
-    perturbed = logits.detach() + noise_scale * gumbel_noise(logits.shape, generator)  # (layers, heads)
+    perturbed = logits.detach() + noise_scale * gumbel_noise(logits, generator)  # (layers, heads)
     perturbed = perturbed.masked_fill(~surviving, float("-inf"))
-    hard = torch.zeros(logits.numel())
+    hard = torch.zeros(logits.numel(), device=logits.device)
     hard[perturbed.flatten().topk(keep).indices] = 1.0
     straight_through = (logits - logits.detach()) * surviving  # 0 forward, identity backward (surviving heads)
     return hard.view_as(logits) + straight_through
@@ -316,7 +317,7 @@ def episode_losses(model: nn.Module, cnn: PatternCNN, controller: MetaController
                    indices: np.ndarray, settings: ControllerSettings, noise_scale: float,
                    generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The loss terms of one episode on ``indices`` of one task's pool, pruning from ``state``."""
-    index = torch.as_tensor(indices)
+    index = torch.as_tensor(indices, device=pool.input_ids.device)
     masks = controller.sample_masks(pool.representations[index].mean(dim=0), pool.head_features[index].mean(dim=0),
                                     settings.ratio, state.surviving, noise_scale, generator)
     input_ids, attention_mask = pool.input_ids[index], pool.attention_mask[index]
@@ -357,14 +358,17 @@ def noise_at(episode: int, episodes: int, settings: ControllerSettings) -> float
 def new_controller(model: nn.Module, pools: Mapping[str, TaskPool], train_tasks: list[str],
                    settings: ControllerSettings) -> Controller:
     """An untrained g for ``model`` (its layers and heads, and FFN widths if ``settings.neuron_group_size``) and the
-    pools' CNN features."""
+    pools' CNN features, where the pools are; initialised on the CPU, so that every device starts from the same g."""
     first = pools[train_tasks[0]]
     layers, heads, features = first.head_features.shape[1:]
-    if settings.neuron_group_size is None:
-        return MetaController(first.representations.shape[1], features, layers, heads)
-    return StructuredMetaController(first.representations.shape[1], features, layers, heads,
-                                    model.config.intermediate_size, settings.neuron_group_size,
-                                    UnitCosts.of(model.config, settings.mac_seq_len))
+    with torch.device("cpu"):
+        if settings.neuron_group_size is None:
+            controller = MetaController(first.representations.shape[1], features, layers, heads)
+        else:
+            controller = StructuredMetaController(first.representations.shape[1], features, layers, heads,
+                                                  model.config.intermediate_size, settings.neuron_group_size,
+                                                  UnitCosts.of(model.config, settings.mac_seq_len))
+    return controller.to(first.representations.device)
 
 
 def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskPool], states: Mapping[str, PruningState],
@@ -401,7 +405,8 @@ def train_controller(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, Task
 
 def unpruned_states(pools: Mapping[str, TaskPool], probes: Mapping[str, TaskProbe], task_weight: float) -> dict[str, PruningState]:
     """``mcap``'s starting point for every task of ``probes``: all heads, the unpruned model's probe (none at task_weight 0)."""
-    return {task: PruningState(torch.ones(pools[task].head_features.shape[1:3], dtype=torch.bool),
+    return {task: PruningState(torch.ones(pools[task].head_features.shape[1:3], dtype=torch.bool,
+                                          device=pools[task].head_features.device),
                                probe if task_weight else None, pools[task].representations)
             for task, probe in probes.items()}
 
@@ -425,7 +430,7 @@ def surviving_state(model: nn.Module, pool: TaskPool, surviving: torch.Tensor, w
         vectors = torch.cat([sentence_representations(model, pool.input_ids[start:start + batch_size],
                                                       pool.attention_mask[start:start + batch_size])
                              for start in range(0, len(pool.input_ids), batch_size)])
-    probe = TaskProbe.fit(vectors.numpy(), pool.labels.numpy()) if with_probe else None
+    probe = TaskProbe.fit(vectors, pool.labels) if with_probe else None
     return PruningState(surviving, probe, vectors)
 
 
@@ -447,8 +452,8 @@ def with_survivors(scores: torch.Tensor, surviving: torch.Tensor, final_delta: t
 def removal_scores(step_controllers: list[Controller], pool: TaskPool, ratios: list[float]) -> torch.Tensor:
     """A task's removal scores (layers, heads) from the controller of each step of :func:`train_iterative` (as it
     left each step): its steps replayed on the task, e.g. one that meta-training never saw."""
-    shape = pool.head_features.shape[1:3]
-    surviving, scores = torch.ones(shape, dtype=torch.bool), torch.zeros(shape)
+    shape, device = pool.head_features.shape[1:3], pool.head_features.device
+    surviving, scores = torch.ones(shape, dtype=torch.bool, device=device), torch.zeros(shape, device=device)
     for number, (controller, ratio) in enumerate(zip(step_controllers, ratios, strict=True)):
         delta = controller.importance(pool)
         remove_step(delta, surviving, scores, ratio, number)
@@ -471,8 +476,9 @@ def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskP
     """
     ratios = step_ratios(settings.ratio, step)
     shape = next(iter(pools.values())).head_features.shape[1:3]
-    surviving = {task: torch.ones(shape, dtype=torch.bool) for task in pools}
-    scores = {task: torch.zeros(shape) for task in pools}
+    device = next(iter(pools.values())).head_features.device
+    surviving = {task: torch.ones(shape, dtype=torch.bool, device=device) for task in pools}
+    scores = {task: torch.zeros(shape, device=device) for task in pools}
     controller, history, steps = None, [], []
     for number, ratio in enumerate(ratios):
         states = {task: surviving_state(model, pools[task], surviving[task], settings.task_weight != 0) for task in train_tasks}
@@ -491,22 +497,24 @@ def train_iterative(model: nn.Module, cnn: PatternCNN, pools: Mapping[str, TaskP
 @torch.no_grad()
 def build_pool(model: nn.Module, cnn: PatternCNN, arrays: dict[str, np.ndarray], labels: np.ndarray,
                batch_size: int = 32) -> TaskPool:
-    """Precompute original representations and per-head CNN features ([features ; pattern probabilities])."""
-    input_ids = torch.as_tensor(arrays["input_ids"]).long()
-    attention_mask = torch.as_tensor(arrays["attention_mask"]).long()
-    maps = torch.as_tensor(arrays["maps"])  # (N, layers, heads, S, S) float16
+    """Precompute original representations and per-head CNN features ([features ; pattern probabilities]), on the
+    model's device (``cnn`` must be there too): the pool is what every episode reads."""
+    device = next(model.parameters()).device
+    input_ids = torch.as_tensor(arrays["input_ids"], device=device).long()
+    attention_mask = torch.as_tensor(arrays["attention_mask"], device=device).long()
+    maps = torch.as_tensor(arrays["maps"], device="cpu")  # (N, layers, heads, S, S) float16: moved a batch at a time
     representations, features = [], []
     model.eval()
     for start in range(0, len(input_ids), batch_size):
         part = slice(start, start + batch_size)
         representations.append(sentence_representations(model, input_ids[part], attention_mask[part]))
-        batch_maps = maps[part].float()
+        batch_maps = maps[part].to(device).float()
         flat = batch_maps.flatten(0, 2)  # (B*layers*heads, S, S)
         pooled = cnn.features(flat)
         head = torch.cat([pooled, cnn.classifier(pooled).softmax(-1)], dim=-1)
         features.append(head.view(*batch_maps.shape[:3], -1))
     return TaskPool(input_ids, attention_mask, torch.cat(representations), torch.cat(features),
-                    torch.tensor(labels, dtype=torch.long))
+                    torch.tensor(labels, dtype=torch.long, device=device))
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,8 +114,9 @@ def prune_neurons(model: nn.Module, neurons_to_remove: Mapping[int, Iterable[int
         outside = sorted(n for n in neurons if not 0 <= n < sizes[layer_index])
         if outside:
             raise McapError(f"layer {layer_index} has {sizes[layer_index]} FFN neurons, no positions {outside[:5]}")
-        kept = torch.tensor([n for n in range(sizes[layer_index]) if n not in neurons], dtype=torch.long)
         block = blocks[layer_index]
+        kept = torch.tensor([n for n in range(sizes[layer_index]) if n not in neurons], dtype=torch.long,
+                            device=block.up.weight.device)
         block.layer.intermediate.dense = slice_linear(block.up, kept, dim=0)
         block.layer.output.dense = slice_linear(block.down, kept, dim=1)
         sizes[layer_index] = len(kept)

@@ -180,9 +180,9 @@ def apply_head_layout(model: nn.Module, kept_heads: Sequence[Sequence[int]]) -> 
 
 def _slice_block(block: AttentionBlock, kept_positions: list[int], d_h: int) -> None:
     # Rows of Q/K/V (and columns of the output projection) that belong to the kept heads.
-    rows = torch.cat([torch.arange(pos * d_h, (pos + 1) * d_h) for pos in kept_positions]) if kept_positions else (
-        torch.empty(0, dtype=torch.long)
-    )
+    device = block.output_projection.weight.device
+    rows = torch.cat([torch.arange(pos * d_h, (pos + 1) * d_h, device=device) for pos in kept_positions]) if (
+        kept_positions) else torch.empty(0, dtype=torch.long, device=device)
     attention = block.layer.attention
     attention.output.dense = slice_linear(block.output_projection, rows, dim=1)
     if not kept_positions:

@@ -43,7 +43,7 @@ def task_pools(model: nn.Module, tokenizer, cnn: PatternCNN, frames: Mapping[str
 
 def unpruned_probes(pools: Mapping[str, TaskPool], tasks: list[str]) -> dict[str, TaskProbe]:
     """The task term's linear probes, fitted once on the unpruned model's sentence vectors of each of ``tasks``."""
-    return {task: TaskProbe.fit(pools[task].representations.numpy(), pools[task].labels.numpy()) for task in tasks}
+    return {task: TaskProbe.fit(pools[task].representations, pools[task].labels) for task in tasks}
 
 
 def controller_path(strategy: str, ratio: float, seed: int, step: int | None = None) -> Path:

@@ -146,7 +146,7 @@ def reset_task_head(model: nn.Module, seed: int) -> None:
         if parameter.dim() == 1:
             parameter.zero_()
         else:  # drawn on the CPU, so that the head is the same on every device
-            values = torch.randn(parameter.shape, generator=generator) * model.config.initializer_range
+            values = torch.randn(parameter.shape, generator=generator, device="cpu") * model.config.initializer_range
             parameter.copy_(values)
 
 

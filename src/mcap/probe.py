@@ -34,16 +34,17 @@ class TaskProbe(nn.Module):
         self.register_buffer("bias", bias)  # (classes,)
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, labels: np.ndarray) -> TaskProbe:
-        """Fit on (N, d) ``vectors`` with integer ``labels``; deterministic (lbfgs)."""
-        probe = linear_probe().fit(vectors, labels)
+    def fit(cls, vectors: torch.Tensor, labels: torch.Tensor) -> TaskProbe:
+        """Fit on (N, d) ``vectors`` with integer ``labels``, by sklearn on the CPU (deterministic: lbfgs); the probe
+        lives on the vectors' device."""
+        probe = linear_probe().fit(vectors.detach().cpu().numpy(), labels.cpu().numpy())
         scaler, regression = probe[0], probe[-1]
-        weight = torch.as_tensor(regression.coef_, dtype=torch.float32)  # (1, d) binary, (classes, d) otherwise
-        bias = torch.as_tensor(regression.intercept_, dtype=torch.float32)
+        def tensor(values: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(values, dtype=torch.float32, device=vectors.device)
+        weight, bias = tensor(regression.coef_), tensor(regression.intercept_)  # (1, d) binary, (classes, d) otherwise
         if weight.shape[0] == 1:  # binary: sklearn keeps the positive class's logit only; class 0's is 0
             weight, bias = torch.cat([torch.zeros_like(weight), weight]), torch.cat([torch.zeros_like(bias), bias])
-        return cls(torch.as_tensor(scaler.mean_, dtype=torch.float32), torch.as_tensor(scaler.scale_, dtype=torch.float32),
-                   weight, bias)
+        return cls(tensor(scaler.mean_), tensor(scaler.scale_), weight, bias)
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         return ((vectors - self.mean) / self.scale) @ self.weight.T + self.bias

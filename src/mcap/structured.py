@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -61,8 +62,8 @@ def select_units(head_scores: torch.Tensor, neuron_scores: list[torch.Tensor], c
         raise McapError(f"{head_scores.shape[0]} layers of head scores but {len(neuron_scores)} of neuron scores")
     heads = head_scores.numel()
     scores = torch.cat([head_scores.flatten().double(), *(s.flatten().double() for s in neuron_scores)])  # (units,)
-    cost = torch.cat([torch.full((heads,), costs.head, dtype=torch.float64),
-                      torch.full((len(scores) - heads,), costs.neuron, dtype=torch.float64)])
+    cost = torch.cat([torch.full((heads,), costs.head, dtype=torch.float64, device=scores.device),
+                      torch.full((len(scores) - heads,), costs.neuron, dtype=torch.float64, device=scores.device)])
     removed = removed_lowest_first(scores / cost, cost, ratio)  # ties go to heads, then lower layers
     return StructuredSelection(*_by_layer(removed.nonzero().flatten().tolist(), head_scores.shape[1],
                                           [len(s) for s in neuron_scores]),
@@ -98,8 +99,8 @@ def select_groups(head_scores: torch.Tensor, group_scores: torch.Tensor, width: 
 
 def select_learned(scores: Mapping[str, Any], width: int, costs: UnitCosts, ratio: float) -> StructuredSelection:
     """:func:`select_groups` on one structured meta-controller's scores as :func:`learned_scores_json` writes them."""
-    return select_groups(torch.tensor(scores["heads"]), torch.tensor(scores["neuron_groups"]), width,
-                         scores["neuron_group_size"], costs, ratio)
+    heads, groups = (torch.tensor(scores[key], device="cpu") for key in ("heads", "neuron_groups"))
+    return select_groups(heads, groups, width, scores["neuron_group_size"], costs, ratio)
 
 
 def learned_scores_json(heads: torch.Tensor, groups: torch.Tensor, group_size: int) -> dict[str, Any]:
@@ -194,10 +195,11 @@ def unit_statistics(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
     model.eval()
     d_h = head_size(model)
     attention, feed_forward = attention_blocks(model), feed_forward_blocks(model)
-    head_fisher = [torch.zeros(block.output_projection.in_features // d_h, dtype=torch.float64) for block in attention]
-    neuron_fisher = [torch.zeros(block.down.in_features, dtype=torch.float64) for block in feed_forward]
-    head_blocks = [torch.zeros(len(f), len(f), dtype=torch.float64) for f in head_fisher] if blocks else None
-    neuron_blocks = [torch.zeros(len(f), len(f), dtype=torch.float64) for f in neuron_fisher] if blocks else None
+    zeros = partial(torch.zeros, dtype=torch.float64, device=next(model.parameters()).device)  # where the gradients are
+    head_fisher = [zeros(block.output_projection.in_features // d_h) for block in attention]
+    neuron_fisher = [zeros(block.down.in_features) for block in feed_forward]
+    head_blocks = [zeros(len(f), len(f)) for f in head_fisher] if blocks else None
+    neuron_blocks = [zeros(len(f), len(f)) for f in neuron_fisher] if blocks else None
     examples = 0
     with _unit_outputs(model) as (contexts, activations):
         for batch in batches:
@@ -225,9 +227,10 @@ def unit_statistics(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
             examples += len(batch["labels"])
     if not examples:
         raise McapError("unit statistics need at least one example")
-    return UnitStatistics([f / examples for f in head_fisher], [f / examples for f in neuron_fisher], examples,
-                          [b / examples for b in head_blocks] if blocks else None,
-                          [b / examples for b in neuron_blocks] if blocks else None)
+    def mean(sums: list[torch.Tensor]) -> list[torch.Tensor]:  # on the CPU, where units are selected
+        return [(total / examples).cpu() for total in sums]
+    return UnitStatistics(mean(head_fisher), mean(neuron_fisher), examples, mean(head_blocks) if blocks else None,
+                          mean(neuron_blocks) if blocks else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +259,7 @@ def _rearranged(count: int, block: torch.Tensor) -> list[int]:
     for unit in order[count:]:
         chosen.append(unit)
         coupling += block[unit]
-        candidates = torch.tensor(chosen)
+        candidates = torch.tensor(chosen, device=block.device)
         dropped = chosen.pop(int(torch.argmin(importance[candidates] - 2 * coupling[candidates])))
         coupling -= block[dropped]
     return sorted(chosen)
@@ -396,8 +399,8 @@ def _normal_equations(model: nn.Module, sublayer: _Sublayer, batches: list[dict[
     # running totals and G in float64, where the sums over all batches and the products with WᵀW need it.
     weight = sublayer.projection.weight  # (d, F)
     features = weight.shape[1]
-    moment = torch.zeros(features, features, dtype=torch.float64)  # Σ_t z_t z_tᵀ
-    projected = torch.zeros(features, dtype=torch.float64)  # Σ_t z_t ⊙ (Wᵀ r_t)
+    moment = torch.zeros(features, features, dtype=torch.float64, device=weight.device)  # Σ_t z_t z_tᵀ
+    projected = torch.zeros(features, dtype=torch.float64, device=weight.device)  # Σ_t z_t ⊙ (Wᵀ r_t)
     handles = [sublayer.projection.register_forward_pre_hook(keep_units),
                sublayer.layer_norm.register_forward_pre_hook(keep_sum)]
     try:
@@ -437,7 +440,7 @@ def tune_masks(pruned: nn.Module, targets: ReconstructionTargets, damping: float
                                        cls_only=index >= len(sublayers) - 2)
         # The ridge pulls towards 1, not 0: where the tokens leave a direction undetermined, units stay as they are.
         ridge = damping * gram.diagonal().mean().clamp_min(1e-30)
-        scales = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=torch.float64), rhs + ridge)
+        scales = torch.linalg.solve(gram + ridge * torch.eye(len(gram), dtype=torch.float64, device=gram.device), rhs + ridge)
         if not (scales.isfinite().all() and scales.abs().max() <= max_scale):
             continue
         with torch.no_grad():

@@ -179,7 +179,7 @@ class LearnedHeadStrategy(LearnedStrategy, HeadStrategy):
     """Head scores learned upstream (:class:`LearnedStrategy`)."""
 
     def score_heads(self, context: PruneContext) -> torch.Tensor:
-        return torch.tensor(learned_scores(self.name, context))
+        return torch.tensor(learned_scores(self.name, context), device="cpu")  # selected on the CPU
 
 
 def mean_attention_statistic(

@@ -14,4 +14,4 @@ class RandomHeads(HeadStrategy):
     def score_heads(self, context: PruneContext) -> torch.Tensor:
         layout = head_layout(context.model)
         generator = torch.Generator().manual_seed(context.seed)
-        return torch.rand(len(layout), len(layout[0]), generator=generator)
+        return torch.rand(len(layout), len(layout[0]), generator=generator, device="cpu")
