@@ -35,6 +35,9 @@ def relaunch_under_accelerate(num_processes: int, batch_size: int) -> bool:
         raise McapError(f"params.yaml: 'train.num_processes' must be a positive integer, got {num_processes}")
     if num_processes == 1 or inside_distributed_run():
         return False
+    if torch.cuda.is_available() and num_processes > torch.cuda.device_count():
+        raise McapError(f"params.yaml: 'train.num_processes' ({num_processes}) is more than the "
+                        f"{torch.cuda.device_count()} GPU(s) this machine has: one process per GPU")
     if batch_size % num_processes:
         raise McapError(f"params.yaml: 'train.batch_size' ({batch_size}) must be a multiple of "
                         f"'train.num_processes' ({num_processes}): each process takes an equal share of a batch")

@@ -35,11 +35,13 @@ def make_accelerator():
     bf16 mixed precision on CUDA, fp32 on the CPU. ``split_batches``: ``train.batch_size`` is the
     global batch, divided among the processes, so N processes optimise the same objective as one.
     """
-    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 
     cuda = torch.cuda.is_available()
+    # The keep-masks of unstructured pruning are buffers that never change: DDP need not re-send them every step.
     return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no",
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+                       dataloader_config=DataLoaderConfiguration(split_batches=True),
+                       kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
 
 
 def autocast(device: torch.device):
@@ -59,12 +61,15 @@ def encode(tokenizer, frame: pd.DataFrame, max_seq_len: int) -> list[dict]:
 def batch_loader(
     tokenizer, examples: list[dict], batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
 ) -> DataLoader:
-    """Pad each batch to its own longest sentence (dynamic padding)."""
+    """Pad each batch to its own longest sentence (dynamic padding). For a GPU, two worker processes pad the next
+    batches into pinned memory while it computes; on the CPU they would only compete for its cores."""
 
     def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
         return tokenizer.pad(batch, return_tensors="pt")  # input_ids/attention_mask: (B, L_max), labels: (B,)
 
-    return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+    cuda = torch.cuda.is_available()
+    return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate,
+                      num_workers=2 if cuda else 0, pin_memory=cuda)
 
 
 def make_loader(
@@ -153,9 +158,9 @@ def train_epochs(
         model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
         for epoch in range(1, settings.epochs + 1):
             model.train()
-            losses = [train_step(model, batch, optimizer, scheduler, zeroed, accelerator)
-                      for batch in tqdm(train_loader, desc=f"{description} epoch {epoch}", leave=False,
-                                        disable=not accelerator.is_local_main_process)]
+            losses = torch.stack([train_step(model, batch, optimizer, scheduler, zeroed, accelerator)
+                                  for batch in tqdm(train_loader, desc=f"{description} epoch {epoch}", leave=False,
+                                                    disable=not accelerator.is_local_main_process)]).tolist()
             train_loss = accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean")
             record = {"epoch": epoch, "train_loss": float(train_loss),
                       **{f"val_{k}": v for k, v in evaluate(accelerator.unwrap_model(model), validation_loader).items()}}
@@ -164,9 +169,10 @@ def train_epochs(
     return accelerator.unwrap_model(model), history
 
 
-def train_step(model, batch, optimizer, scheduler, zeroed: list[nn.Linear], accelerator) -> float:
+def train_step(model, batch, optimizer, scheduler, zeroed: list[nn.Linear], accelerator) -> torch.Tensor:
     """One optimiser step on a batch already on the accelerator's device (mixed precision comes from ``prepare``);
-    the ``zeroed`` Linears (inside :func:`zeros_kept`) get their zeros back."""
+    the ``zeroed`` Linears (inside :func:`zeros_kept`) get their zeros back. Returns the loss, detached on the device:
+    reading it every step (``.item()``) would make the CPU wait for the GPU at each step."""
     loss = model(**batch).loss
     accelerator.backward(loss)
     accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -177,7 +183,7 @@ def train_step(model, batch, optimizer, scheduler, zeroed: list[nn.Linear], acce
     with torch.no_grad():
         for linear in zeroed:
             linear.weight.mul_(getattr(linear, KEEP_MASK))
-    return loss.item()
+    return loss.detach()
 
 
 def adamw(parameters, learning_rate: float) -> torch.optim.AdamW:
