@@ -9,7 +9,6 @@ the scores depend on the controller's seed. A transfer task's scores are inferre
 
 
 import numpy as np
-from safetensors.torch import save_file
 
 from mcap.cli import run_stage
 from mcap.controller import (
@@ -27,6 +26,7 @@ from mcap.meta_training import (
     ITERATIVE,
     STRUCTURED,
     controller_path,
+    save_controller,
     scores_record,
     task_pools,
     unpruned_probes,
@@ -41,7 +41,8 @@ from mcap.tracking import log_history
 
 def flat_scores(delta) -> np.ndarray:
     """Every unit's score in one array (the diagnostics compare scores across seeds and tasks)."""
-    return np.concatenate([np.ravel(part) for part in delta]) if isinstance(delta, tuple) else delta.numpy()
+    parts = delta if isinstance(delta, tuple) else (delta,)
+    return np.concatenate([np.ravel(part.cpu().numpy()) for part in parts])
 
 
 def main(params, args):
@@ -67,12 +68,12 @@ def main(params, args):
                 steps, histories[controller_seed], by_task = train_iterative(model, cnn, pools, train_tasks, settings,
                                                                              mcap.iterative_step)
                 for step, state in enumerate(steps):
-                    save_file(state, str(staging / controller_path(strategy, ratio, controller_seed, step).name))
+                    save_controller(state, staging / controller_path(strategy, ratio, controller_seed, step).name)
             else:
                 states = unpruned_states(pools, probes, settings.task_weight)
                 controller, histories[controller_seed] = train_controller(model, cnn, pools, states, train_tasks, settings)
                 by_task = {task: controller.importance(pools[task]) for task in train_tasks}
-                save_file(controller.state_dict(), str(staging / controller_path(strategy, ratio, controller_seed).name))
+                save_controller(controller.state_dict(), staging / controller_path(strategy, ratio, controller_seed).name)
             scores[controller_seed] = by_task
     for task in train_tasks:
         write_json(learned_scores_path(strategy, ratio, task), scores_record(

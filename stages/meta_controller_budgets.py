@@ -9,13 +9,11 @@ controller's scores remove for each task.
 
 from pathlib import Path
 
-from safetensors.torch import save_file
-
 from mcap.budget import UnitCosts
 from mcap.cli import run_stage
 from mcap.controller import ControllerSettings, objective_change, train_controller, unpruned_states
 from mcap.errors import McapError
-from mcap.meta_training import task_pools, unpruned_probes
+from mcap.meta_training import save_controller, task_pools, unpruned_probes
 from mcap.modeling import load_pretrained
 from mcap.outputs import atomic_dir, write_json
 from mcap.patterns import load_pattern_cnn
@@ -47,7 +45,7 @@ def main(params, args):
             by_budget[budget_key(ratio)] = scores
             learning[budget_key(ratio)] = {**objective_change(history), "removed": {
                 task: select_learned(scores[task], width, costs, ratio).composition() for task in tasks}}
-            save_file(controller.state_dict(), str(staging / f"controller-macs-removed-{budget_key(ratio)}.safetensors"))
+            save_controller(controller.state_dict(), staging / f"controller-macs-removed-{budget_key(ratio)}.safetensors")
     for task in tasks:
         write_json(budget_scores_path(args.strategy, task), {
             "task": task, "meta_trained_on": train_tasks, "seed": seed,

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import numpy as np
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from conftest import PRUNE_SETTINGS, make_sentences
-
 
 # Meant to take tensors of two devices: a copy, and the type check of Module.to_empty (nn.utils.skip_init).
 CROSSING = {torch.Tensor.copy_, torch._has_compatible_shallow_copy_type}

@@ -19,15 +19,17 @@ from mcap.heads import attention_probabilities
 
 
 def extract_maps(model: nn.Module, tokenizer, sentences: list[str], size: int, batch_size: int) -> dict[str, np.ndarray]:
-    """``maps`` (N, layers, heads, size, size) float16, ``input_ids`` and ``attention_mask`` (N, size)."""
+    """``maps`` (N, layers, heads, size, size) float16, ``input_ids`` and ``attention_mask`` (N, size), computed where
+    ``model`` is."""
     encoded = tokenizer(sentences, padding="max_length", truncation=True, max_length=size, return_tensors="pt")
+    device = next(model.parameters()).device
     model.eval()
     maps = []
     with torch.no_grad():
         for start in tqdm(range(0, len(sentences), batch_size), desc="attention maps", leave=False):
-            ids = encoded["input_ids"][start:start + batch_size]
-            mask = encoded["attention_mask"][start:start + batch_size]
-            maps.append(padded_maps(attention_probabilities(model, ids, mask), mask).half())
+            ids = encoded["input_ids"][start:start + batch_size].to(device)
+            mask = encoded["attention_mask"][start:start + batch_size].to(device)
+            maps.append(padded_maps(attention_probabilities(model, ids, mask), mask).half().cpu())
     return {"maps": torch.cat(maps).numpy(), "input_ids": encoded["input_ids"].numpy(),
             "attention_mask": encoded["attention_mask"].numpy()}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mcap.attention_maps import extract_maps
@@ -51,6 +51,11 @@ def controller_path(strategy: str, ratio: float, seed: int, step: int | None = N
     as each step left it, numbered from 0)."""
     name = f"controller-seed-{seed}" + ("" if step is None else f"-step-{step}") + ".safetensors"
     return CONTROLLERS / strategy / str(ratio) / name
+
+
+def save_controller(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """A controller's weights (``state_dict``), written from the CPU whatever device trained them."""
+    save_file({name: tensor.detach().cpu() for name, tensor in state.items()}, str(path))
 
 
 def load_controller(path: Path, model: nn.Module, pool: TaskPool, settings: ControllerSettings) -> Controller:

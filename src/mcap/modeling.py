@@ -56,10 +56,11 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def load_pretrained(name_or_path: str, seed: int) -> tuple[nn.Module, object]:
-    """The pre-trained encoder with a freshly initialised (seeded) 2-class head, and its tokenizer.
+    """The pre-trained encoder with a freshly initialised (seeded) 2-class head, on :func:`pick_device`, and its
+    tokenizer.
 
-    The head seeded here serves only the stages before fine-tuning (probes, controllers); fine-tuning
-    draws its own from the fine-tuning seed (:func:`reset_task_head`)."""
+    The head seeded here (on the CPU, before the move) serves only the stages before fine-tuning (probes,
+    controllers); fine-tuning draws its own from the fine-tuning seed (:func:`reset_task_head`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model_path(name_or_path)
@@ -74,7 +75,7 @@ def load_pretrained(name_or_path: str, seed: int) -> tuple[nn.Module, object]:
         ) from error
     log.info("loaded %s (%s, %d layers x %d heads)", name_or_path, type(model).__name__,
              model.config.num_hidden_layers, model.config.num_attention_heads)
-    return model, tokenizer
+    return model.to(pick_device()), tokenizer
 
 
 def save_model(model: nn.Module, tokenizer, out_dir: Path, pruning: dict) -> None:

@@ -157,9 +157,9 @@ def train_pattern_cnn(maps: np.ndarray, labels: np.ndarray, settings: CnnTrainin
 
 @torch.no_grad()
 def predict_patterns(model: PatternCNN, maps: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    """(N, 5) pattern probabilities of (N, S, S) maps."""
-    maps = torch.as_tensor(maps, dtype=torch.float32)
-    return torch.cat([model(maps[i:i + batch_size]).softmax(-1) for i in range(0, len(maps), batch_size)]).numpy()
+    """(N, 5) pattern probabilities of (N, S, S) maps, computed where ``model`` is."""
+    maps = torch.as_tensor(maps, dtype=torch.float32, device=next(model.parameters()).device)
+    return torch.cat([model(maps[i:i + batch_size]).softmax(-1) for i in range(0, len(maps), batch_size)]).cpu().numpy()
 
 
 def load_labelled_maps(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +222,10 @@ def plot_pattern_distribution(patterns_by_task: dict[str, np.ndarray], path: Pat
 
 
 def load_pattern_cnn(path: Path = PATTERN_CNN) -> PatternCNN:
-    """The trained attention-pattern CNN, in eval mode."""
+    """The trained attention-pattern CNN, in eval mode, on :func:`mcap.modeling.pick_device` (beside the model whose
+    maps it scores)."""
+    from mcap.modeling import pick_device
+
     cnn = PatternCNN()
     cnn.load_state_dict(load_file(str(path)))
-    return cnn.eval()
+    return cnn.eval().to(pick_device())
