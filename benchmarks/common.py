@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from mcap.devices import pick_device
 from mcap.evaluate import device_name, machine_record
-from mcap.modeling import pick_device
 from mcap.splits import read_split
 
 REPORTS = Path("reports")

@@ -20,8 +20,9 @@ import copy
 import torch
 
 from common import machine, task_sentences, write_section
+from mcap.devices import pick_device
 from mcap.evaluate import mac_estimate, paired_speedup, timed_shapes
-from mcap.modeling import load_pretrained, pick_device
+from mcap.modeling import load_pretrained
 from mcap.params import Params
 from mcap.pruning import prune_model
 from mcap.strategies import PruneContext

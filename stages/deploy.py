@@ -4,8 +4,6 @@ onnxruntime."""
 
 from pathlib import Path
 
-import torch
-
 from mcap.cli import run_stage
 from mcap.deploy import deploy_finetuned
 from mcap.errors import McapError
@@ -19,7 +17,6 @@ def main(params, args):
     deployed = params.deploy_strategies()
     if args.strategy not in deployed:
         raise McapError(f"deploy: strategy {args.strategy!r} is not in 'deploy.strategies' {deployed}")
-    torch.set_num_threads(params.evaluate.threads)
     task, strategy, ratio, seed = args.task, args.strategy, float(args.ratio), int(args.seed)
     test = read_split(Path("data/processed") / task, "test")
     finetuned = finetuned_seed_dir(task, strategy, ratio, seed)

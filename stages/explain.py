@@ -34,7 +34,8 @@ def main(params, args):
     with atomic_dir(MODELS_DIR / name) as staging:
         records = explain_texts(classifier, texts, settings, settings.seed, name, staging / "html", staging / "png")
         rows = measure_faithfulness(classifier, sentences, settings, settings.seed)
-        write_json(staging / "explanations.json", {"texts": records, "faithfulness": rows})
+        write_json(staging / "explanations.json", {"texts": records, "faithfulness": rows,
+                                                   "precision": classifier.precision})
         skipped = {text: record["skipped"] for text, record in records.items() if "skipped" in record}
         write_json(staging / "metrics.json", {**summarise_faithfulness(rows), "faithfulness_sentences": len(rows),
                                               "texts_explained": len(records) - len(skipped), "texts_skipped": len(skipped)})

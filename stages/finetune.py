@@ -5,10 +5,11 @@ test sentence: reports/cells/<task>/<strategy>-<ratio>/seed-<seed>.json, the gri
 from pathlib import Path
 
 from mcap.cli import run_stage
-from mcap.distributed import relaunch_under_accelerate
+from mcap.devices import pick_device, precision
+from mcap.distributed import leave_distributed_run, relaunch_under_accelerate
 from mcap.evaluate import machine_record
 from mcap.grid import PRUNED, cell_path, finetuned_dir, finetuned_seed_dir, model_name
-from mcap.modeling import load_model, pick_device, save_model
+from mcap.modeling import load_model, save_model
 from mcap.outputs import atomic_dir, write_json
 from mcap.splits import read_split
 from mcap.tracking import log_history
@@ -27,6 +28,7 @@ def main(params, args):
         results[int(pruned.name.removeprefix("seed-"))] = (finetune_grid(
             lambda pruned=pruned: load_model(pruned)[0], train, validation, tokenizer, settings, seed,
             keep_zeros=pruning.get("kind") == "unstructured"), tokenizer, pruning)
+    leave_distributed_run()
     if not all(result.is_main_process for result, _tokenizer, _pruning in results.values()):
         return  # under `accelerate launch` only the main process writes outputs
     runs = {}
@@ -44,7 +46,8 @@ def main(params, args):
                         {"learning_rate": result.learning_rate})
     write_json(cell_path(task, strategy, ratio, seed),
                {"task": task, "strategy": strategy, "ratio": ratio, "finetune_seed": seed, "test_sentences": len(test),
-                "device": pick_device().type, "machine": machine_record(pick_device()), "runs": runs})
+                "device": pick_device().type, "precision": precision(pick_device()),
+                "machine": machine_record(pick_device()), "runs": runs})
 
 
 if __name__ == "__main__":

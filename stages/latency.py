@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 
 from mcap.cli import run_stage
+from mcap.devices import pick_device
 from mcap.evaluate import architecture_metrics
 from mcap.grid import PRUNED
-from mcap.modeling import load_model, pick_device, unpruned_twin
+from mcap.modeling import load_model, unpruned_twin
 from mcap.outputs import write_json
 from mcap.splits import read_split
 

@@ -5,8 +5,6 @@ grid's ``none`` at that ratio and fine-tuning seed) to each MAC budget, no retra
 
 from pathlib import Path
 
-import torch
-
 from mcap.cli import run_stage
 from mcap.grid import finetuned_dir
 from mcap.modeling import load_model
@@ -19,7 +17,6 @@ FISHER = "structured_gradient"  # Kwon et al.'s Fisher importance, the criterion
 
 
 def main(params, args):
-    torch.set_num_threads(params.evaluate.threads)
     task, ratio, seed = args.task, float(args.ratio), int(args.seed)
     task_dir = Path("data/processed") / task
     if args.strategy == FISHER:

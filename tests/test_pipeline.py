@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import save_tiny_bert, write_tiny_glue, write_tiny_task
+from mcap.devices import pick_device, precision
 from mcap.strategies import known_strategies, pruning_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +103,9 @@ def test_every_model_of_the_grid_is_fine_tuned_tested_and_timed_once_per_archite
         assert set(cell["runs"]) == {str(p) for p in pruning_seeds(strategy, params["prune"]["seeds"])}
         assert set(cell["runs"][str(seed)]["test"]) == {"mcc", "accuracy", "loss"} and cell["test_sentences"] == 64
         timed = read(repo, f"reports/latency/{task}.json")[f"{strategy}-0.2/seed-{seed}"]
+        # quality and time on this machine's device, in one precision (benchmarks/gpu_smoke.sh runs this on a GPU)
+        assert (cell["device"], cell["precision"]) == (timed["device"], timed["precision"]) == (
+            pick_device().type, precision(pick_device()))
         assert timed["latency_ms"]["batch_1"]["median"] > 0 and timed["speedup"]["batch_32"]["median"] > 0
         assert timed["flops"]["mean_length"]["dense"] > 0
         assert (repo / f"reports/finetune/{task}/{strategy}-0.2/seed-42/pruning-seed-{seed}/metrics.json").is_file()

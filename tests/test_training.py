@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -117,12 +118,15 @@ def test_keep_masks_travel_with_their_weights(tiny_model):
         assert zeroed and all(getattr(linear, KEEP_MASK).device == linear.weight.device for linear in zeroed)
 
 
-def run_finetune_stage(workdir: Path, model_dir: Path, num_processes: int) -> subprocess.CompletedProcess:
+def run_finetune_stage(workdir: Path, model_dir: Path, num_processes: int, train_sentences: int = 128,
+                       dropout: bool = True) -> subprocess.CompletedProcess:
     """The real finetune stage script on a tiny model and a learnable task, in ``workdir``."""
     model, tokenizer, _pruning = load_model(model_dir)
+    if not dropout:  # processes draw their own dropout masks
+        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
     save_model(model, tokenizer, workdir / pruned_dir("toy", "none", 0.0, 0), {"kind": "none"})
-    write_splits({"train": make_sentences(128, 1), "validation": make_sentences(32, 2), "test": make_sentences(32, 3)},
-                 workdir / "data/processed/toy")
+    write_splits({"train": make_sentences(train_sentences, 1), "validation": make_sentences(33, 2),
+                  "test": make_sentences(32, 3)}, workdir / "data/processed/toy")
     params = {"train": {"epochs": 6, "learning_rates": [3e-3], "batch_size": 16, "max_seq_len": 32, "weight_decay": 0.01,
                         "warmup_ratio": 0.1, "select_metric": "accuracy", "num_processes": num_processes}}
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
@@ -140,6 +144,23 @@ def test_finetune_stage_trains_on_two_processes_under_accelerate(saved_tiny, tmp
     cell = json.loads((tmp_path / cell_path("toy", "none", 0.0, 11)).read_text())
     assert cell["runs"]["0"]["validation"]["accuracy"] > 0.8 and cell["runs"]["0"]["test"]["accuracy"] > 0.8
     assert (tmp_path / finetuned_dir("toy", "none", 0.0, 11, 0) / "model.safetensors").is_file()
+
+
+def test_two_processes_optimise_the_objective_of_one(saved_tiny, tmp_path):
+    """100 train sentences in batches of 16 end in a batch of 4, which accelerate tops up to 16 so that both processes
+    get a share; weighing the top-ups 0 keeps the objective of one process. Validation (33 sentences) is shared out
+    and gathered whole."""
+    cells, curves = [], []
+    for processes in (1, 2):
+        workdir = tmp_path / f"processes-{processes}"
+        result = run_finetune_stage(workdir, saved_tiny[0], processes, train_sentences=100, dropout=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        cells.append(json.loads((workdir / cell_path("toy", "none", 0.0, 11)).read_text())["runs"]["0"])
+        curves.append(pd.read_csv(next((workdir / "reports/finetune").rglob("train/loss.tsv")), sep="\t")["loss"])
+    one, two = cells
+    assert two["validation"]["loss"] == pytest.approx(one["validation"]["loss"], rel=1e-4)
+    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], rel=1e-4)
+    assert len(curves[0]) == 6 and curves[1].to_numpy() == pytest.approx(curves[0].to_numpy(), rel=1e-4)
 
 
 def test_batch_that_cannot_be_shared_equally_is_refused(saved_tiny, tmp_path):

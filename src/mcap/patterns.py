@@ -222,9 +222,9 @@ def plot_pattern_distribution(patterns_by_task: dict[str, np.ndarray], path: Pat
 
 
 def load_pattern_cnn(path: Path = PATTERN_CNN) -> PatternCNN:
-    """The trained attention-pattern CNN, in eval mode, on :func:`mcap.modeling.pick_device` (beside the model whose
+    """The trained attention-pattern CNN, in eval mode, on :func:`mcap.devices.pick_device` (beside the model whose
     maps it scores)."""
-    from mcap.modeling import pick_device
+    from mcap.devices import pick_device
 
     cnn = PatternCNN()
     cnn.load_state_dict(load_file(str(path)))

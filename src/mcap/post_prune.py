@@ -35,6 +35,7 @@ from torch import nn
 
 from mcap.budget import UnitCosts
 from mcap.deploy import DeployedModel, test_batches, timed_speedups
+from mcap.devices import pick_device
 from mcap.errors import McapError
 from mcap.evaluate import device_name, machine_record
 from mcap.ffn import count_neurons, ffn_layout
@@ -78,8 +79,11 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
     tuning_batches = list(make_loader(tokenizer, train.head(settings.examples), BATCH_SIZE, max_seq_len))
     costs = UnitCosts.of(model.config, max_seq_len)
+    # The Fisher pass and mask tuning run where pick_device points; quality, export and timing on the CPU copy, in
+    # fp32, as the ONNX model is deployed.
+    working = copy.deepcopy(model).to(pick_device())
     if learned_scores is None:
-        statistics = unit_statistics(model, tuning_batches, blocks=True)
+        statistics = unit_statistics(working, tuning_batches, blocks=True)
         search = partial(select_units, torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs)
         rearrange = partial(rearrange_masks, statistics=statistics)
         ranking = {"ranking": "fisher", "fisher_examples": statistics.examples, "mask_rearrangement": True}
@@ -92,15 +96,16 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, tes
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
                             "parameters": count_parameters(model)},
                **ranking, "mac_seq_len": max_seq_len,
-               "device_name": device_name(torch.device("cpu")), "threads": timing.threads,
+               "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "precision": "fp32",
+               "statistics_device": working.device.type,
                "machine": machine_record(torch.device("cpu")), "budgets": []}
-    targets = reconstruction_targets(model, tuning_batches) if settings.mask_tuning else None
+    targets = reconstruction_targets(working, tuning_batches) if settings.mask_tuning else None
     for ratio in settings.mac_ratios:
         selection, record = search(ratio), {}
         if rearrange is not None:
             searched, selection = selection, rearrange(selection)
             record = _rearrangement_record(model, searched, selection, quality_batches)
-        results["budgets"].append(_prune_to(model, ratio, selection, targets, reference, quality_batches, timed, timing,
+        results["budgets"].append(_prune_to(working, ratio, selection, targets, reference, quality_batches, timed, timing,
                                             onnx_dir) | record)
     return results
 
@@ -126,16 +131,16 @@ def _rearrangement_record(model: nn.Module, searched: StructuredSelection, rearr
 def _prune_to(model: nn.Module, ratio: float, selection: StructuredSelection, targets: ReconstructionTargets | None,
               reference: DeployedModel, quality_batches, timed: dict[int, list], timing: EvaluateSettings,
               onnx_dir: Path) -> dict:
-    """One budget, ``ratio``: prune ``selection``, score, mask-tune (towards ``targets``, if any), score again, export
-    and time."""
-    pruned = _pruned(model, selection)
+    """One budget, ``ratio``: prune ``selection`` from ``model`` (on the device of the Fisher pass), score,
+    mask-tune (towards ``targets``, if any, on their device), score again, export and time (on the CPU)."""
+    device, pruned = next(model.parameters()).device, _pruned(model, selection)
     record = {"mac_ratio": ratio, "removed_mac_fraction": selection.removed_fraction,
               "heads": count_heads(pruned), "ffn_neurons": count_neurons(pruned),
               "parameters": count_parameters(pruned), "mask_tuning": targets is not None}
     if targets is not None:
-        record["test_without_tuning"] = classification_metrics(*predict_logits(pruned, quality_batches))
-        record["tuned_sublayers"] = tune_masks(pruned, targets)
-    deployed = DeployedModel(pruned, onnx_dir / onnx_name(ratio), quality_batches, timing.threads)
+        record["test_without_tuning"] = classification_metrics(*predict_logits(pruned.cpu(), quality_batches))
+        record["tuned_sublayers"] = tune_masks(pruned.to(device), targets)
+    deployed = DeployedModel(pruned.cpu(), onnx_dir / onnx_name(ratio), quality_batches, timing.threads)
     record["test"], record["onnx_max_abs_diff"] = deployed.metrics, deployed.onnx_difference
     record["latency_ms"], record["speedup"] = timed_speedups(deployed, reference, timed, timing)
     log.info("removed %.0f%% of MACs: %d heads, %d FFN neurons left; test MCC %.4f; speed-up b%d torch %.2fx, onnx %.2fx",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mcap.devices import autocast
 from mcap.modeling import encoder_linears, reset_task_head
 from mcap.params import TrainSettings
 
@@ -42,11 +43,6 @@ def make_accelerator():
     return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no",
                        dataloader_config=DataLoaderConfiguration(split_batches=True),
                        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; plain fp32 elsewhere (CPU bf16 is slower and changes results)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def encode(tokenizer, frame: pd.DataFrame, max_seq_len: int) -> list[dict]:
@@ -86,16 +82,20 @@ def batches_on(loader: DataLoader, device: torch.device) -> Iterator[dict[str, t
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (N, 2) as float32, labels (N,)) over a loader."""
+def predict_logits(model: nn.Module, loader: DataLoader, accelerator=None) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (N, 2) as float32, labels (N,)) over a loader. With the ``accelerator`` that prepared ``loader``, each
+    process scores its share and every process gets all N rows (the top-up of the last batch dropped)."""
     device = next(model.parameters()).device
     model.eval()
     logits, labels = [], []
     for batch in batches_on(loader, device):
         with autocast(device):
             output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logits.append(output.logits.float().cpu())
-        labels.append(batch["labels"].cpu())
+        rows = (output.logits.float(), batch["labels"])
+        if accelerator is not None:
+            rows = accelerator.gather_for_metrics(rows)
+        logits.append(rows[0].cpu())
+        labels.append(rows[1].cpu())
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
@@ -113,8 +113,8 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
     }
 
 
-def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
-    return classification_metrics(*predict_logits(model, loader))
+def evaluate(model: nn.Module, loader: DataLoader, accelerator=None) -> dict[str, float]:
+    return classification_metrics(*predict_logits(model, loader, accelerator))
 
 
 KEEP_MASK = "zero_keep_mask"  # buffer name of a zeroed Linear's keep-mask
@@ -150,30 +150,60 @@ def train_epochs(
     keep_zeros: bool = False,
     description: str = "train",
 ) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Train for ``settings.epochs``; return the trained (unwrapped) model and one record per
-    epoch (train loss averaged over processes, validation metrics on the whole validation set)."""
+    """Train for ``settings.epochs``; return the trained (unwrapped) model and one record per epoch (train loss
+    averaged over processes, validation metrics on the whole validation set, each process scoring its share)."""
     optimizer, scheduler = _optimizer(model, learning_rate, settings, steps=settings.epochs * len(train_loader))
+    sentences = len(train_loader.dataset)
     history = []
     with zeros_kept(model, keep_zeros) as zeroed:
-        model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+        model, optimizer, train_loader, validation_loader, scheduler = accelerator.prepare(
+            model, optimizer, train_loader, validation_loader, scheduler)
         for epoch in range(1, settings.epochs + 1):
             model.train()
-            losses = torch.stack([train_step(model, batch, optimizer, scheduler, zeroed, accelerator)
-                                  for batch in tqdm(train_loader, desc=f"{description} epoch {epoch}", leave=False,
-                                                    disable=not accelerator.is_local_main_process)]).tolist()
+            batches = tqdm(train_loader, desc=f"{description} epoch {epoch}", leave=False,
+                           disable=not accelerator.is_local_main_process)
+            losses = torch.stack([
+                train_step(model, batch, optimizer, scheduler, zeroed, accelerator,
+                           share_weights(step, sentences, settings.batch_size, accelerator))
+                for step, batch in enumerate(batches)]).tolist()
             train_loss = accelerator.reduce(torch.tensor(float(np.mean(losses)), device=accelerator.device), "mean")
-            record = {"epoch": epoch, "train_loss": float(train_loss),
-                      **{f"val_{k}": v for k, v in evaluate(accelerator.unwrap_model(model), validation_loader).items()}}
+            scores = evaluate(accelerator.unwrap_model(model), validation_loader, accelerator)
+            record = {"epoch": epoch, "train_loss": float(train_loss), **{f"val_{k}": v for k, v in scores.items()}}
             log.info("%s epoch %d: %s", description, epoch, _format(record))
             history.append(record)
     return accelerator.unwrap_model(model), history
 
 
-def train_step(model, batch, optimizer, scheduler, zeroed: list[nn.Linear], accelerator) -> torch.Tensor:
-    """One optimiser step on a batch already on the accelerator's device (mixed precision comes from ``prepare``);
-    the ``zeroed`` Linears (inside :func:`zeros_kept`) get their zeros back. Returns the loss, detached on the device:
-    reading it every step (``.item()``) would make the CPU wait for the GPU at each step."""
-    loss = model(**batch).loss
+def share_weights(step: int, sentences: int, batch_size: int, accelerator) -> torch.Tensor | None:
+    """(batch_size / N,) weights of this process's share of the global batch ``step`` in the loss, when N > 1
+    processes split every batch; None for one process (the plain mean).
+
+    Accelerate tops the last, short batch up with sentences from the first, so that every process gets a share and
+    none waits for the others' gradients. The top-ups weigh 0 and each of the b real sentences N / b: DDP averages
+    the processes' gradients, so the step follows the mean loss over the b sentences, the objective of one process.
+    """
+    processes = accelerator.num_processes
+    if processes == 1:
+        return None
+    share = batch_size // processes
+    real = min(batch_size, sentences - step * batch_size)  # b
+    mine = min(max(real - accelerator.process_index * share, 0), share)  # the real ones come first in the batch
+    weights = torch.zeros(share, device=accelerator.device)
+    weights[:mine] = processes / real
+    return weights
+
+
+def train_step(model, batch, optimizer, scheduler, zeroed: list[nn.Linear], accelerator,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """One optimiser step on a batch already on the accelerator's device (mixed precision comes from ``prepare``),
+    on the mean loss, or on the sum of per-sentence losses times ``weights`` (:func:`share_weights`); the ``zeroed``
+    Linears (inside :func:`zeros_kept`) get their zeros back. Returns the loss, detached on the device: reading it
+    every step (``.item()``) would make the CPU wait for the GPU at each step."""
+    if weights is None:
+        loss = model(**batch).loss
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (share, 2)
+        loss = (nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="none") * weights).sum()
     accelerator.backward(loss)
     accelerator.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
