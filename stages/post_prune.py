@@ -13,6 +13,7 @@ from mcap.post_prune import prune_after_finetuning
 from mcap.splits import read_split
 from mcap.structured import read_budget_scores
 
+SPLITS = ("train", "validation", "test")
 FISHER = "structured_gradient"  # Kwon et al.'s Fisher importance, the criterion structured_gradient prunes with
 
 
@@ -26,7 +27,7 @@ def main(params, args):
     run = Path(name) / str(ratio) / f"seed-{seed}"
     model, tokenizer, _pruning = load_model(finetuned_dir(task, "none", ratio, seed, params.prune.seeds[0]))
     with atomic_dir(Path("models/post_pruned") / run) as staging:
-        metrics = prune_after_finetuning(model, tokenizer, read_split(task_dir, "train"), read_split(task_dir, "test"),
+        metrics = prune_after_finetuning(model, tokenizer, *(read_split(task_dir, split) for split in SPLITS),
                                          params.post_prune, params.evaluate, params.train.max_seq_len, staging, scores)
     write_json(Path("reports/post_prune") / f"{run}.json", metrics)
 

@@ -25,7 +25,8 @@ def main(params, args):
         + [row for strategy in params.post_prune.learned for row in after_finetuning_rows(
             {task: REPORTS / "post_prune" / f"{task}-{strategy}" / str(ratio)}, strategy, seeds)])
     post = json.loads((after[task] / f"seed-{seeds[0]}.json").read_text())
-    tuning = "with" if params.post_prune.mask_tuning else "without"
+    tuning = (f"the best on validation of no reconstruction and {', '.join(params.post_prune.reconstructions)}"
+              if params.post_prune.reconstructions else "no reconstruction")
     rearranged = ", the masks rearranged on each layer's Fisher block" if post.get("mask_rearrangement") else ""
     learned = "".join(f" or, at each budget, the scores of the {strategy} controller of pruning seed {params.prune.seeds[0]} "
                       "trained at that budget (post_prune_learned)" for strategy in params.post_prune.learned)
@@ -39,8 +40,8 @@ def main(params, args):
         "strategies, of MACs for structured ones), then fine-tuned; speed-up over the unpruned architecture in "
         f"PyTorch, and in onnxruntime for {', '.join(deployed) or 'none of them'} (deploy.strategies, "
         "the deploy stage: ONNX checked as below). After fine-tuning: the post_prune stage, Fisher importance on "
-        f"{post['fisher_examples']} train sentences (structured_gradient{rearranged}){learned} and {tuning} mask "
-        "tuning, no retraining; each model exported to "
+        f"{post['fisher_examples']} train sentences (structured_gradient{rearranged}){learned}, then {tuning} "
+        "(mcap.reconstruction), no retraining; each model exported to "
         "ONNX (max |Δ logit| < 1e-4 against PyTorch on every test sentence) and timed against the unpruned model in "
         "the same runtime. Speed-up: median per-repetition time ratio, the two models timed alternately on test batches."
     )

@@ -114,18 +114,12 @@ def test_the_controller_trains_and_scores_where_its_model_lives(tiny_model, monk
     assert importance.shape == (2, 4) and importance.isfinite().all()
 
 
-def test_the_fisher_pass_and_mask_tuning_run_where_the_model_lives(tiny_model, monkeypatch):
+def test_the_fisher_pass_and_both_reconstructions_run_where_the_model_lives(tiny_model, monkeypatch):
     import copy
 
     from mcap.budget import UnitCosts
-    from mcap.structured import (
-        rearrange_masks,
-        reconstruction_targets,
-        remove_units,
-        select_units,
-        tune_masks,
-        unit_statistics,
-    )
+    from mcap.reconstruction import reconstruct, reconstruction_targets, relative_errors
+    from mcap.structured import rearrange_masks, remove_units, select_units, unit_statistics
 
     model, tokenizer = tiny_model
     batches = labelled_batches(tokenizer)
@@ -135,9 +129,10 @@ def test_the_fisher_pass_and_mask_tuning_run_where_the_model_lives(tiny_model, m
         selection = rearrange_masks(select_units(torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs,
                                                  0.4), statistics)
         targets = reconstruction_targets(model, batches)
-        pruned = copy.deepcopy(model)
-        remove_units(pruned, selection)
-        assert tune_masks(pruned, targets)["sublayers"] > 0
+        for method in ("scales", "refit"):
+            pruned = copy.deepcopy(model)
+            remove_units(pruned, selection)
+            assert reconstruct(pruned, targets, method) and len(relative_errors(pruned, targets)) == 4
 
 
 def test_a_fine_tuning_step_runs_where_the_model_lives(tiny_model_dir, monkeypatch):

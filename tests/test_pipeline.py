@@ -147,7 +147,7 @@ def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipe
 
 
 def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_report(pipeline_repo):
-    repo, _params = pipeline_repo
+    repo, params = pipeline_repo
     timed = read(repo, "reports/latency/sst2.json")
     unpruned, before = timed["none-0.2/seed-42"], timed["structured_gradient-0.2/seed-42"]
     assert before["ffn_neurons"] < unpruned["ffn_neurons"] == 2 * 64
@@ -157,6 +157,8 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     after = read(repo, "reports/post_prune/sst2/0.2/seed-42.json")
     (budget,) = after["budgets"]
     assert budget["mac_ratio"] == 0.4 and budget["onnx_max_abs_diff"] < 1e-4 and after["fisher_examples"] > 0
+    assert list(budget["reconstructions"]) == ["none", *params["post_prune"]["reconstructions"]]
+    assert budget["test"] == budget["reconstructions"][budget["chosen"]]["test"]  # the best on validation, deployed
     assert (repo / "models" / "post_pruned" / "sst2" / "0.2" / "seed-42" / "macs-removed-0.4.onnx").is_file()
     table = pd.read_csv(repo / "reports" / "structured" / "sst2.csv")
     assert set(zip(table["strategy"], table["mode"].fillna(""))) >= {

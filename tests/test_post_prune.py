@@ -17,11 +17,16 @@ from mcap.structured import select_learned
 TIMING = EvaluateSettings(threads=1, batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16)
 
 
-def run(tiny_model, tmp_path, mask_tuning=True, ratios=(0.3, 0.6), learned_scores=None):
+RECONSTRUCTIONS = ["scales/unpruned", "scales/kwon_sqrt", "refit/unpruned", "refit/kwon_sqrt"]
+
+
+def run(tiny_model, tmp_path, reconstructions=RECONSTRUCTIONS, ratios=(0.3, 0.6), learned_scores=None):
     model, tokenizer = tiny_model
-    settings = PostPruneSettings(mac_ratios=list(ratios), examples=24, mask_tuning=mask_tuning, learned=[])
-    return prune_after_finetuning(model, tokenizer, make_sentences(40, seed=1), make_sentences(12, seed=2), settings,
-                                  TIMING, 32, tmp_path, learned_scores)
+    settings = PostPruneSettings(mac_ratios=list(ratios), examples=24, held_out_examples=16,
+                                 reconstructions=list(reconstructions), refit_ridge=1e-3, stop_at_failure=False,
+                                 learned=[])
+    return prune_after_finetuning(model, tokenizer, make_sentences(40, seed=1), make_sentences(10, seed=3),
+                                  make_sentences(12, seed=2), settings, TIMING, 32, tmp_path, learned_scores)
 
 
 def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_its_mac_budget(tiny_model, tmp_path):
@@ -37,13 +42,35 @@ def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_it
         assert budget["onnx_max_abs_diff"] < 1e-4
         assert set(budget["speedup"]) == {"torch_batch_1", "torch_batch_4", "onnx_batch_1", "onnx_batch_4"}
         assert all(value["median"] > 0 and value["repetitions"] == 3 for value in budget["speedup"].values())
-        assert {"mcc", "accuracy", "loss"} <= set(budget["test"]) and "test_without_tuning" in budget
-        assert 0 < budget["tuned_sublayers"]["tuned"] <= budget["tuned_sublayers"]["sublayers"] <= 4
+        assert {"mcc", "accuracy", "loss"} <= set(budget["test"])
 
 
-def test_without_mask_tuning_there_is_one_model_per_budget(tiny_model, tmp_path):
-    budget = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.3,))["budgets"][0]
-    assert "test_without_tuning" not in budget and "tuned_sublayers" not in budget and budget["mask_tuning"] is False
+def test_every_reconstruction_is_scored_beside_none_and_the_best_on_validation_is_deployed(tiny_model, tmp_path):
+    results = run(tiny_model, tmp_path)
+    assert (results["tuning_examples"], results["held_out_examples"], results["validation_examples"]) == (24, 16, 10)
+    for budget in results["budgets"]:
+        scored = budget["reconstructions"]
+        assert list(scored) == ["none", *RECONSTRUCTIONS] and budget["test_without_tuning"] == scored["none"]["test"]
+        best = max(scored[name]["validation"]["mcc"] for name in scored)
+        assert scored[budget["chosen"]]["validation"]["mcc"] == best  # chosen on validation, never on test
+        assert budget["test"] == scored[budget["chosen"]]["test"]  # the deployed model is the chosen one
+        for name in RECONSTRUCTIONS:
+            sublayers = scored[name]["sublayers"]
+            assert 0 < sum(s["tuned"] for s in sublayers) <= len(sublayers) <= 4
+            for sublayer in sublayers:
+                assert sublayer["error_tuning_before"] > 0 and sublayer["error_held_out_before"] > 0
+                assert all(sublayer[f"error_{sentences}_{when}"] >= 0 for sentences in ("tuning", "held_out")
+                           for when in ("before", "after"))
+        # on its own tuning sentences, the refit reconstructs at least as well as the scales (it can represent them)
+        for teacher in ("unpruned", "kwon_sqrt"):
+            refit, scales = (scored[f"{method}/{teacher}"]["sublayers"] for method in ("refit", "scales"))
+            assert refit[0]["error_tuning_after"] <= scales[0]["error_tuning_after"] * (1 + 1e-3)
+
+
+def test_without_reconstructions_the_pruned_model_is_deployed_as_it_is(tiny_model, tmp_path):
+    budget = run(tiny_model, tmp_path, reconstructions=(), ratios=(0.3,))["budgets"][0]
+    assert list(budget["reconstructions"]) == ["none"] and budget["chosen"] == "none"
+    assert budget["test"] == budget["test_without_tuning"]
 
 
 def test_rearranged_masks_keep_each_budgets_shapes_and_the_searched_models_quality_is_recorded(tiny_model, tmp_path):
@@ -51,7 +78,7 @@ def test_rearranged_masks_keep_each_budgets_shapes_and_the_searched_models_quali
     from mcap.training import classification_metrics, make_loader, predict_logits
 
     model, tokenizer = tiny_model
-    results = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.3, 0.6))
+    results = run(tiny_model, tmp_path, reconstructions=(), ratios=(0.3, 0.6))
     assert results["mask_rearrangement"] is True
     statistics = unit_statistics(model, list(make_loader(tokenizer, make_sentences(40, seed=1).head(24), 32, 32)),
                                  blocks=True)
@@ -77,7 +104,7 @@ def test_each_budget_is_ranked_by_the_scores_of_the_controller_trained_at_it(tin
     groups = [[0.99] * 4, [0.05, 0.99, 0.99, 0.99]]  # layer 1's first group lowest of all
     at_20 = {"heads": heads, "neuron_groups": groups, "neuron_group_size": 16}
     at_30 = {"heads": [[0.99] * 4] * 2, "neuron_groups": [[0.1, 0.2, 0.3, 0.4], [0.5] * 4], "neuron_group_size": 16}
-    results = run(tiny_model, tmp_path, mask_tuning=False, ratios=(0.2, 0.3), learned_scores={0.2: at_20, 0.3: at_30})
+    results = run(tiny_model, tmp_path, reconstructions=(), ratios=(0.2, 0.3), learned_scores={0.2: at_20, 0.3: at_30})
     first, second = results["budgets"]
     assert results["ranking"] == "meta-controller" and "fisher_examples" not in results
     costs = UnitCosts.of(tiny_model[0].config, 32)

@@ -254,20 +254,33 @@ class EvaluateSettings(Section):
                      "a non-empty list of positive integers")
 
 
+RECONSTRUCTION_METHODS = ("scales", "refit")  # mcap.reconstruction: per-unit scales, or the whole projection
+RECONSTRUCTION_TEACHERS = ("unpruned", "kwon_sqrt")  # towards the unpruned model, or Kwon et al.'s nearer teacher
+
+
 class PostPruneSettings(Section):
     """Structured pruning of the fine-tuned unpruned model, without retraining (Kwon et al. 2022)."""
 
     section: ClassVar[str] = "post_prune"
     tasks: list[str] = Field(default_factory=list)  # tasks whose fine-tuned unpruned models are pruned (a stage each)
     mac_ratios: list[float]  # fractions of encoder MACs removed, one pruned model each
-    examples: int  # train sentences for the Fisher scores and the mask-tuning statistics
-    mask_tuning: bool  # least-squares rescaling of the surviving units
+    examples: int  # train sentences for the Fisher scores and the reconstruction statistics
+    held_out_examples: int  # the train sentences after those: each sublayer's reconstruction error out of sample
+    reconstructions: list[str]  # method/teacher (mcap.reconstruction), each scored beside none; the best on
+                                # validation is deployed
+    refit_ridge: float  # refit's ridge towards the current weights, a fraction of the normal equations' mean diagonal
+    stop_at_failure: bool  # Kwon et al.: end the reconstruction at the first sublayer whose solve fails
     learned: list[str]  # structured strategies whose meta-controller's δ also ranks the units (a stage each)
 
     def check(self) -> None:
         self.require("mac_ratios", bool(self.mac_ratios) and all(0 < r < 1 for r in self.mac_ratios)
                      and _distinct(self.mac_ratios), "a non-empty list of distinct numbers in (0, 1)")
         self.require("examples", self.examples > 0, "a positive integer")
+        self.require("held_out_examples", self.held_out_examples > 0, "a positive integer")
+        accepted = [f"{method}/{teacher}" for method in RECONSTRUCTION_METHODS for teacher in RECONSTRUCTION_TEACHERS]
+        self.require("reconstructions", _distinct(self.reconstructions) and set(self.reconstructions) <= set(accepted),
+                     f"a list of distinct names among {accepted}")
+        self.require("refit_ridge", self.refit_ridge > 0, "a positive number")
         self.require("learned", _distinct(self.learned), "a list of distinct strategy names")
 
 

@@ -6,18 +6,19 @@ For a fine-tuned unpruned classifier:
 1. Fisher importance of every head and FFN neuron on labelled train sentences (:func:`unit_statistics`);
 2. for each budget, the least important units per MAC are removed up to that fraction of the encoder's
    MACs (:func:`select_units`, :func:`remove_units`), then each layer's removed heads and neurons are chosen
-   again on its block of the Fisher matrix, at the same counts (:func:`rearrange_masks`) — or, given the scores of structured meta-controllers trained at each budget
-   (``structured_mcap``, not in Kwon et al.), the heads and neuron groups of lowest score by the budget's
-   controller (:func:`select_learned`) — then mask tuning rescales the survivors by least squares, sublayer by
-   sublayer, to reconstruct the unpruned model's pre-LayerNorm sums (:func:`tune_masks`);
-3. each pruned model is scored on every test sentence, exported to ONNX, checked against PyTorch, and
-   timed against the unpruned model in the same runtime (PyTorch, then onnxruntime), interleaved.
+   again on its block of the Fisher matrix, at the same counts (:func:`rearrange_masks`) — or, given the scores
+   of structured meta-controllers trained at each budget (``structured_mcap``, not in Kwon et al.), the heads and
+   neuron groups of lowest score by the budget's controller (:func:`select_learned`);
+3. the pruned model as it is (``none``) and after each reconstruction of ``post_prune.reconstructions``
+   (:mod:`mcap.reconstruction`: per-unit scales or a refit of each output projection, towards the unpruned model
+   or Kwon et al.'s teacher) is scored on validation and test; the best on validation is exported to ONNX,
+   checked against PyTorch, and timed against the unpruned model in the same runtime (PyTorch, then
+   onnxruntime), interleaved. Time depends on the architecture, which every reconstruction keeps.
 
 Deviations from Kwon et al.: the diagonal of the Fisher matrix ranks units greedily by importance per MAC (they
 search the number of heads kept and fill the rest with neurons); the Fisher blocks of rearrangement are of each
-example's gradients (theirs: of each mini-batch's); mask tuning reconstructs only [CLS] in both sublayers of
-the last layer (they do so in its FFN), tunes the first layer's attention too, and skips a sublayer whose
-scales leave ±10 instead of stopping there.
+example's gradients (theirs: of each mini-batch's); reconstruction fits only [CLS] in both sublayers of the last
+layer (they do so in its FFN) and tunes the first layer's attention too.
 """
 
 from __future__ import annotations
@@ -42,22 +43,26 @@ from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import count_heads
 from mcap.modeling import count_parameters
 from mcap.params import EvaluateSettings, PostPruneSettings
-from mcap.structured import (
+from mcap.reconstruction import (
     ReconstructionTargets,
+    reconstruct,
+    reconstruction_targets,
+    relative_errors,
+    teacher_ratio,
+)
+from mcap.structured import (
     StructuredSelection,
     rearrange_masks,
-    reconstruction_targets,
     remove_units,
     select_learned,
     select_units,
-    tune_masks,
     unit_statistics,
 )
 from mcap.training import classification_metrics, make_loader, predict_logits
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 32  # of the importance and mask-tuning passes
+BATCH_SIZE = 32  # of the importance and reconstruction passes
 
 
 def onnx_name(ratio: float | None) -> str:
@@ -65,48 +70,71 @@ def onnx_name(ratio: float | None) -> str:
     return "unpruned.onnx" if ratio is None else f"macs-removed-{ratio:g}.onnx"
 
 
-def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, test: pd.DataFrame,
-                           settings: PostPruneSettings, timing: EvaluateSettings, max_seq_len: int,
+def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, validation: pd.DataFrame,
+                           test: pd.DataFrame, settings: PostPruneSettings, timing: EvaluateSettings, max_seq_len: int,
                            onnx_dir: Path, learned_scores: Mapping[float, Mapping[str, Any]] | None = None) -> dict:
     """Prune the fine-tuned unpruned ``model`` (CPU) to each of ``settings.mac_ratios``; write the ONNX models to
     ``onnx_dir``; return the metrics of the unpruned model and of every budget. Units are ranked by their Fisher
     importance, or, if ``learned_scores`` is given ({budget: a structured meta-controller's scores}), at each budget
     by the scores of the controller trained at it (:func:`select_learned`). With Fisher ranking, the masks are
     rearranged (:func:`rearrange_masks`), and each budget's record also holds the test metrics of the searched units
-    before rearrangement and how many units rearrangement moved."""
+    before rearrangement and how many units rearrangement moved.
+
+    At each budget the pruned model is scored as it is (``none``) and after each of ``settings.reconstructions``
+    (``method/teacher``, :mod:`mcap.reconstruction`) on the validation and test sentences; the one with the best
+    validation MCC (never test) is exported, checked and timed."""
     if count_heads(model) != model.config.num_hidden_layers * model.config.num_attention_heads or (
             ffn_layout(model) != [model.config.intermediate_size] * model.config.num_hidden_layers):
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
-    tuning_batches = list(make_loader(tokenizer, train.head(settings.examples), BATCH_SIZE, max_seq_len))
+    tuning = train.head(settings.examples)
+    held_out = train.iloc[len(tuning):len(tuning) + settings.held_out_examples]  # out of sample for the errors
+    tuning_batches, held_out_batches = (list(make_loader(tokenizer, sentences, BATCH_SIZE, max_seq_len))
+                                        for sentences in (tuning, held_out))
     costs = UnitCosts.of(model.config, max_seq_len)
-    # The Fisher pass and mask tuning run where pick_device points; quality, export and timing on the CPU copy, in
+    # The Fisher pass and reconstruction run where pick_device points; quality, export and timing on the CPU, in
     # fp32, as the ONNX model is deployed.
     working = copy.deepcopy(model).to(pick_device())
+    teachers = {name.split("/")[1] for name in settings.reconstructions}
+    statistics = (unit_statistics(working, tuning_batches, blocks=learned_scores is None)
+                  if learned_scores is None or "kwon_sqrt" in teachers else None)
+    fisher_search = (partial(select_units, torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs)
+                     if statistics else None)
     if learned_scores is None:
-        statistics = unit_statistics(working, tuning_batches, blocks=True)
-        search = partial(select_units, torch.stack(statistics.head_fisher), statistics.neuron_fisher, costs)
-        rearrange = partial(rearrange_masks, statistics=statistics)
+        search, rearrange = fisher_search, partial(rearrange_masks, statistics=statistics)
         ranking = {"ranking": "fisher", "fisher_examples": statistics.examples, "mask_rearrangement": True}
     else:
         def search(ratio: float) -> StructuredSelection:
             return select_learned(learned_scores[ratio], model.config.intermediate_size, costs, ratio)
         rearrange, ranking = None, {"ranking": "meta-controller"}  # the controller trained at each budget
     quality_batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
+    validation_batches = list(make_loader(tokenizer, validation, BATCH_SIZE, max_seq_len))
     reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
                             "parameters": count_parameters(model)},
-               **ranking, "mac_seq_len": max_seq_len,
+               **ranking, "mac_seq_len": max_seq_len, "tuning_examples": len(tuning),
+               "held_out_examples": len(held_out), "validation_examples": len(validation),
                "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "precision": "fp32",
                "statistics_device": working.device.type,
                "machine": machine_record(torch.device("cpu")), "budgets": []}
-    targets = reconstruction_targets(working, tuning_batches) if settings.mask_tuning else None
+
+    def targets_of(teacher: nn.Module) -> dict[str, ReconstructionTargets]:
+        return {"tuning": reconstruction_targets(teacher, tuning_batches),
+                "held_out": reconstruction_targets(teacher, held_out_batches)}
+
+    unpruned_targets = targets_of(working) if "unpruned" in teachers else None
     for ratio in settings.mac_ratios:
         selection, record = search(ratio), {}
         if rearrange is not None:
             searched, selection = selection, rearrange(selection)
             record = _rearrangement_record(model, searched, selection, quality_batches)
-        results["budgets"].append(_prune_to(working, ratio, selection, targets, reference, quality_batches, timed, timing,
-                                            onnx_dir) | record)
+        targets = {"unpruned": unpruned_targets, "kwon_sqrt": (
+            targets_of(_pruned(working, fisher_search(teacher_ratio(ratio)))) if "kwon_sqrt" in teachers else None)}
+        pruned = _pruned(working, selection)
+        candidates = {"none": pruned, **{name: _reconstructed(pruned, targets, name, settings)
+                                         for name in settings.reconstructions}}
+        record |= _chosen_and_deployed(ratio, selection, candidates, validation_batches, quality_batches, reference,
+                                       timed, timing, onnx_dir)
+        results["budgets"].append(record)
     return results
 
 
@@ -116,10 +144,25 @@ def _pruned(model: nn.Module, selection: StructuredSelection) -> nn.Module:
     return pruned
 
 
+def _reconstructed(pruned: nn.Module, targets: dict[str, dict[str, ReconstructionTargets]], name: str,
+                   settings: PostPruneSettings) -> tuple[nn.Module, list[dict]]:
+    """A copy of ``pruned`` reconstructed by ``name`` (``method/teacher``), and per sublayer its record with the
+    relative reconstruction errors before and after, on the tuning and on held-out train sentences."""
+    method, teacher = name.split("/")
+    wanted, tuned = targets[teacher], copy.deepcopy(pruned)
+    sublayers = reconstruct(tuned, wanted["tuning"], method, ridge=settings.refit_ridge if method == "refit" else 1e-6,
+                            stop_at_failure=settings.stop_at_failure)
+    for sentences, sums in wanted.items():
+        for when, errors in (("before", relative_errors(pruned, sums)), ("after", relative_errors(tuned, sums))):
+            for sublayer in sublayers:
+                sublayer[f"error_{sentences}_{when}"] = errors[sublayer["sublayer"]]
+    return tuned, sublayers
+
+
 def _rearrangement_record(model: nn.Module, searched: StructuredSelection, rearranged: StructuredSelection,
                           quality_batches) -> dict:
-    """For the record: the test metrics of the model pruned by the ``searched`` selection (no mask tuning), and how
-    many of its removed units the ``rearranged`` one keeps instead."""
+    """For the record: the test metrics of the model pruned by the ``searched`` selection (no reconstruction), and
+    how many of its removed units the ``rearranged`` one keeps instead."""
     def removed(selection: StructuredSelection) -> set[tuple[str, int, int]]:
         return ({("head", layer, unit) for layer, units in selection.heads.items() for unit in units}
                 | {("neuron", layer, unit) for layer, units in selection.neurons.items() for unit in units})
@@ -128,23 +171,29 @@ def _rearrangement_record(model: nn.Module, searched: StructuredSelection, rearr
                                                                                  quality_batches))}
 
 
-def _prune_to(model: nn.Module, ratio: float, selection: StructuredSelection, targets: ReconstructionTargets | None,
-              reference: DeployedModel, quality_batches, timed: dict[int, list], timing: EvaluateSettings,
-              onnx_dir: Path) -> dict:
-    """One budget, ``ratio``: prune ``selection`` from ``model`` (on the device of the Fisher pass), score,
-    mask-tune (towards ``targets``, if any, on their device), score again, export and time (on the CPU)."""
-    device, pruned = next(model.parameters()).device, _pruned(model, selection)
+def _chosen_and_deployed(ratio: float, selection: StructuredSelection, candidates: dict, validation_batches,
+                         quality_batches, reference: DeployedModel, timed: dict[int, list], timing: EvaluateSettings,
+                         onnx_dir: Path) -> dict:
+    """One budget, ``ratio``: every candidate (``none``: the pruned model; else ``(model, sublayer records)``)
+    scored on the CPU on validation and test; the best on validation exported, checked and timed."""
+    models = {name: (candidate if name == "none" else candidate[0]).cpu() for name, candidate in candidates.items()}
+    scores = {name: {split: classification_metrics(*predict_logits(candidate, batches))
+                     for split, batches in (("validation", validation_batches), ("test", quality_batches))}
+              for name, candidate in models.items()}
+    chosen = max(models, key=lambda name: scores[name]["validation"]["mcc"])  # the first of equals: none first
+    pruned = models[chosen]
     record = {"mac_ratio": ratio, "removed_mac_fraction": selection.removed_fraction,
               "heads": count_heads(pruned), "ffn_neurons": count_neurons(pruned),
-              "parameters": count_parameters(pruned), "mask_tuning": targets is not None}
-    if targets is not None:
-        record["test_without_tuning"] = classification_metrics(*predict_logits(pruned.cpu(), quality_batches))
-        record["tuned_sublayers"] = tune_masks(pruned.to(device), targets)
-    deployed = DeployedModel(pruned.cpu(), onnx_dir / onnx_name(ratio), quality_batches, timing.threads)
+              "parameters": count_parameters(pruned), "test_without_tuning": scores["none"]["test"],
+              "reconstructions": {name: {**scores[name], **({} if name == "none" else {"sublayers": candidate[1]})}
+                                  for name, candidate in candidates.items()},
+              "chosen": chosen}
+    deployed = DeployedModel(pruned, onnx_dir / onnx_name(ratio), quality_batches, timing.threads)
     record["test"], record["onnx_max_abs_diff"] = deployed.metrics, deployed.onnx_difference
     record["latency_ms"], record["speedup"] = timed_speedups(deployed, reference, timed, timing)
-    log.info("removed %.0f%% of MACs: %d heads, %d FFN neurons left; test MCC %.4f; speed-up b%d torch %.2fx, onnx %.2fx",
-             100 * selection.removed_fraction, record["heads"], record["ffn_neurons"], record["test"]["mcc"],
-             max(timed), record["speedup"][f"torch_batch_{max(timed)}"]["median"],
+    log.info("removed %.0f%% of MACs: %d heads, %d FFN neurons left; %s chosen on validation, test MCC %.4f; "
+             "speed-up b%d torch %.2fx, onnx %.2fx", 100 * selection.removed_fraction, record["heads"],
+             record["ffn_neurons"], chosen, record["test"]["mcc"], max(timed),
+             record["speedup"][f"torch_batch_{max(timed)}"]["median"],
              record["speedup"][f"onnx_batch_{max(timed)}"]["median"])
     return record

@@ -140,7 +140,7 @@ def render_markdown(table: pd.DataFrame, setup: str) -> str:
              "## Targets (measured speed-up at batch 32)", "", *target_lines(table), ""]
     for task, rows in table.groupby("task", sort=False):
         lines += [f"## {task}", "", ("| strategy | pruned | MACs removed | n | test MCC | ΔMCC (points) | speed-up PyTorch "
-                                     "b32 | onnxruntime b32 | PyTorch b1 | onnxruntime b1 | MCC without mask tuning | MCC without "
+                                     "b32 | onnxruntime b32 | PyTorch b1 | onnxruntime b1 | MCC without reconstruction | MCC without "
                                      "rearrangement or tuning |"),
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in rows.itertuples():
