@@ -25,7 +25,8 @@ def main(params, args):
         for model_dir in sorted(finetuned.glob("pruning-seed-*")):
             model, tokenizer, _pruning = load_model(model_dir)
             records[model_dir.name.removeprefix("pruning-seed-")] = deploy_finetuned(
-                model, tokenizer, test, params.evaluate, params.train.max_seq_len, staging / model_dir.name / "model.onnx")
+                model, tokenizer, test, params.evaluate, params.train.max_seq_len, staging / model_dir.name / "model.onnx",
+                params.int8)
     write_json(Path("reports/deploy") / task / model_name(strategy, ratio) / f"seed-{seed}.json", records)
 
 

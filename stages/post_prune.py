@@ -28,7 +28,8 @@ def main(params, args):
     model, tokenizer, _pruning = load_model(finetuned_dir(task, "none", ratio, seed, params.prune.seeds[0]))
     with atomic_dir(Path("models/post_pruned") / run) as staging:
         metrics = prune_after_finetuning(model, tokenizer, *(read_split(task_dir, split) for split in SPLITS),
-                                         params.post_prune, params.evaluate, params.train.max_seq_len, staging, scores)
+                                         params.post_prune, params.evaluate, params.int8, params.train.max_seq_len,
+                                         staging, scores)
     write_json(Path("reports/post_prune") / f"{run}.json", metrics)
 
 

@@ -10,7 +10,7 @@ from mcap.budget import UnitCosts
 from mcap.errors import McapError
 from mcap.ffn import count_neurons
 from mcap.heads import count_heads, prune_heads
-from mcap.params import EvaluateSettings, PostPruneSettings
+from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings
 from mcap.post_prune import onnx_name, prune_after_finetuning
 from mcap.structured import select_learned
 
@@ -20,13 +20,16 @@ TIMING = EvaluateSettings(threads=1, batch_sizes=[1, 4], warmup=1, repetitions=3
 RECONSTRUCTIONS = ["scales/unpruned", "scales/kwon_sqrt", "refit/unpruned", "refit/kwon_sqrt"]
 
 
-def run(tiny_model, tmp_path, reconstructions=RECONSTRUCTIONS, ratios=(0.3, 0.6), learned_scores=None):
+NO_INT8, INT8 = Int8Settings(enabled=False, per_channel=False), Int8Settings(enabled=True, per_channel=True)
+
+
+def run(tiny_model, tmp_path, reconstructions=RECONSTRUCTIONS, ratios=(0.3, 0.6), learned_scores=None, int8=NO_INT8):
     model, tokenizer = tiny_model
     settings = PostPruneSettings(mac_ratios=list(ratios), examples=24, held_out_examples=16,
                                  reconstructions=list(reconstructions), refit_ridge=1e-3, stop_at_failure=False,
                                  learned=[])
     return prune_after_finetuning(model, tokenizer, make_sentences(40, seed=1), make_sentences(10, seed=3),
-                                  make_sentences(12, seed=2), settings, TIMING, 32, tmp_path, learned_scores)
+                                  make_sentences(12, seed=2), settings, TIMING, int8, 32, tmp_path, learned_scores)
 
 
 def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_its_mac_budget(tiny_model, tmp_path):
@@ -123,3 +126,18 @@ def test_a_model_pruned_before_is_refused_and_nothing_is_written(tiny_model, tmp
         run(tiny_model, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
+
+
+def test_int8_models_of_the_unpruned_model_and_each_budget_are_checked_against_fp32_and_timed(tiny_model, tmp_path):
+    from mcap.quantize import int8_features
+
+    results = run(tiny_model, tmp_path, reconstructions=(), ratios=(0.3,), int8=INT8)
+    for name, record in (("unpruned", results["unpruned"]), ("macs-removed-0.3", results["budgets"][0])):
+        quantized = record["int8"]
+        assert (tmp_path / f"{name}-int8.onnx").is_file()
+        assert quantized["per_channel"] is True and quantized["cpu_features"] == int8_features()
+        assert quantized["reduce_range"] is not int8_features()["vnni"]  # 7-bit weights where the CPU lacks VNNI
+        assert quantized["agreement_with_fp32"] >= 0.9 and quantized["max_abs_logit_difference"] < 0.05
+        assert {"mcc", "accuracy", "loss"} <= set(quantized["test"])
+        assert set(quantized["speedup"]) == {"onnx_int8_batch_1", "onnx_int8_batch_4"}  # against unpruned FP32
+        assert all(value["median"] > 0 and value["repetitions"] == 3 for value in quantized["speedup"].values())

@@ -21,7 +21,8 @@ from mcap.errors import McapError
 from mcap.evaluate import device_name, forward_pass, interleaved_times_ms, machine_record, speedup_of, torch_threads
 from mcap.export import export_onnx, max_logit_difference, onnx_logits, onnx_session
 from mcap.modeling import unpruned_twin
-from mcap.params import EvaluateSettings
+from mcap.params import EvaluateSettings, Int8Settings
+from mcap.quantize import QuantizedModel, quantize_onnx
 from mcap.training import batch_loader, classification_metrics, encode, predict_logits
 
 ONNX_TOLERANCE = 1e-4  # max |ONNX − PyTorch| logit accepted on the test sentences
@@ -34,7 +35,7 @@ class DeployedModel:
     ``threads`` threads."""
 
     def __init__(self, model: nn.Module, path: Path, batches: list[dict[str, torch.Tensor]], threads: int):
-        self.model = model.eval()
+        self.model, self.path = model.eval(), path
         self.logits, self.labels = predict_logits(model, batches)
         export_onnx(model, batches[0], path)
         self.session = onnx_session(path, threads)
@@ -59,13 +60,36 @@ def timed_speedups(deployed: DeployedModel, reference: DeployedModel, timed: dic
     batches of ``timed`` (batch size -> batches)."""
     latency, speedup = {}, {}
     model_runs, reference_runs = deployed.runs(), reference.runs()
-    with torch_threads(timing.threads):
-        for runtime in runtimes:
-            for size, batches in timed.items():
-                name = f"{runtime}_batch_{size}"
-                latency[name], speedup[name] = speedup_of(interleaved_times_ms(
-                    (model_runs[runtime], reference_runs[runtime]), batches, timing.warmup, timing.repetitions))
+    for runtime in runtimes:
+        pair_latency, pair_speedup = timed_pair(model_runs[runtime], reference_runs[runtime], runtime, timed, timing)
+        latency |= pair_latency
+        speedup |= pair_speedup
     return latency, speedup
+
+
+def timed_pair(run: Callable, reference_run: Callable, name: str, timed: dict[int, list], timing: EvaluateSettings,
+               ) -> tuple[dict, dict]:
+    """(latency of ``run``, its speed-up over ``reference_run``) per ``<name>_batch_<size>``, the two timed
+    alternately on the batches of ``timed``, torch at ``evaluate.threads``."""
+    latency, speedup = {}, {}
+    with torch_threads(timing.threads):
+        for size, batches in timed.items():
+            key = f"{name}_batch_{size}"
+            latency[key], speedup[key] = speedup_of(interleaved_times_ms(
+                (run, reference_run), batches, timing.warmup, timing.repetitions))
+    return latency, speedup
+
+
+def int8_record(deployed: DeployedModel, reference: DeployedModel, batches: list, timed: dict[int, list],
+                timing: EvaluateSettings, per_channel: bool) -> dict:
+    """``deployed``'s ONNX model quantised to INT8 beside it (``<name>-int8.onnx``): how (:func:`quantize_onnx`),
+    its test metrics and agreement with the FP32 model on ``batches``, and its speed-up over ``reference``'s FP32
+    ONNX model (the unpruned one) in onnxruntime."""
+    path = deployed.path.with_name(f"{deployed.path.stem}-int8.onnx")
+    how = quantize_onnx(deployed.path, path, per_channel)
+    quantized = QuantizedModel(path, batches, deployed.logits, timing.threads)
+    latency, speedup = timed_pair(quantized.run, reference.runs()["onnx"], "onnx_int8", timed, timing)
+    return {**how, **quantized.record(), "latency_ms": latency, "speedup": speedup}
 
 
 def test_batches(tokenizer, test: pd.DataFrame, timing: EvaluateSettings, max_seq_len: int) -> tuple[list, dict[int, list]]:
@@ -76,16 +100,19 @@ def test_batches(tokenizer, test: pd.DataFrame, timing: EvaluateSettings, max_se
 
 
 def deploy_finetuned(model: nn.Module, tokenizer, test: pd.DataFrame, timing: EvaluateSettings, max_seq_len: int,
-                     onnx_path: Path) -> dict:
+                     onnx_path: Path, int8: Int8Settings) -> dict:
     """Export the fine-tuned ``model`` (CPU) to ``onnx_path``, check it on every test sentence, and time it in
     onnxruntime against its unpruned architecture (:func:`mcap.modeling.unpruned_twin`, exported to a scratch
-    folder: time depends on shapes, not weights, as in the evaluate stage); return the metrics."""
+    folder: time depends on shapes, not weights, as in the evaluate stage); with ``int8.enabled``, its INT8
+    quantisation too (:func:`int8_record`); return the metrics."""
     batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
     deployed = DeployedModel(model, onnx_path, batches, timing.threads)
     with tempfile.TemporaryDirectory() as scratch:
         # Its export is checked on one batch: its logits are random, and what is checked is the exporter's.
         reference = DeployedModel(unpruned_twin(model), Path(scratch) / "unpruned.onnx", batches[:1], timing.threads)
         latency, speedup = timed_speedups(deployed, reference, timed, timing, runtimes=("onnx",))
+        quantized = ({"int8": int8_record(deployed, reference, batches, timed, timing, int8.per_channel)}
+                     if int8.enabled else {})
     return {"test": deployed.metrics, "onnx_max_abs_diff": deployed.onnx_difference, "latency_ms": latency,
-            "speedup": speedup, "device_name": device_name(torch.device("cpu")), "threads": timing.threads,
-            "machine": machine_record(torch.device("cpu"))}
+            "speedup": speedup, **quantized, "device_name": device_name(torch.device("cpu")),
+            "threads": timing.threads, "precision": "fp32", "machine": machine_record(torch.device("cpu"))}

@@ -294,6 +294,14 @@ class DeploySettings(Section):
         self.require("strategies", _distinct(self.strategies), "a list of distinct strategy names")
 
 
+class Int8Settings(Section):
+    """onnxruntime's dynamic INT8 quantisation of every exported model (deploy and post_prune stages)."""
+
+    section: ClassVar[str] = "int8"
+    enabled: bool  # quantise every exported model, with its accuracy against FP32 and its speed-up
+    per_channel: bool  # one weight scale per output channel instead of per tensor
+
+
 class ExplainSettings(Section):
     section: ClassVar[str] = "explain"
     tasks: list[str]  # tasks whose models are explained
@@ -359,7 +367,7 @@ class McapSettings(Section):
 S = typing.TypeVar("S", bound=Section)
 SECTIONS: tuple[type[Section], ...] = (TopLevel, ModelSettings, DataSettings, TrainSettings, PruneSettings,
                                        RankingSettings, EvaluateSettings, PostPruneSettings, DeploySettings,
-                                       ExplainSettings, McapSettings)
+                                       Int8Settings, ExplainSettings, McapSettings)
 
 
 class _Read(typing.Generic[S]):
@@ -388,6 +396,7 @@ class Params:
     evaluate = _Read(EvaluateSettings)
     post_prune = _Read(PostPruneSettings)
     deploy = _Read(DeploySettings)
+    int8 = _Read(Int8Settings)
     explain = _Read(ExplainSettings)
     mcap = _Read(McapSettings)
 

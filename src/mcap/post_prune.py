@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,14 @@ import torch
 from torch import nn
 
 from mcap.budget import UnitCosts
-from mcap.deploy import DeployedModel, test_batches, timed_speedups
+from mcap.deploy import DeployedModel, int8_record, test_batches, timed_speedups
 from mcap.devices import pick_device
 from mcap.errors import McapError
 from mcap.evaluate import device_name, machine_record
 from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import count_heads
 from mcap.modeling import count_parameters
-from mcap.params import EvaluateSettings, PostPruneSettings
+from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings
 from mcap.reconstruction import (
     ReconstructionTargets,
     reconstruct,
@@ -71,8 +71,9 @@ def onnx_name(ratio: float | None) -> str:
 
 
 def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, validation: pd.DataFrame,
-                           test: pd.DataFrame, settings: PostPruneSettings, timing: EvaluateSettings, max_seq_len: int,
-                           onnx_dir: Path, learned_scores: Mapping[float, Mapping[str, Any]] | None = None) -> dict:
+                           test: pd.DataFrame, settings: PostPruneSettings, timing: EvaluateSettings, int8: Int8Settings,
+                           max_seq_len: int, onnx_dir: Path,
+                           learned_scores: Mapping[float, Mapping[str, Any]] | None = None) -> dict:
     """Prune the fine-tuned unpruned ``model`` (CPU) to each of ``settings.mac_ratios``; write the ONNX models to
     ``onnx_dir``; return the metrics of the unpruned model and of every budget. Units are ranked by their Fisher
     importance, or, if ``learned_scores`` is given ({budget: a structured meta-controller's scores}), at each budget
@@ -82,7 +83,8 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
 
     At each budget the pruned model is scored as it is (``none``) and after each of ``settings.reconstructions``
     (``method/teacher``, :mod:`mcap.reconstruction`) on the validation and test sentences; the one with the best
-    validation MCC (never test) is exported, checked and timed."""
+    validation MCC (never test) is exported, checked and timed; with ``int8.enabled`` its INT8 quantisation too, and
+    the unpruned model's, each timed against the unpruned FP32 model in onnxruntime."""
     if count_heads(model) != model.config.num_hidden_layers * model.config.num_attention_heads or (
             ffn_layout(model) != [model.config.intermediate_size] * model.config.num_hidden_layers):
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
@@ -109,8 +111,10 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
     quality_batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
     validation_batches = list(make_loader(tokenizer, validation, BATCH_SIZE, max_seq_len))
     reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
+    quantized = partial(int8_record, reference=reference, batches=quality_batches, timed=timed, timing=timing,
+                        per_channel=int8.per_channel) if int8.enabled else None
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
-                            "parameters": count_parameters(model)},
+                            "parameters": count_parameters(model), **({"int8": quantized(reference)} if quantized else {})},
                **ranking, "mac_seq_len": max_seq_len, "tuning_examples": len(tuning),
                "held_out_examples": len(held_out), "validation_examples": len(validation),
                "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "precision": "fp32",
@@ -133,7 +137,7 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
         candidates = {"none": pruned, **{name: _reconstructed(pruned, targets, name, settings)
                                          for name in settings.reconstructions}}
         record |= _chosen_and_deployed(ratio, selection, candidates, validation_batches, quality_batches, reference,
-                                       timed, timing, onnx_dir)
+                                       timed, timing, onnx_dir, quantized)
         results["budgets"].append(record)
     return results
 
@@ -173,9 +177,10 @@ def _rearrangement_record(model: nn.Module, searched: StructuredSelection, rearr
 
 def _chosen_and_deployed(ratio: float, selection: StructuredSelection, candidates: dict, validation_batches,
                          quality_batches, reference: DeployedModel, timed: dict[int, list], timing: EvaluateSettings,
-                         onnx_dir: Path) -> dict:
+                         onnx_dir: Path, quantized: Callable[[DeployedModel], dict] | None) -> dict:
     """One budget, ``ratio``: every candidate (``none``: the pruned model; else ``(model, sublayer records)``)
-    scored on the CPU on validation and test; the best on validation exported, checked and timed."""
+    scored on the CPU on validation and test; the best on validation exported, checked and timed, and quantised to
+    INT8 by ``quantized`` where given."""
     models = {name: (candidate if name == "none" else candidate[0]).cpu() for name, candidate in candidates.items()}
     scores = {name: {split: classification_metrics(*predict_logits(candidate, batches))
                      for split, batches in (("validation", validation_batches), ("test", quality_batches))}
@@ -191,6 +196,8 @@ def _chosen_and_deployed(ratio: float, selection: StructuredSelection, candidate
     deployed = DeployedModel(pruned, onnx_dir / onnx_name(ratio), quality_batches, timing.threads)
     record["test"], record["onnx_max_abs_diff"] = deployed.metrics, deployed.onnx_difference
     record["latency_ms"], record["speedup"] = timed_speedups(deployed, reference, timed, timing)
+    if quantized is not None:
+        record["int8"] = quantized(deployed)
     log.info("removed %.0f%% of MACs: %d heads, %d FFN neurons left; %s chosen on validation, test MCC %.4f; "
              "speed-up b%d torch %.2fx, onnx %.2fx", 100 * selection.removed_fraction, record["heads"],
              record["ffn_neurons"], chosen, record["test"]["mcc"], max(timed),
