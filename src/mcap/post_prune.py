@@ -134,7 +134,10 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
         targets = {"unpruned": unpruned_targets, "kwon_sqrt": (
             targets_of(_pruned(working, fisher_search(teacher_ratio(ratio)))) if "kwon_sqrt" in teachers else None)}
         pruned = _pruned(working, selection)
-        candidates = {"none": pruned, **{name: _reconstructed(pruned, targets, name, settings)
+        # The pruned model's errors against each teacher, once: every method towards that teacher starts from them.
+        untuned = {teacher: {sentences: relative_errors(pruned, sums) for sentences, sums in targets[teacher].items()}
+                   for teacher in teachers}
+        candidates = {"none": pruned, **{name: _reconstructed(pruned, targets, untuned, name, settings)
                                          for name in settings.reconstructions}}
         record |= _chosen_and_deployed(ratio, selection, candidates, validation_batches, quality_batches, reference,
                                        timed, timing, onnx_dir, quantized)
@@ -148,16 +151,18 @@ def _pruned(model: nn.Module, selection: StructuredSelection) -> nn.Module:
     return pruned
 
 
-def _reconstructed(pruned: nn.Module, targets: dict[str, dict[str, ReconstructionTargets]], name: str,
-                   settings: PostPruneSettings) -> tuple[nn.Module, list[dict]]:
+def _reconstructed(pruned: nn.Module, targets: dict[str, dict[str, ReconstructionTargets]],
+                   untuned: dict[str, dict[str, list[float]]], name: str, settings: PostPruneSettings,
+                   ) -> tuple[nn.Module, list[dict]]:
     """A copy of ``pruned`` reconstructed by ``name`` (``method/teacher``), and per sublayer its record with the
-    relative reconstruction errors before and after, on the tuning and on held-out train sentences."""
+    relative reconstruction errors before (``untuned``: ``pruned``'s, per teacher) and after, on the tuning and on
+    held-out train sentences."""
     method, teacher = name.split("/")
     wanted, tuned = targets[teacher], copy.deepcopy(pruned)
     sublayers = reconstruct(tuned, wanted["tuning"], method, ridge=settings.refit_ridge if method == "refit" else 1e-6,
                             stop_at_failure=settings.stop_at_failure)
     for sentences, sums in wanted.items():
-        for when, errors in (("before", relative_errors(pruned, sums)), ("after", relative_errors(tuned, sums))):
+        for when, errors in (("before", untuned[teacher][sentences]), ("after", relative_errors(tuned, sums))):
             for sublayer in sublayers:
                 sublayer[f"error_{sentences}_{when}"] = errors[sublayer["sublayer"]]
     return tuned, sublayers
