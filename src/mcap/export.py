@@ -64,10 +64,15 @@ def onnx_logits(session, batch: dict[str, torch.Tensor]) -> np.ndarray:
     return session.run(["logits"], {name: batch[name].cpu().numpy() for name in INPUTS})[0]
 
 
+def onnx_batches_logits(session, batches: Sequence[dict[str, torch.Tensor]]) -> np.ndarray:
+    """(N, 2) logits of every sentence of ``batches``, in order."""
+    return np.concatenate([onnx_logits(session, batch) for batch in batches])
+
+
 def max_logit_difference(session, batches: Sequence[dict[str, torch.Tensor]], expected: np.ndarray) -> float:
     """Max |ONNX − PyTorch| over every logit of ``batches``, given PyTorch's logits ``expected`` (N, 2) of
     those batches in order: the export check (it should be < 1e-4)."""
-    logits = np.concatenate([onnx_logits(session, batch) for batch in batches])
+    logits = onnx_batches_logits(session, batches)
     if logits.shape != expected.shape:
         raise McapError(f"ONNX gave logits of shape {logits.shape} for PyTorch's {expected.shape}")
     return float(np.abs(logits - expected).max())

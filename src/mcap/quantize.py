@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mcap.evaluate import cpu_info
-from mcap.export import onnx_logits, onnx_session
+from mcap.export import onnx_batches_logits, onnx_logits, onnx_session
 from mcap.training import classification_metrics
 
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")  # what onnxruntime's int8 kernels use
@@ -46,7 +46,7 @@ class QuantizedModel:
 
     def __init__(self, path: Path, batches: list[dict[str, torch.Tensor]], fp32_logits: np.ndarray, threads: int):
         self.session = onnx_session(path, threads)
-        self.logits = np.concatenate([onnx_logits(self.session, batch) for batch in batches])
+        self.logits = onnx_batches_logits(self.session, batches)
         labels = np.concatenate([batch["labels"].numpy() for batch in batches])
         self.metrics = classification_metrics(self.logits, labels)
         self.agreement = float((self.logits.argmax(1) == fp32_logits.argmax(1)).mean())
