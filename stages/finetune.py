@@ -13,7 +13,7 @@ from mcap.modeling import load_model, save_model
 from mcap.outputs import atomic_dir, write_json
 from mcap.splits import read_split
 from mcap.tracking import log_history
-from mcap.training import evaluate, finetune_grid, make_loader
+from mcap.training import evaluate, finetune_grid, scoring_loader
 
 
 def main(params, args):
@@ -36,7 +36,7 @@ def main(params, args):
         for pruning_seed, (result, tokenizer, pruning) in results.items():
             out = staging / finetuned_dir(task, strategy, ratio, seed, pruning_seed).name
             save_model(result.model, tokenizer, out, pruning)
-            scores = evaluate(result.model, make_loader(tokenizer, test, settings.batch_size, settings.max_seq_len))
+            scores = evaluate(result.model, scoring_loader(tokenizer, test, settings.batch_size, settings.max_seq_len))
             best = result.histories[result.learning_rate][-1]
             runs[str(pruning_seed)] = {"test": scores, "learning_rate": result.learning_rate,
                                        "validation": {key: best[f"val_{key}"] for key in ("mcc", "accuracy", "loss")}}

@@ -18,7 +18,7 @@ from mcap.heads import prune_heads
 from mcap.modeling import load_model, save_model
 from mcap.params import TrainSettings
 from mcap.splits import write_splits
-from mcap.training import KEEP_MASK, finetune_grid, zeroed_linears, zeros_kept
+from mcap.training import KEEP_MASK, LengthGroupedBatches, finetune_grid, zeroed_linears, zeros_kept
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = TrainSettings(epochs=6, learning_rates=[1e-3], batch_size=16, max_seq_len=32, weight_decay=0.01,
@@ -52,6 +52,29 @@ def test_learning_rate_with_the_best_validation_score_is_kept(saved_tiny):
     result = run(saved_tiny, learning_rates=(1e-6, 3e-3))
     scores = {rate: history[-1]["val_accuracy"] for rate, history in result.histories.items()}
     assert result.learning_rate == max(scores, key=scores.get) == 3e-3
+
+
+def test_length_grouped_batches_cover_every_sentence_once_and_pad_little():
+    lengths = torch.randint(3, 60, (1000,), generator=torch.Generator().manual_seed(0)).tolist()
+    batches = list(LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(1)))
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    assert [len(batch) for batch in batches] == [32] * 31 + [8]  # the short batch last, as Accelerate expects it
+    assert len(LengthGroupedBatches(lengths, 32, torch.Generator())) == len(batches)
+    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches[:-1])
+    random_padded = sum(max(lengths[i] for i in range(s, s + 32)) * 32 for s in range(0, 992, 32))
+    assert padded < 0.6 * random_padded
+
+
+def test_length_grouped_batches_follow_the_generator_and_change_each_epoch():
+    lengths = list(range(5, 105))
+
+    def epochs(seed):
+        sampler = LengthGroupedBatches(lengths, 8, torch.Generator().manual_seed(seed), window=4)
+        return list(sampler), list(sampler)
+
+    first, second = epochs(3)
+    assert (first, second) == epochs(3)
+    assert first != second and first != epochs(4)[0]
 
 
 def first_steps(monkeypatch, model_dir: Path, tokenizer, seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -1,7 +1,7 @@
 """Fine-tuning and evaluation of sequence classifiers (paper §III.C).
 
-Protocol: AdamW with linear warm-up/decay, dynamic padding, one run per learning rate of the
-grid, the learning rate with the best validation score kept. bf16 autocast on a GPU, fp32 on
+Protocol: AdamW with linear warm-up/decay, dynamic padding over batches of sentences of similar length, one run
+per learning rate of the grid, the learning rate with the best validation score kept. bf16 autocast on a GPU, fp32 on
 the CPU. Weights zeroed by unstructured pruning stay zero during fine-tuning.
 
 Training runs through Hugging Face Accelerate, in one process or in N under ``accelerate launch``
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from mcap.devices import autocast
@@ -54,18 +54,53 @@ def encode(tokenizer, frame: pd.DataFrame, max_seq_len: int) -> list[dict]:
     ]
 
 
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of sentences of similar length, as Hugging Face's ``group_by_length`` draws them.
+
+    Each epoch: a random order of the sentences, cut into windows of ``window`` batches; each window sorted by length
+    and cut into full batches; the full batches in a random order, and the short remainder last (where Accelerate
+    expects it, :func:`share_weights`). With dynamic padding a batch of random sentences pads to its longest one:
+    2-3x the real tokens on SST-2, CoLA and SUBJ, against 1.05-1.16x within a window. Every draw comes from
+    ``generator``, so one fine-tuning seed gives every pruned model the same batches in the same order.
+    """
+
+    drop_last = False  # read by Accelerate, which splits each batch among processes
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator, window: int = 50):
+        super().__init__()
+        self.lengths, self.batch_size, self.generator, self.window = lengths, batch_size, generator, window
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        full = len(order) - len(order) % self.batch_size
+        span = self.window * self.batch_size
+        batches = []
+        for start in range(0, full, span):
+            window = sorted(order[start:min(start + span, full)], key=self.lengths.__getitem__)
+            batches += [window[i:i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+        yield from batches
+        if full < len(order):
+            yield order[full:]
+
+
 def batch_loader(
     tokenizer, examples: list[dict], batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
 ) -> DataLoader:
-    """Pad each batch to its own longest sentence (dynamic padding). For a GPU, two worker processes pad the next
-    batches into pinned memory while it computes; on the CPU they would only compete for its cores."""
+    """Pad each batch to its own longest sentence (dynamic padding); ``shuffle``: :class:`LengthGroupedBatches`
+    drawn from ``generator``, else batches in the given order. For a GPU, two worker processes pad the next batches
+    into pinned memory while it computes; on the CPU they would only compete for its cores."""
 
     def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
         return tokenizer.pad(batch, return_tensors="pt")  # input_ids/attention_mask: (B, L_max), labels: (B,)
 
     cuda = torch.cuda.is_available()
-    return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate,
-                      num_workers=2 if cuda else 0, pin_memory=cuda)
+    batching = ({"batch_sampler": LengthGroupedBatches([len(e["input_ids"]) for e in examples], batch_size, generator)}
+                if shuffle else {"batch_size": batch_size})
+    return DataLoader(examples, **batching, collate_fn=collate, num_workers=2 if cuda else 0, pin_memory=cuda)
 
 
 def make_loader(
@@ -74,6 +109,13 @@ def make_loader(
 ) -> DataLoader:
     """Tokenise once and batch with dynamic padding."""
     return batch_loader(tokenizer, encode(tokenizer, frame, max_seq_len), batch_size, shuffle, generator)
+
+
+def scoring_loader(tokenizer, frame: pd.DataFrame, batch_size: int, max_seq_len: int) -> DataLoader:
+    """Batches of the sentences in order of length, each padded little: for scores that do not depend on the order
+    (loss, accuracy, MCC), 2-3x fewer tokens than batches in the split's order."""
+    examples = encode(tokenizer, frame, max_seq_len)
+    return batch_loader(tokenizer, sorted(examples, key=lambda example: len(example["input_ids"])), batch_size)
 
 
 def batches_on(loader: DataLoader, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
@@ -152,7 +194,8 @@ def train_epochs(
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train for ``settings.epochs``; return the trained (unwrapped) model and one record per epoch (train loss
     averaged over processes, validation metrics on the whole validation set, each process scoring its share)."""
-    optimizer, scheduler = _optimizer(model, learning_rate, settings, steps=settings.epochs * len(train_loader))
+    steps = settings.epochs * len(train_loader)
+    optimizer, scheduler = optimizer_with_schedule(model, learning_rate, settings, steps)
     sentences = len(train_loader.dataset)
     history = []
     with zeros_kept(model, keep_zeros) as zeroed:
@@ -222,7 +265,9 @@ def adamw(parameters, learning_rate: float) -> torch.optim.AdamW:
     return torch.optim.AdamW(parameters, lr=learning_rate, fused=True)
 
 
-def _optimizer(model: nn.Module, learning_rate: float, settings: TrainSettings, steps: int):
+def optimizer_with_schedule(model: nn.Module, learning_rate: float, settings: TrainSettings, steps: int):
+    """AdamW (weight decay except on biases and LayerNorm weights) with a linear warm-up over
+    ``settings.warmup_ratio`` of ``steps``, then a linear decay to 0."""
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": settings.weight_decay},
@@ -270,7 +315,7 @@ def finetune_grid(
     for learning_rate in settings.learning_rates:
         generator = seed_everything(seed)  # every lr starts from the same state and batch order
         train_loader = make_loader(tokenizer, train, settings.batch_size, settings.max_seq_len, True, generator)
-        validation_loader = make_loader(tokenizer, validation, settings.batch_size, settings.max_seq_len)
+        validation_loader = scoring_loader(tokenizer, validation, settings.batch_size, settings.max_seq_len)
         initial = load_initial()
         reset_task_head(initial, seed)
         model, histories[learning_rate] = train_epochs(
