@@ -1,7 +1,8 @@
 """Stage post_prune@<task>-<ratio>-<seed> (Fisher importance: structured_gradient's criterion, Kwon et al.) or
 post_prune_learned@<task>-<strategy>-<ratio>-<seed> (post_prune.learned: at each budget, the scores of the structured
 meta-controller trained at it, from meta_controller_budgets): structured pruning of the fine-tuned unpruned model (the
-grid's ``none`` at that ratio and fine-tuning seed) to each MAC budget, no retraining."""
+grid's ``none`` at that ratio and fine-tuning seed) to each MAC budget, no retraining; at the budgets of
+post_prune.recovery_mac_ratios, also retrained by each of post_prune.recoveries (distillation, cross-entropy)."""
 
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def main(params, args):
     with atomic_dir(Path("models/post_pruned") / run) as staging:
         metrics = prune_after_finetuning(model, tokenizer, *(read_split(task_dir, split) for split in SPLITS),
                                          params.post_prune, params.evaluate, params.int8, params.train.max_seq_len,
-                                         staging, scores)
+                                         staging, scores, training=params.train, seed=seed)
     write_json(Path("reports/post_prune") / f"{run}.json", metrics)
 
 

@@ -10,7 +10,7 @@ from mcap.budget import UnitCosts
 from mcap.errors import McapError
 from mcap.ffn import count_neurons
 from mcap.heads import count_heads, prune_heads
-from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings
+from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings, TrainSettings
 from mcap.post_prune import onnx_name, prune_after_finetuning
 from mcap.structured import select_learned
 
@@ -23,13 +23,17 @@ RECONSTRUCTIONS = ["scales/unpruned", "scales/kwon_sqrt", "refit/unpruned", "ref
 NO_INT8, INT8 = Int8Settings(enabled=False, per_channel=False), Int8Settings(enabled=True, per_channel=True)
 
 
-def run(tiny_model, tmp_path, reconstructions=RECONSTRUCTIONS, ratios=(0.3, 0.6), learned_scores=None, int8=NO_INT8):
+def run(tiny_model, tmp_path, reconstructions=RECONSTRUCTIONS, ratios=(0.3, 0.6), learned_scores=None, int8=NO_INT8,
+        recoveries=()):
     model, tokenizer = tiny_model
     settings = PostPruneSettings(mac_ratios=list(ratios), examples=24, held_out_examples=16,
                                  reconstructions=list(reconstructions), refit_ridge=1e-3, stop_at_failure=False,
-                                 learned=[])
+                                 learned=[], recoveries=list(recoveries), recovery_mac_ratios=list(ratios[-1:]))
+    training = TrainSettings(epochs=1, learning_rates=[1e-3], batch_size=8, max_seq_len=32, weight_decay=0.01,
+                             warmup_ratio=0.1, select_metric="mcc")
     return prune_after_finetuning(model, tokenizer, make_sentences(40, seed=1), make_sentences(10, seed=3),
-                                  make_sentences(12, seed=2), settings, TIMING, int8, 32, tmp_path, learned_scores)
+                                  make_sentences(12, seed=2), settings, TIMING, int8, 32, tmp_path, learned_scores,
+                                  training=training, seed=3)
 
 
 def test_each_budget_gives_a_checked_onnx_model_timed_in_both_runtimes_within_its_mac_budget(tiny_model, tmp_path):
@@ -68,6 +72,19 @@ def test_every_reconstruction_is_scored_beside_none_and_the_best_on_validation_i
         for teacher in ("unpruned", "kwon_sqrt"):
             refit, scales = (scored[f"{method}/{teacher}"]["sublayers"] for method in ("refit", "scales"))
             assert refit[0]["error_tuning_after"] <= scales[0]["error_tuning_after"] * (1 + 1e-3)
+
+
+def test_recoveries_retrain_the_chosen_model_at_their_budgets_and_export_it_checked(tiny_model, tmp_path):
+    results = run(tiny_model, tmp_path, reconstructions=("scales/unpruned",), ratios=(0.3, 0.6), int8=INT8,
+                  recoveries=("distill", "cross_entropy"))
+    unrecovered, budget = results["budgets"]
+    assert "recovered" not in unrecovered and list(budget["recovered"]) == ["distill", "cross_entropy"]
+    for name, record in budget["recovered"].items():
+        assert (tmp_path / onnx_name(0.6, name)).is_file() and record["onnx_max_abs_diff"] < 1e-4
+        assert (record["train_sentences"], record["steps"]) == (40, 5)  # one pass over the train sentences
+        assert {"mcc", "accuracy", "loss"} <= set(record["validation"]) and record["test"] != budget["test"]
+        assert record["int8"]["agreement_with_fp32"] > 0.5 and (tmp_path / f"macs-removed-0.6-{name}-int8.onnx").is_file()
+    assert budget["recovered"]["distill"]["test"] != budget["recovered"]["cross_entropy"]["test"]
 
 
 def test_without_reconstructions_the_pruned_model_is_deployed_as_it_is(tiny_model, tmp_path):

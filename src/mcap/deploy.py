@@ -80,16 +80,23 @@ def timed_pair(run: Callable, reference_run: Callable, name: str, timed: dict[in
     return latency, speedup
 
 
-def int8_record(deployed: DeployedModel, reference: DeployedModel, batches: list, timed: dict[int, list],
-                timing: EvaluateSettings, per_channel: bool) -> dict:
-    """``deployed``'s ONNX model quantised to INT8 beside it (``<name>-int8.onnx``): how (:func:`quantize_onnx`),
-    its test metrics and agreement with the FP32 model on ``batches``, and its speed-up over ``reference``'s FP32
-    ONNX model (the unpruned one) in onnxruntime."""
+def int8_quality(deployed: DeployedModel, batches: list, per_channel: bool, threads: int
+                 ) -> tuple[QuantizedModel, dict]:
+    """``deployed``'s ONNX model quantised to INT8 beside it (``<name>-int8.onnx``), and its record: how
+    (:func:`quantize_onnx`), its test metrics and its agreement with the FP32 model on ``batches``."""
     path = deployed.path.with_name(f"{deployed.path.stem}-int8.onnx")
     how = quantize_onnx(deployed.path, path, per_channel)
-    quantized = QuantizedModel(path, batches, deployed.logits, timing.threads)
+    quantized = QuantizedModel(path, batches, deployed.logits, threads)
+    return quantized, {**how, **quantized.record()}
+
+
+def int8_record(deployed: DeployedModel, reference: DeployedModel, batches: list, timed: dict[int, list],
+                timing: EvaluateSettings, per_channel: bool) -> dict:
+    """:func:`int8_quality`, and the INT8 model's speed-up over ``reference``'s FP32 ONNX model (the unpruned one)
+    in onnxruntime."""
+    quantized, record = int8_quality(deployed, batches, per_channel, timing.threads)
     latency, speedup = timed_pair(quantized.run, reference.runs()["onnx"], "onnx_int8", timed, timing)
-    return {**how, **quantized.record(), "latency_ms": latency, "speedup": speedup}
+    return {**record, "latency_ms": latency, "speedup": speedup}
 
 
 def test_batches(tokenizer, test: pd.DataFrame, timing: EvaluateSettings, max_seq_len: int) -> tuple[list, dict[int, list]]:

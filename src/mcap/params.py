@@ -256,6 +256,7 @@ class EvaluateSettings(Section):
 
 RECONSTRUCTION_METHODS = ("scales", "refit")  # mcap.reconstruction: per-unit scales, or the whole projection
 RECONSTRUCTION_TEACHERS = ("unpruned", "kwon_sqrt")  # towards the unpruned model, or Kwon et al.'s nearer teacher
+RECOVERIES = ("distill", "cross_entropy")  # mcap.recovery: retraining after pruning, from the teacher or the labels
 
 
 class PostPruneSettings(Section):
@@ -271,8 +272,18 @@ class PostPruneSettings(Section):
     refit_ridge: float  # refit's ridge towards the current weights, a fraction of the normal equations' mean diagonal
     stop_at_failure: bool  # Kwon et al.: end the reconstruction at the first sublayer whose solve fails
     learned: list[str]  # structured strategies whose meta-controller's δ also ranks the units (a stage each)
+    recoveries: list[str] = Field(default_factory=list)  # retraining after pruning (mcap.recovery), rows of its own
+    recovery_mac_ratios: list[float] = Field(default_factory=list)  # the budgets recovered, among mac_ratios
+    recovery_learning_rate: float = 5e-5
+    distill_temperature: float = 2.0
 
     def check(self) -> None:
+        self.require("recoveries", _distinct(self.recoveries) and set(self.recoveries) <= set(RECOVERIES),
+                     f"a list of distinct names among {list(RECOVERIES)}")
+        self.require("recovery_mac_ratios", set(self.recovery_mac_ratios) <= set(self.mac_ratios)
+                     and _distinct(self.recovery_mac_ratios), "a list of distinct budgets among post_prune.mac_ratios")
+        self.require("recovery_learning_rate", self.recovery_learning_rate > 0, "a positive number")
+        self.require("distill_temperature", self.distill_temperature > 0, "a positive number")
         self.require("mac_ratios", bool(self.mac_ratios) and all(0 < r < 1 for r in self.mac_ratios)
                      and _distinct(self.mac_ratios), "a non-empty list of distinct numbers in (0, 1)")
         self.require("examples", self.examples > 0, "a positive integer")

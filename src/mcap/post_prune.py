@@ -13,7 +13,10 @@ For a fine-tuned unpruned classifier:
    (:mod:`mcap.reconstruction`: per-unit scales or a refit of each output projection, towards the unpruned model
    or Kwon et al.'s teacher) is scored on validation and test; the best on validation is exported to ONNX,
    checked against PyTorch, and timed against the unpruned model in the same runtime (PyTorch, then
-   onnxruntime), interleaved. Time depends on the architecture, which every reconstruction keeps.
+   onnxruntime), interleaved. Time depends on the architecture, which every reconstruction keeps;
+4. optionally, at the budgets of ``post_prune.recovery_mac_ratios``, the chosen model is retrained for one pass over
+   the train sentences (:mod:`mcap.recovery`: distilled from the unpruned model, or on the labels), scored and
+   exported; retraining keeps the architecture, so the budget's timing holds for it.
 
 Deviations from Kwon et al.: the diagonal of the Fisher matrix ranks units greedily by importance per MAC (they
 search the number of heads kept and fill the rest with neurons); the Fisher blocks of rearrangement are of each
@@ -35,14 +38,14 @@ import torch
 from torch import nn
 
 from mcap.budget import UnitCosts
-from mcap.deploy import DeployedModel, int8_record, test_batches, timed_speedups
+from mcap.deploy import DeployedModel, int8_quality, int8_record, test_batches, timed_speedups
 from mcap.devices import pick_device
 from mcap.errors import McapError
 from mcap.evaluate import device_name, machine_record
 from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import count_heads
 from mcap.modeling import count_parameters
-from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings
+from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings, TrainSettings
 from mcap.reconstruction import (
     ReconstructionTargets,
     reconstruct,
@@ -50,6 +53,8 @@ from mcap.reconstruction import (
     relative_errors,
     teacher_ratio,
 )
+from mcap.recovery import recovered
+from mcap.seeding import seed_everything
 from mcap.structured import (
     StructuredSelection,
     rearrange_masks,
@@ -65,15 +70,17 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 32  # of the importance and reconstruction passes
 
 
-def onnx_name(ratio: float | None) -> str:
-    """The ONNX file of the model pruned to ``ratio`` of the MACs (None: the unpruned model)."""
-    return "unpruned.onnx" if ratio is None else f"macs-removed-{ratio:g}.onnx"
+def onnx_name(ratio: float | None, recovery: str | None = None) -> str:
+    """The ONNX file of the model pruned to ``ratio`` of the MACs (None: the unpruned model), retrained by
+    ``recovery`` if given."""
+    return "unpruned.onnx" if ratio is None else f"macs-removed-{ratio:g}{f'-{recovery}' if recovery else ''}.onnx"
 
 
 def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, validation: pd.DataFrame,
                            test: pd.DataFrame, settings: PostPruneSettings, timing: EvaluateSettings, int8: Int8Settings,
                            max_seq_len: int, onnx_dir: Path,
-                           learned_scores: Mapping[float, Mapping[str, Any]] | None = None) -> dict:
+                           learned_scores: Mapping[float, Mapping[str, Any]] | None = None,
+                           training: TrainSettings | None = None, seed: int = 0) -> dict:
     """Prune the fine-tuned unpruned ``model`` (CPU) to each of ``settings.mac_ratios``; write the ONNX models to
     ``onnx_dir``; return the metrics of the unpruned model and of every budget. Units are ranked by their Fisher
     importance, or, if ``learned_scores`` is given ({budget: a structured meta-controller's scores}), at each budget
@@ -84,10 +91,14 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
     At each budget the pruned model is scored as it is (``none``) and after each of ``settings.reconstructions``
     (``method/teacher``, :mod:`mcap.reconstruction`) on the validation and test sentences; the one with the best
     validation MCC (never test) is exported, checked and timed; with ``int8.enabled`` its INT8 quantisation too, and
-    the unpruned model's, each timed against the unpruned FP32 model in onnxruntime."""
+    the unpruned model's, each timed against the unpruned FP32 model in onnxruntime. At the budgets of
+    ``settings.recovery_mac_ratios``, each of ``settings.recoveries`` retrains the chosen model (batch size, weight
+    decay and warm-up of ``training``; batch order and dropout from the fine-tuning ``seed``)."""
     if count_heads(model) != model.config.num_hidden_layers * model.config.num_attention_heads or (
             ffn_layout(model) != [model.config.intermediate_size] * model.config.num_hidden_layers):
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
+    if settings.recoveries and settings.recovery_mac_ratios and training is None:
+        raise ValueError("post_prune: recoveries need the training settings")
     tuning = train.head(settings.examples)
     held_out = train.iloc[len(tuning):len(tuning) + settings.held_out_examples]  # out of sample for the errors
     tuning_batches, held_out_batches = (list(make_loader(tokenizer, sentences, BATCH_SIZE, max_seq_len))
@@ -141,6 +152,12 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
                                          for name in settings.reconstructions}}
         record |= _chosen_and_deployed(ratio, selection, candidates, validation_batches, quality_batches, reference,
                                        timed, timing, onnx_dir, quantized)
+        if ratio in settings.recovery_mac_ratios:
+            chosen = candidates[record["chosen"]]
+            record["recovered"] = {recovery: _recovered(
+                chosen if record["chosen"] == "none" else chosen[0], working, recovery, train, tokenizer, settings,
+                training, seed, max_seq_len, validation_batches, quality_batches, onnx_dir / onnx_name(ratio, recovery),
+                timing.threads, int8) for recovery in settings.recoveries}
         results["budgets"].append(record)
     return results
 
@@ -166,6 +183,26 @@ def _reconstructed(pruned: nn.Module, targets: dict[str, dict[str, Reconstructio
             for sublayer in sublayers:
                 sublayer[f"error_{sentences}_{when}"] = errors[sublayer["sublayer"]]
     return tuned, sublayers
+
+
+def _recovered(start: nn.Module, teacher: nn.Module, recovery: str, train: pd.DataFrame, tokenizer,
+               settings: PostPruneSettings, training: TrainSettings, seed: int, max_seq_len: int, validation_batches,
+               quality_batches, onnx_path: Path, threads: int, int8: Int8Settings) -> dict:
+    """``start`` retrained by ``recovery`` for one pass over ``train`` (the same batches for every recovery), scored
+    on validation and test, exported to ``onnx_path`` and checked; with ``int8.enabled``, its INT8 quality too."""
+    generator = seed_everything(seed)
+    loader = make_loader(tokenizer, train, training.batch_size, max_seq_len, shuffle=True, generator=generator)
+    model, losses = recovered(start, teacher, loader, recovery, settings.recovery_learning_rate,
+                              settings.distill_temperature, training)
+    deployed = DeployedModel(model.cpu(), onnx_path, quality_batches, threads)
+    tenth = max(1, len(losses) // 10)
+    log.info("%s: %d steps, loss %.4f -> %.4f, test MCC %.4f", onnx_path.stem, len(losses),
+             sum(losses[:tenth]) / tenth, sum(losses[-tenth:]) / tenth, deployed.metrics["mcc"])
+    return {"train_sentences": len(train), "steps": len(losses), "loss_first_tenth": sum(losses[:tenth]) / tenth,
+            "loss_last_tenth": sum(losses[-tenth:]) / tenth,
+            "validation": classification_metrics(*predict_logits(deployed.model, validation_batches)),
+            "test": deployed.metrics, "onnx_max_abs_diff": deployed.onnx_difference,
+            **({"int8": int8_quality(deployed, quality_batches, int8.per_channel, threads)[1]} if int8.enabled else {})}
 
 
 def _rearrangement_record(model: nn.Module, searched: StructuredSelection, rearranged: StructuredSelection,
