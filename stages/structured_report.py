@@ -30,6 +30,11 @@ def main(params, args):
     rearranged = ", the masks rearranged on each layer's Fisher block" if post.get("mask_rearrangement") else ""
     learned = "".join(f" or, at each budget, the scores of the {strategy} controller of pruning seed {params.prune.seeds[0]} "
                       "trained at that budget (post_prune_learned)" for strategy in params.post_prune.learned)
+    recoveries = params.post_prune.recoveries
+    recovered = (f"; at {', '.join(f'{r:.0%}' for r in params.post_prune.recovery_mac_ratios)} of MACs removed, that "
+                 f"model also retrained for one pass over the train sentences by {' and '.join(recoveries)} "
+                 "(mcap.recovery: distilled from the unpruned model, or on the labels; a mode of its own)"
+                 if recoveries and params.post_prune.recovery_mac_ratios else "")
     setup = (
         f"Model `{params.model.name_or_path}`, {params.train.epochs} epoch(s) of fine-tuning, "
         f"{params.data.caps()} (null = full data; the test split is "
@@ -41,9 +46,12 @@ def main(params, args):
         f"PyTorch, and in onnxruntime for {', '.join(deployed) or 'none of them'} (deploy.strategies, "
         "the deploy stage: ONNX checked as below). After fine-tuning: the post_prune stage, Fisher importance on "
         f"{post['fisher_examples']} train sentences (structured_gradient{rearranged}){learned}, then {tuning} "
-        "(mcap.reconstruction), no retraining; each model exported to "
+        f"(mcap.reconstruction), no retraining{recovered}; each model exported to "
         "ONNX (max |Δ logit| < 1e-4 against PyTorch on every test sentence) and timed against the unpruned model in "
-        "the same runtime. Speed-up: median per-repetition time ratio, the two models timed alternately on test batches."
+        "the same runtime; where int8.enabled, every ONNX model is also quantised to INT8 (its own rows, timed in "
+        "onnxruntime against the unpruned FP32 model). Speed-up: median per-repetition time ratio, the two models "
+        "timed alternately on test batches. ΔMCC: paired with the unpruned FP32 model of the same fine-tuning seed, "
+        "95% bootstrap interval over the seeds (none with one seed)."
     )
     out = REPORTS / "structured"
     out.mkdir(parents=True, exist_ok=True)

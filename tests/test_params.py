@@ -86,8 +86,8 @@ def test_values_arrive_typed_and_ints_where_floats_are_expected_become_floats():
     ("ranking.ratios", [0.2, 1.2], r"'ranking.ratios' must be a non-empty list of numbers in \[0, 1\)"),
     ("seeds", [4.2], r"'seeds' must be a list of integers, got \[4.2\]"),
     ("post_prune.recoveries", ["kd"], r"'post_prune.recoveries' must be a list of distinct names among \['distill', "),
-    ("post_prune.recovery_mac_ratios", [0.45], "'post_prune.recovery_mac_ratios' must be a list of distinct budgets "
-                                               "among post_prune.mac_ratios"),
+    ("post_prune.recovery_mac_ratios", [0.45],
+     "'post_prune.recovery_mac_ratios' must be a list of distinct budgets among post_prune.mac_ratios"),
 ])
 def test_a_bad_value_is_named_with_what_the_key_accepts(key, value, message):
     section = key.split(".")[0] if "." in key else "top"

@@ -46,7 +46,8 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["train"].update(epochs=1, learning_rates=[1e-3], max_seq_len=32)
     params["prune"].update(seeds=[42, 43], importance_examples=16, gradient_probe_steps=3, imp_retrain_steps=2)
     params["evaluate"].update(warmup=1, repetitions=3, flops_seq_len=32)
-    params["post_prune"].update(tasks=["sst2"], mac_ratios=[0.4], examples=16, learned=["structured_mcap"])
+    params["post_prune"].update(tasks=["sst2"], mac_ratios=[0.4], examples=16, learned=["structured_mcap"],
+                                recoveries=["distill"], recovery_mac_ratios=[0.4])
     params["deploy"]["strategies"] = ["structured_gradient", "structured_mcap"]
     params["ranking"].update(tasks=["sst2"], ratios=[0.25, 0.5], seeds=[42, 43], train_examples=32)
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
@@ -160,7 +161,13 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     assert list(budget["reconstructions"]) == ["none", *params["post_prune"]["reconstructions"]]
     assert budget["test"] == budget["reconstructions"][budget["chosen"]]["test"]  # the best on validation, deployed
     assert (repo / "models" / "post_pruned" / "sst2" / "0.2" / "seed-42" / "macs-removed-0.4.onnx").is_file()
+    distilled = budget["recovered"]["distill"]  # retrained for one pass over the 64 train sentences
+    assert distilled["steps"] == 2 and distilled["onnx_max_abs_diff"] < 1e-4 and "int8" in distilled
+    assert (repo / "models/post_pruned/sst2/0.2/seed-42/macs-removed-0.4-distill-int8.onnx").is_file()
     table = pd.read_csv(repo / "reports" / "structured" / "sst2.csv")
+    modes = set(zip(table["strategy"], table["mode"].fillna(""), table["precision"]))
+    assert {("none", "", "int8"), ("structured_gradient", "after", "int8"), ("structured_gradient", "distill", "fp32"),
+            ("structured_gradient", "distill", "int8"), ("structured_gradient", "before", "int8")} <= modes
     assert set(zip(table["strategy"], table["mode"].fillna(""))) >= {
         ("none", ""), ("head_gradient", "before"), ("structured_gradient", "before"), ("structured_gradient", "after"),
         ("structured_mcap", "before"), ("structured_mcap", "after")}

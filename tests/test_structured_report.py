@@ -1,57 +1,80 @@
-"""The structured comparison's targets: read off the table, per runtime, within the MCC loss."""
+"""The structured comparison: rows per mode and precision with paired ΔMCC, and the targets read off them."""
 
+import json
 import math
 
-from mcap.structured_report import render_markdown, structured_table, target_lines
+from mcap.structured_report import after_finetuning_rows, render_markdown, structured_table, target_lines
 
 
-def row(mode: str, ratio: float, delta: float, torch_b32: float, onnx_b32: float = math.nan, strategy="structured_gradient"):
-    return {"task": "sst2", "strategy": strategy, "mode": mode, "mac_ratio": ratio, "n": 2, "mcc_mean": 0.8 + delta,
-            "mcc_std": 0.01, "mcc_delta": delta, "speedup_torch_b32": torch_b32, "speedup_onnx_b32": onnx_b32,
+def row(mode: str, ratio: float, delta: float, low: float, onnx_b32: float, precision="fp32",
+        strategy="structured_gradient"):
+    return {"task": "sst2", "strategy": strategy, "mode": mode, "precision": precision, "mac_ratio": ratio, "n": 3,
+            "mcc_mean": 0.8 + delta, "mcc_std": 0.01, "mcc_delta": delta, "mcc_delta_low": low,
+            "mcc_delta_high": delta + 0.01, "speedup_torch_b32": 1.0, "speedup_onnx_b32": onnx_b32,
             "speedup_torch_b1": 1.0, "speedup_onnx_b1": 1.0, "mcc_without_tuning_mean": math.nan,
             "mcc_without_rearrangement_mean": math.nan}
 
 
-def test_a_target_is_reached_by_the_fastest_structured_run_within_the_mcc_loss():
+def test_each_target_is_read_off_the_fastest_structured_row_within_one_mcc_point():
     table = structured_table([
-        row("", 0.0, 0.0, 1.0, strategy="none"),
-        row("after", 0.3, -0.005, 1.6, 1.4),   # within 1 point: 1.6x in PyTorch
-        row("after", 0.6, -0.025, 2.3, 2.1),   # within 3 points: above 2x in both
-        row("before", 0.7, -0.001, 9.0, strategy="head_random"),  # head-only rows never count
+        row("", 0.0, 0.0, 0.0, 1.0, strategy="none"),
+        row("after", 0.3, -0.005, -0.015, 1.6),
+        row("after", 0.6, -0.005, -0.03, 2.5),     # its interval reaches below -2 points: not within
+        row("distill", 0.6, -0.008, -0.018, 2.1),
+        row("after", 0.6, -0.009, -0.019, 2.9, precision="int8"),
+        row("before", 0.7, -0.001, -0.002, 9.0, strategy="head_random"),  # head-only rows never count
     ])
-    one_point, three_points = target_lines(table)
-    assert "PyTorch: reached, best 1.60×" in one_point and "onnxruntime: not reached, best 1.40×" in one_point
-    assert "PyTorch: reached, best 2.30×" in three_points and "onnxruntime: reached, best 2.10×" in three_points
+    retraining_free, distilled, int8 = target_lines(table)
+    assert "after, retraining-free FP32 ≥ 1.5×: reached, best 1.60× (after, retraining-free, 30%" in retraining_free
+    assert "after, distilled FP32 ≥ 2×: reached, best 2.10×" in distilled and "ΔMCC -0.8 [-1.8, +0.2]" in distilled
+    assert "pruned INT8 ≥ 3×: not reached, best 2.90×" in int8
     markdown = render_markdown(table, "setup")
-    assert markdown.count("| structured_gradient |") == 2 and "| head_random | before fine-tuning | 70% |" in markdown
+    assert markdown.count("| structured_gradient |") == 4 and "| head_random | before fine-tuning | FP32 | 70% |" in markdown
 
 
-def test_no_structured_run_within_the_loss_is_said_so():
-    table = structured_table([row("after", 0.5, -0.2, 3.0, 3.0)])
-    assert all("no run within the loss" in line for line in target_lines(table))
+def test_a_target_without_a_run_within_one_point_or_without_an_interval_is_not_reached():
+    far = structured_table([row("after", 0.5, -0.2, -0.25, 3.0)])
+    assert "not reached, no run within one MCC point" in target_lines(far)[0]
+    one_seed = structured_table([row("after", 0.5, -0.001, math.nan, 3.0)])
+    assert "(one seed: no interval)" in target_lines(one_seed)[0] and "distilled FP32 ≥ 2×: not run" in target_lines(
+        one_seed)[1]
 
 
 def test_no_target_is_read_off_a_model_that_has_not_learnt_its_task():
-    table = structured_table([row("", 0.0, 0.0, 1.0, strategy="none") | {"mcc_mean": 0.0},
-                              row("after", 0.6, 0.0, 2.2, 1.5) | {"mcc_mean": 0.0}])
+    table = structured_table([row("", 0.0, 0.0, 0.0, 1.0, strategy="none") | {"mcc_mean": 0.0},
+                              row("after", 0.6, 0.0, 0.0, 1.5) | {"mcc_mean": 0.0}])
     (line,) = target_lines(table)
     assert "has not learnt the task" in line and "reached" not in line
 
 
-def test_after_fine_tuning_rows_average_each_budgets_mcc_with_and_without_each_step_over_the_seeds(tmp_path):
-    import json
+def test_after_fine_tuning_rows_pair_every_mode_and_precision_with_the_unpruned_model_of_its_seed(tmp_path):
+    def speedup(prefix, value):
+        return {f"{prefix}_batch_{size}": {"median": value} for size in (1, 32)}
 
-    from mcap.structured_report import after_finetuning_rows
-
-    def budget(mcc, untuned, searched):
-        speedup = {f"{runtime}_batch_{size}": {"median": 1.5} for runtime in ("torch", "onnx") for size in (1, 32)}
+    def budget(mcc, untuned, searched, int8, distilled):
         return {"mac_ratio": 0.4, "test": {"mcc": mcc}, "test_without_tuning": {"mcc": untuned},
-                "test_without_rearrangement": {"mcc": searched}, "speedup": speedup}
+                "test_without_rearrangement": {"mcc": searched},
+                "speedup": speedup("torch", 1.4) | speedup("onnx", 1.5),
+                "int8": {"test": {"mcc": int8}, "speedup": speedup("onnx_int8", 2.6)},
+                "recovered": {"distill": {"test": {"mcc": distilled}, "int8": {"test": {"mcc": distilled - 0.01}}}}}
 
-    for seed, (unpruned, mcc, untuned, searched) in {42: (0.8, 0.78, 0.76, 0.70), 43: (0.9, 0.86, 0.84, 0.80)}.items():
-        (tmp_path / f"seed-{seed}.json").write_text(json.dumps({"unpruned": {"test": {"mcc": unpruned}},
-                                                                "budgets": [budget(mcc, untuned, searched)]}))
-    [row] = after_finetuning_rows({"sst2": tmp_path}, "structured_gradient", [42, 43])
-    assert row["n"] == 2 and math.isclose(row["mcc_mean"], 0.82) and math.isclose(row["mcc_delta"], 0.82 - 0.85)
-    assert math.isclose(row["mcc_without_tuning_mean"], 0.80) and math.isclose(row["mcc_without_rearrangement_mean"], 0.75)
-    assert row["mode"] == "after" and row["speedup_onnx_b32"] == 1.5
+    for seed, (unpruned, mcc, untuned, searched, int8, distilled) in {
+            42: (0.80, 0.78, 0.76, 0.70, 0.77, 0.79), 43: (0.90, 0.86, 0.84, 0.80, 0.85, 0.89)}.items():
+        (tmp_path / f"seed-{seed}.json").write_text(json.dumps({
+            "unpruned": {"test": {"mcc": unpruned}, "int8": {"test": {"mcc": unpruned - 0.005},
+                                                             "speedup": speedup("onnx_int8", 1.9)}},
+            "budgets": [budget(mcc, untuned, searched, int8, distilled)]}))
+    rows = {(r["mode"], r["precision"]): r for r in after_finetuning_rows({"sst2": tmp_path}, "structured_gradient",
+                                                                          [42, 43])}
+    assert list(rows) == [("", "int8"), ("after", "fp32"), ("after", "int8"), ("distill", "fp32"), ("distill", "int8")]
+    after = rows[("after", "fp32")]
+    assert after["n"] == 2 and math.isclose(after["mcc_mean"], 0.82) and math.isclose(after["mcc_delta"], -0.03)
+    assert after["mcc_delta_low"] <= -0.04 + 1e-9 and after["mcc_delta_high"] >= -0.02 - 1e-9  # the two pairs' range
+    assert math.isclose(after["mcc_without_tuning_mean"], 0.80) and math.isclose(after["mcc_without_rearrangement_mean"], 0.75)
+    assert after["speedup_onnx_b32"] == 1.5 and after["speedup_torch_b32"] == 1.4
+    assert math.isclose(rows[("", "int8")]["mcc_delta"], -0.005) and rows[("", "int8")]["speedup_onnx_b32"] == 1.9
+    int8 = rows[("after", "int8")]
+    assert int8["speedup_onnx_b32"] == 2.6 and math.isnan(int8["speedup_torch_b32"]) and math.isclose(int8["mcc_delta"], -0.04)
+    distilled = rows[("distill", "fp32")]
+    assert math.isclose(distilled["mcc_delta"], -0.01) and distilled["speedup_onnx_b32"] == 1.5  # the budget's timing
+    assert rows[("distill", "int8")]["speedup_onnx_b32"] == 2.6 and math.isnan(distilled["mcc_without_tuning_mean"])

@@ -1,6 +1,7 @@
 """The structured-pruning comparison: quality against measured speed-up for each MAC budget, pruning before
-fine-tuning (the prune stage's structured strategies) and after it (the post_prune stages), beside the head-only
-strategies; reports/structured.{md,csv} and the Pareto figure."""
+fine-tuning (the prune stage's structured strategies) and after it (the post_prune stages: retraining-free, and
+retrained by each of post_prune.recoveries), each in FP32 and INT8, beside the head-only strategies;
+reports/structured.{md,csv} and the Pareto figure."""
 
 from __future__ import annotations
 
@@ -14,30 +15,48 @@ import pandas as pd
 
 from mcap.figures import saved_figure
 from mcap.grid import model_name
+from mcap.paired import paired_difference, seed_table
 from mcap.report import load_runs, mean_std
 
 KINDS = ("none", "head", "structured")  # unstructured sparsity gives no dense speed-up: not on these axes
-COLUMNS = ["task", "strategy", "mode", "mac_ratio", "n", "mcc_mean", "mcc_std", "mcc_delta", "speedup_torch_b32",
-           "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1", "mcc_without_tuning_mean",
-           "mcc_without_rearrangement_mean"]
+# How a row's model was made: pruned before fine-tuning, after it without retraining, or after it and retrained
+# (post_prune.recoveries); the unpruned rows have none.
+MODES = {"before": "before fine-tuning", "after": "after, retraining-free", "distill": "after, distilled",
+         "cross_entropy": "after, retrained on labels"}
+SPEEDUPS = ["speedup_torch_b32", "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1"]
+COLUMNS = ["task", "strategy", "mode", "precision", "mac_ratio", "n", "mcc_mean", "mcc_std", "mcc_delta",
+           "mcc_delta_low", "mcc_delta_high", *SPEEDUPS, "mcc_without_tuning_mean", "mcc_without_rearrangement_mean"]
 # After fine-tuning, the MCC without a step of the method: column stem -> the budget record it is read from
 ABLATIONS = {"mcc_without_tuning": "test_without_tuning", "mcc_without_rearrangement": "test_without_rearrangement"}
-# (speed-up at least, MCC points below the unpruned model at most): the targets the comparison is read against
-TARGETS = ((1.5, 1.0), (2.0, 3.0))
+# The targets, in onnxruntime at batch 32 against the unpruned FP32 model: (mode or None for any, precision) ->
+# speed-up, each "within one MCC point": mean paired ΔMCC ≥ -1 point and its 95% interval's lower end ≥ -2 points.
+TARGETS = {("after", "fp32"): 1.5, ("distill", "fp32"): 2.0, (None, "int8"): 3.0}
+WITHIN_MEAN, WITHIN_LOW = -0.01, -0.02
 RUNTIMES = {"torch": "PyTorch", "onnx": "onnxruntime"}
 LEARNED_MCC = 0.1  # an unpruned model below this test MCC has not learnt its task: losses against it mean nothing
 
 
-def _speedup(speedups: dict, name: str) -> float:
-    return speedups[name]["median"] if name in speedups else math.nan
+def _speedups(speedup: dict, runtimes: dict[str, str]) -> dict[str, float]:
+    """The :data:`SPEEDUPS` columns from a timing record's medians; ``runtimes``: column runtime -> record prefix
+    (``onnx`` -> ``onnx_int8`` for an INT8 model); a runtime not timed is NaN."""
+    return {f"speedup_{runtime}_b{size}": (speedup[f"{prefix}_batch_{size}"]["median"]
+                                           if f"{prefix}_batch_{size}" in speedup else math.nan)
+            for runtime in ("torch", "onnx") for size in (32, 1) for prefix in [runtimes.get(runtime, "")]}
 
 
-def _aggregate(runs: list[dict], unpruned_mcc: list[float]) -> dict:
-    """Mean ± std of the runs' test MCC over seeds, its difference to the unpruned model of the same seeds, and
-    the mean of each measured speed-up (keys of ``run["speedups"]``)."""
+def _aggregate(runs: list[dict], unpruned: Mapping[int, float]) -> dict:
+    """Mean ± std of the runs' test MCC, its paired difference to the unpruned FP32 model of the same fine-tuning seed
+    (``unpruned``: seed -> MCC) with its 95% bootstrap interval (:func:`mcap.paired.paired_difference`: over the
+    fine-tuning seeds and the run's pruning seeds), and the mean of each measured speed-up. A run: ``mcc``,
+    ``finetune_seed``, ``pruning_seed``, ``speedups`` and the :data:`ABLATIONS`' MCCs where measured."""
     mcc, std = mean_std([run["mcc"] for run in runs])
-    row = {"n": len(runs), "mcc_mean": mcc, "mcc_std": std, "mcc_delta": mcc - float(np.mean(unpruned_mcc))}
-    for column in ("speedup_torch_b32", "speedup_onnx_b32", "speedup_torch_b1", "speedup_onnx_b1"):
+    model = pd.DataFrame([{key: run[key] for key in ("pruning_seed", "finetune_seed", "mcc")} for run in runs])
+    reference = pd.DataFrame([{"pruning_seed": 0, "finetune_seed": seed, "mcc": value}
+                              for seed, value in unpruned.items()])
+    paired = paired_difference(seed_table(model, "mcc"), seed_table(reference, "mcc"), seed=0)
+    row = {"n": len(runs), "mcc_mean": mcc, "mcc_std": std, "mcc_delta": paired["mean_delta"],
+           "mcc_delta_low": paired["ci_low"], "mcc_delta_high": paired["ci_high"]}
+    for column in SPEEDUPS:
         row[column] = float(np.mean([run["speedups"][column] for run in runs]))
     for name in ABLATIONS:
         values = [run[name] for run in runs if run.get(name) is not None]
@@ -45,51 +64,85 @@ def _aggregate(runs: list[dict], unpruned_mcc: list[float]) -> dict:
     return row
 
 
+def _precisions(record: dict, speedup: dict, int8_speedup: dict | None = None) -> dict[str, tuple[float, dict]]:
+    """A deployed model's (test MCC, speed-up columns) per precision: FP32 with its architecture's ``speedup``
+    (PyTorch and onnxruntime), and INT8 where ``record`` has it, in onnxruntime only, timed as ``int8_speedup`` says
+    (default: the INT8 record's own timing)."""
+    precisions = {"fp32": (record["test"]["mcc"], _speedups(speedup, {"torch": "torch", "onnx": "onnx"}))}
+    if "int8" in record:
+        precisions["int8"] = (record["int8"]["test"]["mcc"],
+                              _speedups(int8_speedup or record["int8"]["speedup"], {"onnx": "onnx_int8"}))
+    return precisions
+
+
 def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int]) -> list[dict]:
-    """One row per task and MAC budget of a post_prune stage's results (``run_dirs``: per task, the folder of its
-    ``seed-N.json``), over the fine-tuning seeds; the units were ranked by ``strategy``'s criterion."""
+    """The rows of a post_prune stage's results (``run_dirs``: per task, the folder of its ``seed-N.json``), over the
+    fine-tuning seeds; the units were ranked by ``strategy``'s criterion. Per task: the unpruned model in INT8 (where
+    quantised), then per MAC budget the retraining-free model and each recovery, each in FP32 and INT8. A recovery
+    keeps its budget's architecture, so its FP32 speed-ups are the budget's; INT8 ones are timed per budget too."""
     rows = []
     for task, run_dir in run_dirs.items():
-        results = [json.loads((run_dir / f"seed-{seed}.json").read_text()) for seed in seeds]
-        unpruned = [result["unpruned"]["test"]["mcc"] for result in results]
-        for index, budget in enumerate(results[0]["budgets"]):
-            runs = [{"mcc": budgets["test"]["mcc"],
-                     **{name: budgets.get(record, {}).get("mcc") for name, record in ABLATIONS.items()},
-                     "speedups": {f"speedup_{runtime}_b{size}": _speedup(budgets["speedup"], f"{runtime}_batch_{size}")
-                                  for runtime in ("torch", "onnx") for size in (1, 32)}}
-                    for budgets in (result["budgets"][index] for result in results)]
-            rows.append({"task": task, "strategy": strategy, "mode": "after",
-                         "mac_ratio": budget["mac_ratio"], **_aggregate(runs, unpruned)})
+        results = {seed: json.loads((run_dir / f"seed-{seed}.json").read_text()) for seed in seeds}
+        unpruned = {seed: result["unpruned"]["test"]["mcc"] for seed, result in results.items()}
+        if all("int8" in result["unpruned"] for result in results.values()):
+            runs = [{"mcc": result["unpruned"]["int8"]["test"]["mcc"], "finetune_seed": seed, "pruning_seed": 0,
+                     "speedups": _speedups(result["unpruned"]["int8"]["speedup"], {"onnx": "onnx_int8"})}
+                    for seed, result in results.items()]
+            rows.append({"task": task, "strategy": "none", "mode": "", "precision": "int8", "mac_ratio": 0.0,
+                         **_aggregate(runs, unpruned)})
+        first = next(iter(results.values()))
+        for index, budget in enumerate(first["budgets"]):
+            budgets = {seed: result["budgets"][index] for seed, result in results.items()}
+            for mode in ["after", *budget.get("recovered", {})]:
+                variants = {seed: _precisions(b if mode == "after" else b["recovered"][mode], b["speedup"],
+                                              b.get("int8", {}).get("speedup"))
+                            for seed, b in budgets.items()}
+                for precision in variants[next(iter(variants))]:
+                    runs = [{"mcc": variants[seed][precision][0], "speedups": variants[seed][precision][1],
+                             "finetune_seed": seed, "pruning_seed": 0,
+                             **({name: b.get(record, {}).get("mcc") for name, record in ABLATIONS.items()}
+                                if (mode, precision) == ("after", "fp32") else {})}
+                            for seed, b in budgets.items()]
+                    rows.append({"task": task, "strategy": strategy, "mode": mode, "precision": precision,
+                                 "mac_ratio": budget["mac_ratio"], **_aggregate(runs, unpruned)})
     return rows
 
 
 def before_finetuning_rows(reports: Path, tasks: list[str], strategies: list[str], deployed: list[str],
                            ratios: list[float], seeds: list[int]) -> list[dict]:
-    """One row per task, ratio and strategy (unpruned, head-only and structured ones) pruned before fine-tuning, over
-    its fine-tuned models; its MAC ratio is the fraction its prune stage removed. The PyTorch speed-ups are the
-    latency stage's; the onnxruntime ones the deploy stage's, for the ``deployed`` strategies (the others have none).
-    The unpruned model, the same at every ratio, has one row."""
+    """One row per task, ratio, strategy (unpruned, head-only and structured ones) pruned before fine-tuning and
+    precision, over its fine-tuned models; its MAC ratio is the fraction its prune stage removed. The PyTorch
+    speed-ups are the latency stage's; the onnxruntime ones, and the INT8 rows, the deploy stage's, for the
+    ``deployed`` strategies (the others have none). The unpruned model, the same at every ratio, has one row."""
     rows = []
     for ratio in ratios:
         runs_by_pair = load_runs(reports, tasks, list(dict.fromkeys(["none", *strategies])), ratio, seeds)
         for task in tasks:
-            unpruned = [run["test"]["mcc"] for run in runs_by_pair[(task, "none")]]
+            unpruned = {run["finetune_seed"]: run["test"]["mcc"] for run in runs_by_pair[(task, "none")]}
             for strategy in strategies:
                 name = model_name(strategy, ratio)
                 record = json.loads(next(iter(sorted((reports / "prune" / task / name).glob("seed-*/heads.json"))))
                                     .read_text())
                 if record["kind"] not in KINDS or (record["kind"] == "none" and ratio != ratios[0]):
                     continue
-                runs = []
+                variants = []
                 for run in runs_by_pair[(task, strategy)]:
-                    onnx = (_deployed(reports / "deploy", task, name, run["finetune_seed"])[str(run["pruning_seed"])]
-                            ["speedup"] if strategy in deployed else {})
-                    runs.append({"mcc": run["test"]["mcc"], "speedups": {
-                        f"speedup_{runtime}_b{size}": _speedup(speedups, f"{prefix}_{size}")
-                        for runtime, speedups, prefix in (("torch", run["speedup"], "batch"), ("onnx", onnx, "onnx_batch"))
-                        for size in (1, 32)}})
-                rows.append({"task": task, "strategy": strategy, "mode": "before" if record["kind"] != "none" else "",
-                             "mac_ratio": record["removed_mac_fraction"], **_aggregate(runs, unpruned)})
+                    torch_speedups = _speedups(run["speedup"], {"torch": "batch"})
+                    if strategy in deployed:
+                        onnx = _deployed(reports / "deploy", task, name, run["finetune_seed"])[str(run["pruning_seed"])]
+                        precisions = _precisions(onnx, onnx["speedup"])
+                        precisions["fp32"] = (run["test"]["mcc"], {
+                            **precisions["fp32"][1], **{k: v for k, v in torch_speedups.items() if "torch" in k}})
+                    else:
+                        precisions = {"fp32": (run["test"]["mcc"], torch_speedups)}
+                    variants.append((run, precisions))
+                for precision in variants[0][1]:
+                    runs = [{"mcc": precisions[precision][0], "speedups": precisions[precision][1],
+                             "finetune_seed": run["finetune_seed"], "pruning_seed": run["pruning_seed"]}
+                            for run, precisions in variants]
+                    rows.append({"task": task, "strategy": strategy, "mode": "before" if record["kind"] != "none" else "",
+                                 "precision": precision, "mac_ratio": record["removed_mac_fraction"],
+                                 **_aggregate(runs, unpruned)})
     return rows
 
 
@@ -100,12 +153,17 @@ def _deployed(deploy_dir: Path, task: str, name: str, seed: int) -> dict:
 
 def structured_table(rows: list[dict]) -> pd.DataFrame:
     """The rows as the comparison table (:data:`COLUMNS`), by task, then MAC ratio."""
-    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["task", "mac_ratio", "mode", "strategy"], kind="stable",
-                                                           ignore_index=True)
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["task", "mac_ratio", "mode", "strategy", "precision"],
+                                                           kind="stable", ignore_index=True)
+
+
+def _within_one_point(rows: pd.DataFrame) -> pd.Series:
+    return (rows["mcc_delta"] >= WITHIN_MEAN) & (rows["mcc_delta_low"] >= WITHIN_LOW)
 
 
 def target_lines(table: pd.DataFrame) -> list[str]:
-    """For each task and target (speed-up, MCC points): the fastest structured row within the MCC loss, per runtime."""
+    """For each task and target of :data:`TARGETS`: reached or not, and the fastest structured row within one MCC
+    point (onnxruntime, batch 32)."""
     lines = []
     for task, rows in table.groupby("task", sort=False):
         unpruned = float((rows["mcc_mean"] - rows["mcc_delta"]).iloc[0])
@@ -113,21 +171,31 @@ def target_lines(table: pd.DataFrame) -> list[str]:
             lines.append(f"- {task}: the unpruned model's test MCC is {unpruned:.3f}, so it has not learnt the task "
                          "in this run; no target is read off it")
             continue
-        structured = rows[rows["strategy"].str.startswith("structured")]
-        for speedup, points in TARGETS:
-            within = structured[structured["mcc_delta"] >= -points / 100]
-            parts = []
-            for runtime in ("torch", "onnx"):
-                column = f"speedup_{runtime}_b32"
-                best = within.loc[within[column].idxmax()] if within[column].notna().any() else None
-                if best is None:
-                    parts.append(f"{RUNTIMES[runtime]}: no run within the loss")
-                else:
-                    verdict = "reached" if best[column] >= speedup else "not reached"
-                    parts.append(f"{RUNTIMES[runtime]}: {verdict}, best {best[column]:.2f}× ({best['mode']} fine-tuning, "
-                                 f"{best['mac_ratio']:.0%} of MACs removed, ΔMCC {100 * best['mcc_delta']:+.1f})")
-            lines.append(f"- {task}, ≥ {speedup:g}× at ≤ {points:g} MCC points below unpruned — " + "; ".join(parts))
+        structured = rows[rows["strategy"].str.startswith("structured") & rows["speedup_onnx_b32"].notna()]
+        for (mode, precision), speedup in TARGETS.items():
+            candidates = structured[(structured["precision"] == precision)
+                                    & ((structured["mode"] == mode) if mode else True)]
+            name = f"{MODES[mode] if mode else 'pruned'} {precision.upper()} ≥ {speedup:g}×"
+            if candidates.empty:
+                lines.append(f"- {task}, {name}: not run")
+                continue
+            within = candidates[_within_one_point(candidates)]
+            if within.empty:
+                lines.append(f"- {task}, {name}: not reached, no run within one MCC point"
+                             f"{'' if candidates['mcc_delta_low'].notna().any() else ' (one seed: no interval)'}")
+                continue
+            best = within.loc[within["speedup_onnx_b32"].idxmax()]
+            verdict = "reached" if best["speedup_onnx_b32"] >= speedup else "not reached"
+            lines.append(f"- {task}, {name}: {verdict}, best {best['speedup_onnx_b32']:.2f}× ({MODES[best['mode']]}, "
+                         f"{best['mac_ratio']:.0%} of MACs removed, ΔMCC {_points(best)})")
     return lines
+
+
+def _points(row) -> str:
+    """ΔMCC in points with its interval."""
+    interval = "" if pd.isna(row["mcc_delta_low"]) else (
+        f" [{100 * row['mcc_delta_low']:+.1f}, {100 * row['mcc_delta_high']:+.1f}]")
+    return f"{100 * row['mcc_delta']:+.1f}{interval}"
 
 
 def _number(value: float, digits: int) -> str:
@@ -135,38 +203,42 @@ def _number(value: float, digits: int) -> str:
 
 
 def render_markdown(table: pd.DataFrame, setup: str) -> str:
-    """reports/structured.md: the table per task, the targets and the setup."""
+    """reports/structured.md: the targets, the table per task and the setup."""
     lines = ["# Structured pruning: heads + FFN neurons to a MAC budget", "", setup, "",
-             "## Targets (measured speed-up at batch 32)", "", *target_lines(table), ""]
+             ("## Targets (onnxruntime, batch 32, against the unpruned FP32 model; within one MCC point: mean paired "
+              "ΔMCC ≥ −1 point, its 95% interval's lower end ≥ −2)"), "", *target_lines(table), ""]
     for task, rows in table.groupby("task", sort=False):
-        lines += [f"## {task}", "", ("| strategy | pruned | MACs removed | n | test MCC | ΔMCC (points) | speed-up PyTorch "
-                                     "b32 | onnxruntime b32 | PyTorch b1 | onnxruntime b1 | MCC without reconstruction | MCC without "
-                                     "rearrangement or tuning |"),
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"## {task}", "", ("| strategy | pruned | precision | MACs removed | n | test MCC | ΔMCC (points, 95% "
+                                     "interval) | speed-up PyTorch b32 | onnxruntime b32 | PyTorch b1 | onnxruntime b1 | "
+                                     "MCC without reconstruction | MCC without rearrangement or tuning |"),
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in rows.itertuples():
             mcc = _number(row.mcc_mean, 4) + ("" if pd.isna(row.mcc_std) else f" ± {row.mcc_std:.4f}")
-            lines.append(f"| {row.strategy} | {row.mode and row.mode + ' fine-tuning'} | {row.mac_ratio:.0%} | {row.n} | {mcc} | "
-                         f"{100 * row.mcc_delta:+.1f} | {_number(row.speedup_torch_b32, 2)} | {_number(row.speedup_onnx_b32, 2)} | "
-                         f"{_number(row.speedup_torch_b1, 2)} | {_number(row.speedup_onnx_b1, 2)} | "
-                         f"{_number(row.mcc_without_tuning_mean, 4)} | {_number(row.mcc_without_rearrangement_mean, 4)} |")
+            lines.append(f"| {row.strategy} | {MODES.get(row.mode, '')} | {row.precision.upper()} | {row.mac_ratio:.0%} | "
+                         f"{row.n} | {mcc} | {_points(row._asdict())} | {_number(row.speedup_torch_b32, 2)} | "
+                         f"{_number(row.speedup_onnx_b32, 2)} | {_number(row.speedup_torch_b1, 2)} | "
+                         f"{_number(row.speedup_onnx_b1, 2)} | {_number(row.mcc_without_tuning_mean, 4)} | "
+                         f"{_number(row.mcc_without_rearrangement_mean, 4)} |")
         lines.append("")
     return "\n".join(lines)
 
 
+MARKERS = {"before": "s--", "after": "o-", "distill": "D-", "cross_entropy": "v-"}
+
+
 def _series_style(strategy: str, mode: str) -> str:
-    """Marker and line of a series: after fine-tuning circles on a solid line, before it squares on a dashed one,
-    head-only strategies triangles on a dotted one."""
-    if not strategy.startswith("structured"):
-        return "^:"
-    return "o-" if mode == "after" else "s--"
+    """Marker and line of a series: head-only strategies triangles on a dotted line; structured ones by mode
+    (:data:`MARKERS`: before fine-tuning squares on a dashed line, after it circles, distilled diamonds, retrained on
+    the labels inverted triangles, on solid lines)."""
+    return MARKERS[mode] if strategy.startswith("structured") else "^:"
 
 
 def plot_pareto(table: pd.DataFrame, path: Path) -> None:
     """Measured speed-up at batch 32 against test MCC: per task a row of panels, one per runtime (PyTorch,
-    onnxruntime), each with one line per strategy and mode through its budgets (each point labelled with the
-    fraction of MACs removed, its error bar the std of MCC over seeds) and the unpruned model's MCC as a dotted
-    vertical line. A strategy has the same colour in every panel; one not exported to ONNX is absent from that
-    panel."""
+    onnxruntime), each with one line per strategy, mode and precision through its budgets (INT8: hollow markers;
+    each point labelled with the fraction of MACs removed, its error bar the std of MCC over seeds), the unpruned
+    INT8 model as a star, and the unpruned FP32 model's MCC as a dotted vertical line. A strategy has the same colour
+    in every panel; a model not run in a runtime is absent from its panel."""
     tasks = list(dict.fromkeys(table["task"]))
     pruned = table[table["strategy"] != "none"]
     colours = {strategy: f"C{index}" for index, strategy in enumerate(dict.fromkeys(pruned["strategy"]))}
@@ -175,20 +247,26 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> None:
         for panels, task in zip(axes, tasks):
             rows = table[table["task"] == task]
             unpruned_mcc = float((rows["mcc_mean"] - rows["mcc_delta"]).iloc[0])
+            unpruned_int8 = rows[(rows["strategy"] == "none") & (rows["precision"] == "int8")]
             for ax, (runtime, runtime_name) in zip(panels, RUNTIMES.items()):
                 column = f"speedup_{runtime}_b32"
-                for (strategy, mode), series in pruned[pruned["task"] == task].groupby(["strategy", "mode"], sort=False):
+                groups = pruned[pruned["task"] == task].groupby(["strategy", "mode", "precision"], sort=False)
+                for (strategy, mode, precision), series in groups:
                     series = series.dropna(subset=[column]).sort_values("mac_ratio")
                     if series.empty:
                         continue
                     ax.errorbar(series["mcc_mean"], series[column], xerr=series["mcc_std"].fillna(0.0),
                                 fmt=_series_style(strategy, mode), color=colours[strategy], markersize=5, capsize=2,
-                                linewidth=1.2, label=f"{strategy}, {mode} fine-tuning")
+                                linewidth=1.2, markerfacecolor="none" if precision == "int8" else colours[strategy],
+                                label=f"{strategy}, {MODES[mode]}, {precision.upper()}")
                     for row in series.itertuples():
                         ax.annotate(f"{row.mac_ratio:.0%}", (row.mcc_mean, getattr(row, column)), fontsize=6,
                                     xytext=(3, 3), textcoords="offset points", color=colours[strategy])
+                for row in unpruned_int8.dropna(subset=[column]).itertuples():
+                    ax.plot(row.mcc_mean, getattr(row, column), "*", color="black", markersize=9,
+                            label="unpruned, INT8")
                 ax.axvline(unpruned_mcc, color="gray", linestyle=":", linewidth=1, label="unpruned")
                 ax.axhline(1.0, color="gray", linestyle=":", linewidth=1)
                 ax.set(title=f"{task}, {runtime_name}: speed-up at batch 32 against test MCC",
-                       xlabel="test MCC (± std over seeds)", ylabel="measured speed-up over unpruned")
+                       xlabel="test MCC (± std over seeds)", ylabel="measured speed-up over unpruned FP32")
                 ax.legend(fontsize=7)
