@@ -78,14 +78,15 @@ def test_length_grouped_batches_follow_the_generator_and_change_each_epoch():
 
 
 def first_steps(monkeypatch, model_dir: Path, tokenizer, seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(the task head's weights at the first step, the input ids of every batch) of one fine-tuning at ``seed``."""
+    """(the task head's weights and torch's RNG state (dropout) at the first step, the input ids of every batch) of
+    one fine-tuning at ``seed``."""
     import mcap.training
 
     heads, batches, original = [], [], mcap.training.train_step
 
     def recording_step(model, batch, *args):
         if not heads:
-            heads.append(model.classifier.weight.detach().clone())
+            heads.append((model.classifier.weight.detach().clone(), torch.get_rng_state()))
         batches.append(batch["input_ids"].clone())
         return original(model, batch, *args)
 
@@ -99,7 +100,7 @@ def first_steps(monkeypatch, model_dir: Path, tokenizer, seed: int) -> tuple[tor
 def test_strategies_at_one_fine_tuning_seed_start_from_one_head_and_see_the_same_batches(saved_tiny, tmp_path,
                                                                                          monkeypatch):
     """Pairing by construction: the pruning (here heads removed, and a head a probe had trained) changes the model,
-    never the fine-tuning seed's head initialisation or batch order."""
+    never the fine-tuning seed's head initialisation, dropout stream or batch order."""
     model_dir, tokenizer = saved_tiny
     pruned, _, _ = load_model(model_dir)
     prune_heads(pruned, {0: [1, 2], 1: [0]})
@@ -107,12 +108,18 @@ def test_strategies_at_one_fine_tuning_seed_start_from_one_head_and_see_the_same
         pruned.classifier.weight.fill_(0.5)  # what a probe at pruning time may leave behind
     save_model(pruned, tokenizer, tmp_path / "pruned", {"kind": "head"})
 
-    head, batches = first_steps(monkeypatch, model_dir, tokenizer, seed=11)
-    pruned_head, pruned_batches = first_steps(monkeypatch, tmp_path / "pruned", tokenizer, seed=11)
+    (head, rng), batches = first_steps(monkeypatch, model_dir, tokenizer, seed=11)
+    (pruned_head, pruned_rng), pruned_batches = first_steps(monkeypatch, tmp_path / "pruned", tokenizer, seed=11)
     assert torch.equal(head, pruned_head)
+    assert torch.equal(rng, pruned_rng)  # the same dropout stream
+    shallow = load_model(model_dir)[0]  # a model with a layer less: building it draws fewer numbers
+    shallow.base_model.encoder.layer, shallow.config.num_hidden_layers = shallow.base_model.encoder.layer[:1], 1
+    save_model(shallow, tokenizer, tmp_path / "shallow", {"kind": "structured"})
+    (_head, shallow_rng), _batches = first_steps(monkeypatch, tmp_path / "shallow", tokenizer, seed=11)
+    assert torch.equal(rng, shallow_rng)
     assert len(batches) == len(pruned_batches) and all(map(torch.equal, batches, pruned_batches))
 
-    other_head, other_batches = first_steps(monkeypatch, tmp_path / "pruned", tokenizer, seed=12)
+    (other_head, _rng), other_batches = first_steps(monkeypatch, tmp_path / "pruned", tokenizer, seed=12)
     assert not torch.equal(head, other_head)
     assert not all(map(torch.equal, batches, other_batches))
 

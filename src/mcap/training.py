@@ -313,10 +313,13 @@ def finetune_grid(
     histories: dict[float, list[dict[str, float]]] = {}
     best_model, best_rate, best_score = None, None, -math.inf
     for learning_rate in settings.learning_rates:
-        generator = seed_everything(seed)  # every lr starts from the same state and batch order
+        initial = load_initial()
+        # Seeded after loading: building a model draws from the global RNG, as many numbers as it has weights, so
+        # seeding before would give each pruned architecture another dropout stream. Every lr and every strategy
+        # starts from the same state and batch order.
+        generator = seed_everything(seed)
         train_loader = make_loader(tokenizer, train, settings.batch_size, settings.max_seq_len, True, generator)
         validation_loader = scoring_loader(tokenizer, validation, settings.batch_size, settings.max_seq_len)
-        initial = load_initial()
         reset_task_head(initial, seed)
         model, histories[learning_rate] = train_epochs(
             initial, train_loader, validation_loader, learning_rate, settings, accelerator, keep_zeros,
