@@ -240,3 +240,26 @@ def test_structured_mcap_removes_the_lowest_delta_heads_and_neuron_groups_of_its
     assert record["removed_mac_fraction"] == pytest.approx((costs.head + 16 * costs.neuron) / total)
     with pytest.raises(McapError, match=r"no controller scores for 'toy'"):
         get_strategy("structured_mcap").apply(context(tiny_model, 0.3, seed=2))
+
+
+def test_layer_drop_keeps_the_bottom_layers_within_the_budget_and_saves_and_times_against_every_layer(
+        tiny_model_factory, tmp_path):
+    from mcap.evaluate import mac_estimate
+    from mcap.modeling import load_model, save_model, unpruned_twin
+
+    tiny_model = tiny_model_factory()
+    model, tokenizer = tiny_model
+    bottom = model.base_model.encoder.layer[0]
+    record = prune_model("layer_drop", context(tiny_model, 0.7))  # 2 layers: 0.7 drops 1, never more than asked
+    assert model.config.num_hidden_layers == 1 and model.base_model.encoder.layer[0] is bottom
+    assert record["removed_mac_fraction"] == pytest.approx(0.5) and record["removed_heads_count"] == 4
+    assert record["kept_heads_count"] == 4 and record["notes"] == ["kept the bottom 1 of 2 layers"]
+    batch = tokenizer(["a good film", "bad"], padding=True, return_tensors="pt")
+    save_model(model, tokenizer, tmp_path / "dropped", record)
+    loaded, _tokenizer, _record = load_model(tmp_path / "dropped")
+    with torch.inference_mode():
+        assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-6)
+    assert len(unpruned_twin(loaded).base_model.encoder.layer) == 2  # the latency reference has every layer
+    assert mac_estimate(loaded, [(2, 16)])["speedup"] == pytest.approx(2.0)
+    unchanged = prune_model("layer_drop", context(tiny_model_factory(), 0.2))  # below one layer's share of the MACs
+    assert unchanged["removed_mac_fraction"] == 0 and "nothing dropped" in unchanged["notes"][0]

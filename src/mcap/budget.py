@@ -22,6 +22,7 @@ from torch import nn
 from mcap.errors import McapError
 from mcap.ffn import count_neurons
 from mcap.heads import count_heads
+from mcap.modeling import unpruned_layers
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,10 @@ class UnitCosts:
 
 
 def removed_mac_fraction(model: nn.Module, seq_len: int) -> float:
-    """The fraction of the unpruned encoder's MACs at ``seq_len`` tokens that ``model``'s removed heads and FFN
-    neurons did."""
-    config, costs = model.config, UnitCosts.of(model.config, seq_len)
-    full = costs.encoder_macs(config.num_hidden_layers * config.num_attention_heads,
-                              config.num_hidden_layers * config.intermediate_size)
+    """The fraction of the unpruned encoder's MACs at ``seq_len`` tokens that ``model``'s removed layers, heads and
+    FFN neurons did."""
+    config, costs, layers = model.config, UnitCosts.of(model.config, seq_len), unpruned_layers(model.config)
+    full = costs.encoder_macs(layers * config.num_attention_heads, layers * config.intermediate_size)
     return 1 - costs.encoder_macs(count_heads(model), count_neurons(model)) / full
 
 

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mcap.devices import autocast, precision
 from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import eager_attention, head_layout
-from mcap.modeling import count_parameters, encoder_linears
+from mcap.modeling import count_parameters, encoder_linears, unpruned_layers
 from mcap.params import EvaluateSettings
 from mcap.training import batch_loader, encode
 
@@ -87,7 +87,7 @@ def mac_estimate(model: nn.Module, shapes: Sequence[tuple[int, int]]) -> dict[st
     """Speed-up over the unpruned architecture if time were proportional to encoder MACs, summed over the
     timed ``shapes`` (rows, padded length); with the attention share of the unpruned MACs and the mean length."""
     config = model.config
-    full_layout = [range(config.num_attention_heads)] * config.num_hidden_layers
+    full_layout = [range(config.num_attention_heads)] * unpruned_layers(config)
 
     def total(layout, widths=None, part=None) -> int:
         return sum(rows * (macs[part] if part else sum(macs.values()))

@@ -111,8 +111,27 @@ def load_model(model_dir: Path) -> tuple[nn.Module, object, dict]:
     return model, tokenizer, pruning
 
 
+def unpruned_layers(config) -> int:
+    """The encoder's layer count before any was dropped (:func:`drop_top_layers`)."""
+    return getattr(config, "unpruned_num_hidden_layers", None) or config.num_hidden_layers
+
+
+def drop_top_layers(model: nn.Module, keep: int) -> None:
+    """Keep the bottom ``keep`` encoder layers of ``model`` and drop the others (Sajjad et al. 2020), in place. The
+    config records the layer count before, for the MACs removed and the unpruned twin, and saves and loads as is."""
+    config = model.config
+    if not 0 < keep <= config.num_hidden_layers:
+        raise McapError(f"drop_top_layers: keep between 1 and {config.num_hidden_layers} layers, got {keep}")
+    config.unpruned_num_hidden_layers = unpruned_layers(config)
+    model.base_model.encoder.layer = model.base_model.encoder.layer[:keep]
+    config.num_hidden_layers = keep
+    for per_layer in ("kept_heads", "intermediate_sizes"):  # head and FFN pruning's layouts, if any
+        if getattr(config, per_layer, None) is not None:
+            setattr(config, per_layer, getattr(config, per_layer)[:keep])
+
+
 def unpruned_twin(model: nn.Module) -> nn.Module:
-    """The unpruned architecture of ``model`` (every head and FFN neuron), randomly initialised, on its device.
+    """The unpruned architecture of ``model`` (every layer, head and FFN neuron), randomly initialised, on its device.
 
     The latency reference of the evaluate stage: forward time depends on tensor shapes, not on weight
     values, so the twin times like the original model without needing its checkpoint.
@@ -120,7 +139,8 @@ def unpruned_twin(model: nn.Module) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     config = copy.deepcopy(model.config)
-    config.kept_heads = config.intermediate_sizes = None
+    config.num_hidden_layers = unpruned_layers(config)
+    config.kept_heads = config.intermediate_sizes = config.unpruned_num_hidden_layers = None
     twin = AutoModelForSequenceClassification.from_config(config)
     return twin.eval().to(next(model.parameters()).device)
 

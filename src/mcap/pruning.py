@@ -11,6 +11,7 @@ from mcap.budget import removed_mac_fraction
 from mcap.ffn import ffn_layout
 from mcap.figures import saved_figure
 from mcap.heads import head_layout, head_size
+from mcap.modeling import unpruned_layers
 from mcap.seeding import seed_everything
 from mcap.strategies import PruneContext, get_strategy
 
@@ -22,7 +23,7 @@ def prune_model(strategy_name: str, context: PruneContext) -> dict[str, Any]:
     outcome = strategy.apply(context)
     layout = head_layout(context.model)
     config = context.model.config
-    total = config.num_hidden_layers * config.num_attention_heads
+    total = unpruned_layers(config) * config.num_attention_heads  # removed layers' heads count as removed
     kept = sum(len(heads) for heads in layout)
     return {
         "strategy": strategy_name,
