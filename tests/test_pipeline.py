@@ -98,7 +98,7 @@ def models(params: dict) -> list[tuple[str, str, int]]:
 
 def test_every_model_of_the_grid_is_fine_tuned_tested_and_timed_once_per_architecture(pipeline_repo):
     repo, params = pipeline_repo
-    assert len({(t, s) for t, s, _ in models(params)}) == 2 * 12 and len(models(params)) == 2 * (12 + 8)
+    assert len({(t, s) for t, s, _ in models(params)}) == 2 * 13 and len(models(params)) == 2 * (13 + 8)
     for task, strategy, seed in models(params):
         cell = read(repo, f"reports/cells/{task}/{strategy}-0.2/seed-42.json")
         assert set(cell["runs"]) == {str(p) for p in pruning_seeds(strategy, params["prune"]["seeds"])}
@@ -144,6 +144,8 @@ def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipe
         for strategy in ("imp", "l1_unstructured", "random_unstructured"):
             pruned = timed[f"{strategy}-0.2/seed-42"]
             assert pruned["flops"]["length_32"]["nonzero"] < pruned["flops"]["length_32"]["dense"]
+        dropped = timed["layer_drop-0.2/seed-42"]  # 0.2 of 2 layers drops none: timed as the unpruned model
+        assert dropped["heads"] == 8 and dropped["flops"] == unpruned["flops"]
         assert timed["head_random-0.2/seed-42"] != timed["head_random-0.2/seed-43"]  # another draw, timed apart
 
 
@@ -211,7 +213,7 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
     table = (repo / "reports" / "table1.md").read_text()
     for heading in ("sst2", "subj — transfer"):
         rows = table_rows(table, heading)
-        assert len(rows) == len(params["strategies"]) == 12
+        assert len(rows) == len(params["strategies"]) == 13
         assert any(row.startswith("| 7. MCAP |") for row in rows)
         assert any(row.startswith("| 7b. MCAP, iterative (not in paper) |") for row in rows)
     assert "The paper's Table I (their numbers" in table
@@ -246,7 +248,7 @@ def test_controllers_write_delta_for_their_tasks_and_the_transfer_task_gets_infe
 def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeline_repo):
     repo, params = pipeline_repo
     lime = (repo / "reports" / "explain" / "lime_table.md").read_text()
-    assert len(table_rows(lime, "sst2")) == 12
+    assert len(table_rows(lime, "sst2")) == 13
     assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
     for strategy in params["strategies"]:
         model_metrics = read(repo, f"reports/explain/models/sst2-{strategy}-0.2/metrics.json")
