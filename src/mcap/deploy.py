@@ -1,16 +1,18 @@
 """Deployable models: a fine-tuned classifier exported to ONNX, checked against PyTorch on every test
 sentence, and timed against the unpruned model in the same runtime.
 
-:class:`DeployedModel` is shared by the ``post_prune`` stage (every budget of the sweep) and the
-``deploy`` stage (:func:`deploy_finetuned`: the models that ``deploy.strategies`` pruned *before*
-fine-tuning). A speed-up is always against the unpruned model exported and timed the same way,
-alternately on the same test batches (:func:`mcap.evaluate.interleaved_times_ms`).
+:class:`DeployedModel` is shared by the ``post_prune`` stage (every budget of the sweep: each fine-tuned model
+prunes to its own architecture, timed there), the ``deploy`` stage (:func:`deploy_finetuned`: the models that
+``deploy.strategies`` pruned *before* fine-tuning, checked per fine-tuned model) and the latency stage
+(:func:`architecture_onnx_speedups`: those models' architectures, timed once each). A speed-up is always against
+the unpruned model exported and timed the same way, alternately on the same test batches
+(:func:`mcap.evaluate.interleaved_times_ms`).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -99,27 +101,44 @@ def int8_record(deployed: DeployedModel, reference: DeployedModel, batches: list
     return {**record, "latency_ms": latency, "speedup": speedup}
 
 
-def test_batches(tokenizer, test: pd.DataFrame, timing: EvaluateSettings, max_seq_len: int) -> tuple[list, dict[int, list]]:
-    """The test sentences as untimed batches (of ``BATCH_SIZE``) and as timed batches per ``timing.batch_sizes``."""
+def test_batches(tokenizer, test: pd.DataFrame, max_seq_len: int, timed_sizes: Sequence[int] = ()
+                 ) -> tuple[list, dict[int, list]]:
+    """The test sentences as untimed batches (of ``BATCH_SIZE``) and as timed batches per size of ``timed_sizes``."""
     examples = encode(tokenizer, test, max_seq_len)
     return (list(batch_loader(tokenizer, examples, BATCH_SIZE)),
-            {size: list(batch_loader(tokenizer, examples, size)) for size in timing.batch_sizes})
+            {size: list(batch_loader(tokenizer, examples, size)) for size in timed_sizes})
 
 
-def deploy_finetuned(model: nn.Module, tokenizer, test: pd.DataFrame, timing: EvaluateSettings, max_seq_len: int,
+def deploy_finetuned(model: nn.Module, tokenizer, test: pd.DataFrame, threads: int, max_seq_len: int,
                      onnx_path: Path, int8: Int8Settings) -> dict:
-    """Export the fine-tuned ``model`` (CPU) to ``onnx_path``, check it on every test sentence, and time it in
-    onnxruntime against its unpruned architecture (:func:`mcap.modeling.unpruned_twin`, exported to a scratch
-    folder: time depends on shapes, not weights, as in the evaluate stage); with ``int8.enabled``, its INT8
-    quantisation too (:func:`int8_record`); return the metrics."""
-    batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
-    deployed = DeployedModel(model, onnx_path, batches, timing.threads)
+    """Export the fine-tuned ``model`` (CPU) to ``onnx_path`` and check it on every test sentence; with
+    ``int8.enabled``, quantise it beside it and score that too (:func:`int8_quality`); return the metrics. Its speed
+    is its architecture's, timed once by the latency stage (:func:`architecture_onnx_speedups`), not per
+    fine-tuned model."""
+    batches, _ = test_batches(tokenizer, test, max_seq_len)
+    deployed = DeployedModel(model, onnx_path, batches, threads)
+    quantized = {"int8": int8_quality(deployed, batches, int8.per_channel, threads)[1]} if int8.enabled else {}
+    return {"test": deployed.metrics, "onnx_max_abs_diff": deployed.onnx_difference, **quantized,
+            "device_name": device_name(torch.device("cpu")), "threads": threads, "precision": "fp32",
+            "machine": machine_record(torch.device("cpu"))}
+
+
+def architecture_onnx_speedups(model: nn.Module, tokenizer, test: pd.DataFrame, timing: EvaluateSettings,
+                               max_seq_len: int, int8: Int8Settings) -> dict:
+    """A pruned architecture (``model``, CPU, whatever its weights) timed in onnxruntime against its unpruned
+    architecture's FP32 model (:func:`mcap.modeling.unpruned_twin`), interleaved on the test sentences; with
+    ``int8.enabled``, its INT8 quantisation against the same FP32 reference. Time depends on shapes, not weights,
+    so every model fine-tuned from this pruned one shares these numbers. Both exports live in a scratch folder and
+    are checked on one batch: what is checked there is the exporter, not a model anyone deploys."""
+    batches, timed = test_batches(tokenizer, test, max_seq_len, timing.batch_sizes)
     with tempfile.TemporaryDirectory() as scratch:
-        # Its export is checked on one batch: its logits are random, and what is checked is the exporter's.
+        pruned = DeployedModel(model, Path(scratch) / "pruned.onnx", batches[:1], timing.threads)
         reference = DeployedModel(unpruned_twin(model), Path(scratch) / "unpruned.onnx", batches[:1], timing.threads)
-        latency, speedup = timed_speedups(deployed, reference, timed, timing, runtimes=("onnx",))
-        quantized = ({"int8": int8_record(deployed, reference, batches, timed, timing, int8.per_channel)}
-                     if int8.enabled else {})
-    return {"test": deployed.metrics, "onnx_max_abs_diff": deployed.onnx_difference, "latency_ms": latency,
-            "speedup": speedup, **quantized, "device_name": device_name(torch.device("cpu")),
-            "threads": timing.threads, "precision": "fp32", "machine": machine_record(torch.device("cpu"))}
+        latency, speedup = timed_speedups(pruned, reference, timed, timing, runtimes=("onnx",))
+        record = {"latency_ms": latency, "speedup": speedup}
+        if int8.enabled:
+            quantized = int8_record(pruned, reference, batches[:1], timed, timing, int8.per_channel)
+            record["latency_ms"] |= quantized["latency_ms"]
+            record["speedup"] |= quantized["speedup"]
+            record["int8"] = {key: quantized[key] for key in ("weights", "per_channel", "reduce_range", "cpu_features")}
+    return record

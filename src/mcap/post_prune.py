@@ -119,7 +119,7 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
         def search(ratio: float) -> StructuredSelection:
             return select_learned(learned_scores[ratio], model.config.intermediate_size, costs, ratio)
         rearrange, ranking = None, {"ranking": "meta-controller"}  # the controller trained at each budget
-    quality_batches, timed = test_batches(tokenizer, test, timing, max_seq_len)
+    quality_batches, timed = test_batches(tokenizer, test, max_seq_len, timing.batch_sizes)
     validation_batches = list(make_loader(tokenizer, validation, BATCH_SIZE, max_seq_len))
     reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
     quantized = partial(int8_record, reference=reference, batches=quality_batches, timed=timed, timing=timing,

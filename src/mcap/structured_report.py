@@ -64,14 +64,13 @@ def _aggregate(runs: list[dict], unpruned: Mapping[int, float]) -> dict:
     return row
 
 
-def _precisions(record: dict, speedup: dict, int8_speedup: dict | None = None) -> dict[str, tuple[float, dict]]:
-    """A deployed model's (test MCC, speed-up columns) per precision: FP32 with its architecture's ``speedup``
-    (PyTorch and onnxruntime), and INT8 where ``record`` has it, in onnxruntime only, timed as ``int8_speedup`` says
-    (default: the INT8 record's own timing)."""
+def _precisions(record: dict, speedup: dict) -> dict[str, tuple[float, dict]]:
+    """A deployed model's (test MCC, speed-up columns) per precision, from its architecture's timing record
+    ``speedup`` (keys ``torch_batch_N``, ``onnx_batch_N``, ``onnx_int8_batch_N``): FP32 in PyTorch and onnxruntime,
+    and INT8 where ``record`` has it, in onnxruntime only."""
     precisions = {"fp32": (record["test"]["mcc"], _speedups(speedup, {"torch": "torch", "onnx": "onnx"}))}
     if "int8" in record:
-        precisions["int8"] = (record["int8"]["test"]["mcc"],
-                              _speedups(int8_speedup or record["int8"]["speedup"], {"onnx": "onnx_int8"}))
+        precisions["int8"] = (record["int8"]["test"]["mcc"], _speedups(speedup, {"onnx": "onnx_int8"}))
     return precisions
 
 
@@ -94,8 +93,8 @@ def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: li
         for index, budget in enumerate(first["budgets"]):
             budgets = {seed: result["budgets"][index] for seed, result in results.items()}
             for mode in ["after", *budget.get("recovered", {})]:
-                variants = {seed: _precisions(b if mode == "after" else b["recovered"][mode], b["speedup"],
-                                              b.get("int8", {}).get("speedup"))
+                variants = {seed: _precisions(b if mode == "after" else b["recovered"][mode],
+                                              {**b["speedup"], **b.get("int8", {}).get("speedup", {})})
                             for seed, b in budgets.items()}
                 for precision in variants[next(iter(variants))]:
                     runs = [{"mcc": variants[seed][precision][0], "speedups": variants[seed][precision][1],
@@ -111,9 +110,10 @@ def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: li
 def before_finetuning_rows(reports: Path, tasks: list[str], strategies: list[str], deployed: list[str],
                            ratios: list[float], seeds: list[int]) -> list[dict]:
     """One row per task, ratio, strategy (unpruned, head-only and structured ones) pruned before fine-tuning and
-    precision, over its fine-tuned models; its MAC ratio is the fraction its prune stage removed. The PyTorch
-    speed-ups are the latency stage's; the onnxruntime ones, and the INT8 rows, the deploy stage's, for the
-    ``deployed`` strategies (the others have none). The unpruned model, the same at every ratio, has one row."""
+    precision, over its fine-tuned models; its MAC ratio is the fraction its prune stage removed. Speed-ups are the
+    latency stage's (once per pruned architecture), in onnxruntime and INT8 for the ``deployed`` strategies only;
+    their INT8 quality is the deploy stage's, per fine-tuned model. The unpruned model, the same at every ratio, has
+    one row."""
     rows = []
     for ratio in ratios:
         runs_by_pair = load_runs(reports, tasks, list(dict.fromkeys(["none", *strategies])), ratio, seeds)
@@ -127,14 +127,12 @@ def before_finetuning_rows(reports: Path, tasks: list[str], strategies: list[str
                     continue
                 variants = []
                 for run in runs_by_pair[(task, strategy)]:
-                    torch_speedups = _speedups(run["speedup"], {"torch": "batch"})
-                    if strategy in deployed:
+                    speedup = {f"torch_{key}": value for key, value in run["speedup"].items()}
+                    if strategy in deployed:  # quality per fine-tuned model; speed per architecture (latency)
                         onnx = _deployed(reports / "deploy", task, name, run["finetune_seed"])[str(run["pruning_seed"])]
-                        precisions = _precisions(onnx, onnx["speedup"])
-                        precisions["fp32"] = (run["test"]["mcc"], {
-                            **precisions["fp32"][1], **{k: v for k, v in torch_speedups.items() if "torch" in k}})
+                        precisions = _precisions({**onnx, "test": run["test"]}, {**speedup, **run["onnx"]["speedup"]})
                     else:
-                        precisions = {"fp32": (run["test"]["mcc"], torch_speedups)}
+                        precisions = {"fp32": (run["test"]["mcc"], _speedups(speedup, {"torch": "torch"}))}
                     variants.append((run, precisions))
                 for precision in variants[0][1]:
                     runs = [{"mcc": precisions[precision][0], "speedups": precisions[precision][1],
