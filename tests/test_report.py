@@ -327,3 +327,17 @@ def test_a_kept_run_made_with_other_code_is_marked_with_its_commit(tmp_path, mon
     render.main()
     assert "the headline **Made by the code of commit 0123456789; the code of its stages has changed since" in (
         tmp_path / "README.md").read_text()
+
+
+def test_the_readme_shows_the_kept_structured_runs_fastest_model_per_mode_or_says_it_has_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "code_note", lambda run: "")
+    assert "has not been run on this code yet" in render.deployable_markdown(tmp_path)
+    columns = {"task": "sst2", "strategy": "structured_gradient", "mode": "after", "precision": "int8", "mac_ratio": 0.4,
+               "n": 6, "mcc_mean": 0.7, "mcc_std": 0.01, "mcc_delta": -0.004, "mcc_delta_low": -0.012,
+               "mcc_delta_high": 0.003, "speedup_torch_b32": None, "speedup_onnx_b32": 2.6, "speedup_torch_b1": None,
+               "speedup_onnx_b1": 1.9}
+    (tmp_path / "reports" / "structured").mkdir(parents=True)
+    pd.DataFrame([columns]).to_csv(tmp_path / "reports" / "structured" / "sst2.csv", index=False)
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    text = render.deployable_markdown(tmp_path)
+    assert "| sst2 | after, retraining-free | INT8 | structured_gradient | 40% | 0.7000 | -0.4 [-1.2, +0.3] | 2.60× | 1.90× |" in text

@@ -3,7 +3,15 @@
 import json
 import math
 
-from mcap.structured_report import after_finetuning_rows, render_markdown, structured_table, target_lines
+import pandas as pd
+
+from mcap.structured_report import (
+    after_finetuning_rows,
+    best_per_mode,
+    render_markdown,
+    structured_table,
+    target_lines,
+)
 
 
 def row(mode: str, ratio: float, delta: float, low: float, onnx_b32: float, precision="fp32",
@@ -29,7 +37,27 @@ def test_each_target_is_read_off_the_fastest_structured_row_within_one_mcc_point
     assert "after, distilled FP32 ≥ 2×: reached, best 2.10×" in distilled and "ΔMCC -0.8 [-1.8, +0.2]" in distilled
     assert "pruned INT8 ≥ 3×: not reached, best 2.90×" in int8
     markdown = render_markdown(table, "setup")
-    assert markdown.count("| structured_gradient |") == 4 and "| head_random | before fine-tuning | FP32 | 70% |" in markdown
+    assert markdown.count("\n| structured_gradient |") == 4 and "| head_random | before fine-tuning | FP32 | 70% |" in markdown
+
+
+def test_the_fastest_row_within_one_point_is_picked_per_mode_and_precision_across_families(tmp_path):
+    table = structured_table([
+        row("", 0.0, 0.0, 0.0, 1.0, strategy="none"),
+        row("", 0.0, -0.002, -0.01, 2.2, precision="int8", strategy="none"),  # unpruned: not a pruned model
+        row("before", 0.3, -0.005, -0.015, 1.3),
+        row("before", 0.5, -0.005, -0.015, 1.8, strategy="layer_drop"),
+        row("before", 0.7, -0.02, -0.03, 4.0, strategy="head_random"),  # more than a point lost
+        row("after", 0.3, -0.005, -0.015, 1.6),
+        row("after", 0.6, -0.005, -0.03, 2.5),  # its interval reaches below -2 points
+        row("after", 0.6, -0.009, -0.019, 2.9, precision="int8"),
+        row("distill", 0.6, -0.05, -0.06, 2.1),  # no distilled model within a point: no row
+    ])
+    table.to_csv(tmp_path / "sst2.csv", index=False)  # the README reads it back: empty modes come back as NaN
+    best = best_per_mode(pd.read_csv(tmp_path / "sst2.csv"))
+    picked = {(r.mode, r.precision): (r.strategy, r.speedup_onnx_b32) for r in best.itertuples()}
+    assert picked == {("before", "fp32"): ("layer_drop", 1.8), ("after", "fp32"): ("structured_gradient", 1.6),
+                      ("after", "int8"): ("structured_gradient", 2.9)}
+    assert "## The fastest model within one MCC point, per mode and precision" in render_markdown(table, "setup")
 
 
 def test_a_target_without_a_run_within_one_point_or_without_an_interval_is_not_reached():
