@@ -17,13 +17,13 @@ REPORTS = Path("reports")
 
 
 def main(params, args):
-    task, seeds, deployed, ratio = args.task, params.seeds, params.deploy_strategies(), params.prune.ratios[0]
-    after = {task: REPORTS / "post_prune" / task / str(ratio)}  # post_prune of the unpruned model of the first ratio
+    task, seeds, deployed = args.task, params.seeds, params.deploy_strategies()
+    after = {task: REPORTS / "post_prune" / task}
     table = structured_table(
         before_finetuning_rows(REPORTS, [task], params.strategies, deployed, params.prune.ratios, seeds)
         + after_finetuning_rows(after, "structured_gradient", seeds)
         + [row for strategy in params.post_prune.learned for row in after_finetuning_rows(
-            {task: REPORTS / "post_prune" / f"{task}-{strategy}" / str(ratio)}, strategy, seeds)])
+            {task: REPORTS / "post_prune" / f"{task}-{strategy}"}, strategy, seeds)])
     post = json.loads((after[task] / f"seed-{seeds[0]}.json").read_text())
     tuning = (f"the best on validation of no reconstruction and {', '.join(params.post_prune.reconstructions)}"
               if params.post_prune.reconstructions else "no reconstruction")

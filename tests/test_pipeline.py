@@ -157,15 +157,15 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     assert before["flops"]["length_32"]["dense"] < unpruned["flops"]["length_32"]["dense"]
     record = read(repo, "reports/prune/sst2/structured_gradient-0.2/seed-42/heads.json")
     assert record["kind"] == "structured" and 0.15 < record["removed_mac_fraction"] <= 0.2
-    after = read(repo, "reports/post_prune/sst2/0.2/seed-42.json")
+    after = read(repo, "reports/post_prune/sst2/seed-42.json")
     (budget,) = after["budgets"]
     assert budget["mac_ratio"] == 0.4 and budget["onnx_max_abs_diff"] < 1e-4 and after["fisher_examples"] > 0
     assert list(budget["reconstructions"]) == ["none", *params["post_prune"]["reconstructions"]]
     assert budget["test"] == budget["reconstructions"][budget["chosen"]]["test"]  # the best on validation, deployed
-    assert (repo / "models" / "post_pruned" / "sst2" / "0.2" / "seed-42" / "macs-removed-0.4.onnx").is_file()
+    assert (repo / "models" / "post_pruned" / "sst2" / "seed-42" / "macs-removed-0.4.onnx").is_file()
     distilled = budget["recovered"]["distill"]  # retrained for one pass over the 64 train sentences
     assert distilled["steps"] == 2 and distilled["onnx_max_abs_diff"] < 1e-4 and "int8" in distilled
-    assert (repo / "models/post_pruned/sst2/0.2/seed-42/macs-removed-0.4-distill-int8.onnx").is_file()
+    assert (repo / "models/post_pruned/sst2/seed-42/macs-removed-0.4-distill-int8.onnx").is_file()
     table = pd.read_csv(repo / "reports" / "structured" / "sst2.csv")
     modes = set(zip(table["strategy"], table["mode"].fillna(""), table["precision"]))
     assert {("none", "", "int8"), ("structured_gradient", "after", "int8"), ("structured_gradient", "distill", "fp32"),
@@ -191,7 +191,7 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     assert before_row["speedup_onnx_b32"] == pytest.approx(
         sum(speedup["onnx_batch_32"]["median"] for speedup in onnx) / 2, rel=1e-5)
     assert (table[table["strategy"] == "head_gradient"]["speedup_onnx_b32"]).isna().all()  # not deployed
-    learned = read(repo, "reports/post_prune/sst2-structured_mcap/0.2/seed-42.json")
+    learned = read(repo, "reports/post_prune/sst2-structured_mcap/seed-42.json")
     assert learned["ranking"] == "meta-controller" and learned["budgets"][0]["onnx_max_abs_diff"] < 1e-4
     assert learned["unpruned"]["test"] == after["unpruned"]["test"]  # the same fine-tuned model, ranked by δ instead
     by_budget = read(repo, "reports/structured_mcap/delta_by_budget/sst2.json")
