@@ -7,7 +7,16 @@ import torch
 from conftest import PRUNE_SETTINGS, make_sentences
 from mcap.controller import sentence_representations
 from mcap.heads import prune_heads
-from mcap.ranking import keep_mask, probe_mcc, rank_points, ranking_scores, reference_agreement, sentence_vectors
+from mcap.ranking import (
+    ANY_RATIO,
+    keep_mask,
+    probe_data,
+    probe_mcc,
+    rank_points,
+    ranking_scores,
+    reference_agreement,
+    sentence_vectors,
+)
 from mcap.strategies import PruneContext
 from mcap.training import make_loader
 
@@ -51,15 +60,35 @@ def test_seeded_strategies_get_a_row_per_seed_and_deterministic_ones_a_single_ro
     counts = points.groupby("strategy").size().to_dict()
     assert counts == {"none": 1, "head_random": 4, "head_entropy": 2}  # unstructured strategies are not head rankings
     assert set(points[points["strategy"] == "head_random"]["seed"]) == {3, 4}
-    assert points["score"].between(-1, 1).all()
+    assert points["score"].between(-1, 1).all() and points["scores_ratio"].isna().all()  # none learned
+
+
+def test_a_learned_ranking_is_scored_at_each_ratio_with_the_controller_trained_nearest_to_it(tiny_model):
+    toy = context(tiny_model)
+    order = torch.arange(8.0).reshape(2, 4)
+    scores = {"mcap": {0.2: {3: order}, 0.5: {3: -order}}, "head_entropy": {ANY_RATIO: {3: order}}}
+    points = rank_points(toy, make_sentences(24, seed=2), scores, ratios=[0.25, 0.5, 0.75], train_examples=32,
+                         first_seed=3)
+    learned = points[points["strategy"] == "mcap"]
+    assert learned["scores_ratio"].tolist() == [0.2, 0.5, 0.5]
+    assert points[points["strategy"] == "head_entropy"]["scores_ratio"].isna().all()
+
+
+def test_the_probe_sees_no_train_sentence_of_the_controllers_pool(tiny_model):
+    toy, validation = context(tiny_model), make_sentences(24, seed=2)
+    toy.train = toy.train.assign(label=[0] * 40 + [1] * 8)  # marks the pooled sentences: label 0
+    data = probe_data(toy, validation, train_examples=32, pooled=40)
+    assert len(data.labels) == 8 + len(validation)  # only 8 train sentences follow the pool
+    assert data.labels[:8].tolist() == [1] * 8 and data.labels[8:].tolist() == validation["label"].tolist()
 
 
 def test_each_ranking_is_compared_with_head_gradients_at_the_first_seed():
     order = torch.arange(8.0).reshape(2, 4)
-    scores = {"head_gradient": {3: order, 4: -order}, "head_random": {3: order, 4: -order}, "head_sep": {3: -order},
-              "mcap": {3: order.flip(1)}}
+    scores = {"head_gradient": {ANY_RATIO: {3: order, 4: -order}}, "head_random": {ANY_RATIO: {3: order, 4: -order}},
+              "head_sep": {ANY_RATIO: {3: -order}},
+              "mcap": {0.5: {3: -order}, 0.2: {3: order.flip(1)}}}  # the lowest ratio trained is compared
     agreement = reference_agreement(scores, seed=3)
     assert agreement["head_random"] == pytest.approx(1.0) and agreement["head_sep"] == pytest.approx(-1.0)
     assert -1.0 < agreement["mcap"] < 1.0 and "head_gradient" not in agreement
     assert reference_agreement(scores, seed=4)["head_random"] == pytest.approx(1.0)  # both at seed 4
-    assert reference_agreement({"head_sep": {3: order}}, seed=3) == {}  # head_gradient did not run
+    assert reference_agreement({"head_sep": {ANY_RATIO: {3: order}}}, seed=3) == {}  # head_gradient did not run

@@ -10,7 +10,11 @@ all of them (every sentence is predicted once, by a probe that did not see it: o
 300 validation sentences alone, sampling noise was as large as the differences between rankings).
 
 Strategies whose scores depend on the seed (``head_random``, ``head_gradient``'s probe) are
-scored once per pruning seed; the others once. Which is which is found by scoring with two seeds.
+scored once per pruning seed; the others once. A learned strategy's δ depends on the ratio its controller was
+trained at: each ratio is scored with the δ trained at it, or at the nearest ratio trained (``scores_ratio`` says
+which). Out of sample: the probe's train sentences come after the controllers' pool (the first
+``mcap.pool_examples`` of the split, which also hold ``head_gradient``'s importance sentences), so no ranking is
+judged on sentences it was learnt from.
 """
 
 from __future__ import annotations
@@ -79,9 +83,12 @@ def probe_score(model: nn.Module, data: ProbeData, mask: torch.Tensor) -> float:
     return probe_mcc(sentence_vectors(model, data.loader, mask), data.labels)
 
 
-def probe_data(context: PruneContext, validation: pd.DataFrame, train_examples: int) -> ProbeData:
-    """The first ``train_examples`` train sentences and the validation split."""
-    frame = pd.concat([context.train.head(train_examples), validation], ignore_index=True)
+def probe_data(context: PruneContext, validation: pd.DataFrame, train_examples: int, pooled: int) -> ProbeData:
+    """At most ``train_examples`` train sentences after the first ``pooled`` (the controllers' pool), and the
+    validation split."""
+    frame = pd.concat([context.train.iloc[pooled:pooled + train_examples], validation], ignore_index=True)
+    log.info("%s: the probe is cross-validated on %d sentences (%d train sentences after the first %d, and the "
+             "validation split)", context.task, len(frame), len(frame) - len(validation), pooled)
     return ProbeData(make_loader(context.tokenizer, frame, context.batch_size, context.max_seq_len),
                      frame["label"].to_numpy())
 
@@ -93,50 +100,72 @@ def head_scores(strategy: str, context: PruneContext, seed: int, learned: dict[s
     return get_strategy(strategy).seeded_scores(context)
 
 
+ANY_RATIO = None  # the key of the scores of a strategy whose ranking does not depend on the ratio
+RankingScores = dict[str, dict[float | None, dict[int, torch.Tensor]]]  # strategy -> ratio trained at -> seed -> (L, H)
+
+
 def ranking_scores(context: PruneContext, strategies: list[str], seeds: list[int],
-                   learned: dict[str, dict[str, Any]]) -> dict[str, dict[int, torch.Tensor]]:
+                   learned: dict[str, dict[float, dict[str, Any]]]) -> RankingScores:
     """Each head strategy's (layers, heads) scores on the unpruned model, per pruning seed for the strategies that
-    draw from it (``Strategy.seeded``), else for ``seeds[0]`` alone; ``learned``: {strategy: {seed: scores}} of the
-    learned ones."""
-    by_strategy = {}
+    draw from it (``Strategy.seeded``), else for ``seeds[0]`` alone; ``learned``: {strategy: {ratio: {seed: scores}}}
+    of the learned ones, whose rankings are kept per ratio their controllers were trained at (the others' under
+    :data:`ANY_RATIO`)."""
+    by_strategy: RankingScores = {}
     for strategy in strategies:
         if not isinstance(get_strategy(strategy), HeadStrategy):
             continue
-        by_strategy[strategy] = {seed: head_scores(strategy, context, seed, learned.get(strategy, {}))
-                                 for seed in (seeds if get_strategy(strategy).seeded else seeds[:1])}
+        for ratio, by_seed in learned.get(strategy, {ANY_RATIO: {}}).items():
+            by_strategy.setdefault(strategy, {})[ratio] = {
+                seed: head_scores(strategy, context, seed, by_seed)
+                for seed in (seeds if get_strategy(strategy).seeded else seeds[:1])}
     return by_strategy
 
 
-def rank_points(context: PruneContext, validation: pd.DataFrame, scores: dict[str, dict[int, torch.Tensor]],
-                ratios: list[float], train_examples: int, first_seed: int) -> pd.DataFrame:
-    """One row (task, strategy, ratio, seed, score) per head strategy of ``scores`` (:func:`ranking_scores`), ratio
-    and seed; plus the unpruned model (ratio 0, labelled with ``first_seed``) as the reference."""
-    data = probe_data(context, validation, train_examples)
+def scores_for_ratio(by_ratio: dict[float | None, dict[int, torch.Tensor]], ratio: float
+                     ) -> tuple[float | None, dict[int, torch.Tensor]]:
+    """(the ratio whose scores rank heads at ``ratio``, those scores by seed): a learned strategy's trained at
+    ``ratio``, else at the nearest ratio trained (the lower of two as near); the others' whatever the ratio."""
+    if ANY_RATIO in by_ratio:
+        return ANY_RATIO, by_ratio[ANY_RATIO]
+    trained = min(by_ratio, key=lambda candidate: (abs(candidate - ratio), candidate))
+    return trained, by_ratio[trained]
+
+
+def rank_points(context: PruneContext, validation: pd.DataFrame, scores: RankingScores, ratios: list[float],
+                train_examples: int, first_seed: int, pooled: int = 0) -> pd.DataFrame:
+    """One row (task, strategy, ratio, seed, scores_ratio, score) per head strategy of ``scores``
+    (:func:`ranking_scores`), ratio and seed, ``scores_ratio`` the ratio a learned strategy's controller was trained
+    at (:func:`scores_for_ratio`; NaN for the others); plus the unpruned model (ratio 0, labelled with
+    ``first_seed``) as the reference. The probe sees no train sentence among the first ``pooled``."""
+    data = probe_data(context, validation, train_examples, pooled)
     layout = head_layout(context.model)
-    rows = [{"task": context.task, "strategy": UNPRUNED, "ratio": 0.0, "seed": first_seed,
+    rows = [{"task": context.task, "strategy": UNPRUNED, "ratio": 0.0, "seed": first_seed, "scores_ratio": np.nan,
              "score": probe_score(context.model, data, torch.ones(len(layout), len(layout[0])))}]
-    for strategy, by_seed in scores.items():
-        for seed, strategy_scores in by_seed.items():
-            for ratio in ratios:
+    for strategy, by_ratio in scores.items():
+        for ratio in ratios:
+            trained, by_seed = scores_for_ratio(by_ratio, ratio)
+            for seed, strategy_scores in by_seed.items():
                 rows.append({"task": context.task, "strategy": strategy, "ratio": float(ratio), "seed": seed,
+                             "scores_ratio": np.nan if trained is ANY_RATIO else float(trained),
                              "score": probe_score(context.model, data, keep_mask(strategy_scores, ratio))})
-            log.info("%s %s seed %d: %s", context.task, strategy, seed,
-                     ", ".join(f"{row['ratio']:g} → {row['score']:.3f}" for row in rows[-len(ratios):]))
+            log.info("%s %s at %g: %s", context.task, strategy, ratio,
+                     ", ".join(f"seed {row['seed']} → {row['score']:.3f}" for row in rows[-len(by_seed):]))
     return pd.DataFrame(rows)
 
 
-def reference_agreement(scores: dict[str, dict[int, torch.Tensor]], seed: int,
-                        reference: str = REFERENCE) -> dict[str, float]:
+def reference_agreement(scores: RankingScores, seed: int, reference: str = REFERENCE) -> dict[str, float]:
     """Spearman correlation of each head strategy's scores with ``reference``'s, both at pruning seed ``seed`` (or
-    their only scores, for a strategy whose scores do not depend on the seed); {} where ``reference`` did not run."""
+    their only scores, for a strategy whose scores do not depend on the seed), a learned strategy's from its
+    controller of the lowest ratio trained; {} where ``reference`` did not run."""
     if reference not in scores:
         return {}
 
-    def at_seed(by_seed: dict[int, torch.Tensor]) -> torch.Tensor:
+    def at_seed(by_ratio: dict[float | None, dict[int, torch.Tensor]]) -> torch.Tensor:
+        by_seed = by_ratio[ANY_RATIO] if ANY_RATIO in by_ratio else by_ratio[min(by_ratio)]
         return by_seed.get(seed, next(iter(by_seed.values())))
 
-    return {strategy: spearman(at_seed(by_seed).numpy(), at_seed(scores[reference]).numpy())
-            for strategy, by_seed in scores.items() if strategy != reference}
+    return {strategy: spearman(at_seed(by_ratio).numpy(), at_seed(scores[reference]).numpy())
+            for strategy, by_ratio in scores.items() if strategy != reference}
 
 
 def plot_ranking(points: pd.DataFrame, path) -> None:
