@@ -34,7 +34,7 @@ def main(params, args):
     scores = ranking_scores(context, strategies, ranking.seeds, learned)
     pooled = len(context.train) if params.mcap.pool_examples is None else params.mcap.pool_examples  # None: all
     points = rank_points(context, read_split(processed, "validation"), scores, ranking.ratios, ranking.train_examples,
-                         ranking.seeds[0], pooled)
+                         ranking.seeds[0], pooled, params.mcap.k)
     with atomic_dir(Path("reports/ranking") / task) as staging:
         points.to_csv(staging / "ranking.csv", index=False, float_format="%.6g")
         plot_ranking(points, staging / "ranking.png")

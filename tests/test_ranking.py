@@ -61,6 +61,9 @@ def test_seeded_strategies_get_a_row_per_seed_and_deterministic_ones_a_single_ro
     assert counts == {"none": 1, "head_random": 4, "head_entropy": 2}  # unstructured strategies are not head rankings
     assert set(points[points["strategy"] == "head_random"]["seed"]) == {3, 4}
     assert points["score"].between(-1, 1).all() and points["scores_ratio"].isna().all()  # none learned
+    unpruned, pruned = points[points["strategy"] == "none"].iloc[0], points[points["strategy"] != "none"]
+    assert unpruned["kl"] == 0.0 and unpruned["task_loss"] == 0.0  # the objective's terms vanish without pruning
+    assert (pruned["kl"] > 0).all()  # every mask here removes heads: its distances move
 
 
 def test_a_learned_ranking_is_scored_at_each_ratio_with_the_controller_trained_nearest_to_it(tiny_model):

@@ -14,7 +14,9 @@ scored once per pruning seed; the others once. A learned strategy's δ depends o
 trained at: each ratio is scored with the δ trained at it, or at the nearest ratio trained (``scores_ratio`` says
 which). Out of sample: the probe's train sentences come after the controllers' pool (the first
 ``mcap.pool_examples`` of the split, which also hold ``head_gradient``'s importance sentences), so no ranking is
-judged on sentences it was learnt from.
+judged on sentences it was learnt from. On the same sentences, each mask also gets the meta-controller's
+objective terms at noise 0 (the RDD-KL and the task probe's loss increase), so a controller's masks can be set
+against ``head_gradient``'s and random ones on the objective it optimised, out of sample.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import matthews_corrcoef
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from torch import nn
 
-from mcap.controller import sentence_representations, spearman
+from mcap.controller import rdd_kl, sentence_representations, spearman
 from mcap.figures import saved_figure
 from mcap.heads import head_layout, masked_heads, removed_head_count
-from mcap.probe import linear_probe
+from mcap.probe import TaskProbe, linear_probe
 from mcap.strategies import PruneContext, get_strategy
 from mcap.strategies.base import HeadStrategy, lowest_heads
 from mcap.training import batches_on, make_loader
@@ -49,10 +52,13 @@ PROBE_FOLDS = 5
 
 @dataclass(frozen=True)
 class ProbeData:
-    """The sentences the probe is cross-validated on, as a loader, with their labels."""
+    """The sentences the probe is cross-validated on, as a loader, with their labels, the unpruned model's vectors
+    of them and the meta-controller's task probe fitted on those (the baseline of the objective's terms)."""
 
     loader: object  # DataLoader
-    labels: np.ndarray
+    labels: np.ndarray  # (N,)
+    original: torch.Tensor  # (N, d)
+    task_probe: TaskProbe
 
 
 def keep_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -79,8 +85,22 @@ def probe_mcc(vectors: np.ndarray, labels: np.ndarray) -> float:
     return float(matthews_corrcoef(labels, cross_val_predict(linear_probe(), vectors, labels, cv=folds)))
 
 
-def probe_score(model: nn.Module, data: ProbeData, mask: torch.Tensor) -> float:
-    return probe_mcc(sentence_vectors(model, data.loader, mask), data.labels)
+def objective_terms(vectors: torch.Tensor, data: ProbeData, episode_size: int) -> dict[str, float]:
+    """The meta-controller's objective terms for one mask at noise 0, on the probe sentences (out of its pool):
+    ``kl``, the RDD-KL of the masked vectors against the unpruned ones, summed within episodes of ``episode_size``
+    sentences as in training and averaged over the episodes; ``task_loss``, the task probe's cross-entropy on the
+    masked vectors minus on the unpruned ones (:func:`mcap.controller.episode_losses`)."""
+    episodes = np.array_split(np.arange(len(vectors)), max(1, -(-len(vectors) // episode_size)))
+    kl = float(np.mean([float(rdd_kl(data.original[index], vectors[index])) for index in episodes if len(index) > 1]))
+    labels = torch.as_tensor(data.labels)
+    task = F.cross_entropy(data.task_probe(vectors), labels) - F.cross_entropy(data.task_probe(data.original), labels)
+    return {"kl": kl, "task_loss": float(task)}
+
+
+def mask_scores(model: nn.Module, data: ProbeData, mask: torch.Tensor, episode_size: int) -> dict[str, float]:
+    """A mask's probe MCC (``score``) and its objective terms (:func:`objective_terms`)."""
+    vectors = sentence_vectors(model, data.loader, mask)
+    return {"score": probe_mcc(vectors, data.labels), **objective_terms(torch.as_tensor(vectors), data, episode_size)}
 
 
 def probe_data(context: PruneContext, validation: pd.DataFrame, train_examples: int, pooled: int) -> ProbeData:
@@ -89,8 +109,10 @@ def probe_data(context: PruneContext, validation: pd.DataFrame, train_examples: 
     frame = pd.concat([context.train.iloc[pooled:pooled + train_examples], validation], ignore_index=True)
     log.info("%s: the probe is cross-validated on %d sentences (%d train sentences after the first %d, and the "
              "validation split)", context.task, len(frame), len(frame) - len(validation), pooled)
-    return ProbeData(make_loader(context.tokenizer, frame, context.batch_size, context.max_seq_len),
-                     frame["label"].to_numpy())
+    loader, labels = make_loader(context.tokenizer, frame, context.batch_size, context.max_seq_len), frame["label"]
+    layout = head_layout(context.model)
+    original = torch.as_tensor(sentence_vectors(context.model, loader, torch.ones(len(layout), len(layout[0]))))
+    return ProbeData(loader, labels.to_numpy(), original, TaskProbe.fit(original, torch.as_tensor(labels.to_numpy())))
 
 
 def head_scores(strategy: str, context: PruneContext, seed: int, learned: dict[str, Any]) -> torch.Tensor:
@@ -132,24 +154,26 @@ def scores_for_ratio(by_ratio: dict[float | None, dict[int, torch.Tensor]], rati
 
 
 def rank_points(context: PruneContext, validation: pd.DataFrame, scores: RankingScores, ratios: list[float],
-                train_examples: int, first_seed: int, pooled: int = 0) -> pd.DataFrame:
-    """One row (task, strategy, ratio, seed, scores_ratio, score) per head strategy of ``scores``
-    (:func:`ranking_scores`), ratio and seed, ``scores_ratio`` the ratio a learned strategy's controller was trained
-    at (:func:`scores_for_ratio`; NaN for the others); plus the unpruned model (ratio 0, labelled with
-    ``first_seed``) as the reference. The probe sees no train sentence among the first ``pooled``."""
+                train_examples: int, first_seed: int, pooled: int = 0, episode_size: int = 60) -> pd.DataFrame:
+    """One row (task, strategy, ratio, seed, scores_ratio, score, kl, task_loss) per head strategy of ``scores``
+    (:func:`ranking_scores`), ratio and seed: its probe MCC and the meta-controller's objective terms at noise 0
+    (:func:`mask_scores`, episodes of ``episode_size`` sentences); ``scores_ratio`` the ratio a learned strategy's
+    controller was trained at (:func:`scores_for_ratio`; NaN for the others); plus the unpruned model (ratio 0,
+    labelled with ``first_seed``) as the reference. The probe sees no train sentence among the first ``pooled``."""
     data = probe_data(context, validation, train_examples, pooled)
     layout = head_layout(context.model)
     rows = [{"task": context.task, "strategy": UNPRUNED, "ratio": 0.0, "seed": first_seed, "scores_ratio": np.nan,
-             "score": probe_score(context.model, data, torch.ones(len(layout), len(layout[0])))}]
+             **mask_scores(context.model, data, torch.ones(len(layout), len(layout[0])), episode_size)}]
     for strategy, by_ratio in scores.items():
         for ratio in ratios:
             trained, by_seed = scores_for_ratio(by_ratio, ratio)
             for seed, strategy_scores in by_seed.items():
                 rows.append({"task": context.task, "strategy": strategy, "ratio": float(ratio), "seed": seed,
                              "scores_ratio": np.nan if trained is ANY_RATIO else float(trained),
-                             "score": probe_score(context.model, data, keep_mask(strategy_scores, ratio))})
-            log.info("%s %s at %g: %s", context.task, strategy, ratio,
-                     ", ".join(f"seed {row['seed']} → {row['score']:.3f}" for row in rows[-len(by_seed):]))
+                             **mask_scores(context.model, data, keep_mask(strategy_scores, ratio), episode_size)})
+            log.info("%s %s at %g: %s", context.task, strategy, ratio, ", ".join(
+                f"seed {row['seed']} → MCC {row['score']:.3f}, KL {row['kl']:.4f}, task {row['task_loss']:+.4f}"
+                for row in rows[-len(by_seed):]))
     return pd.DataFrame(rows)
 
 
