@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mcap.params import PruneSettings
+from mcap.params import PruneSettings, TrainSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -20,6 +20,8 @@ NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "tedious", "messy", "weak"
 PRUNE_SETTINGS = PruneSettings(ratios=[0.5], seeds=[0], importance_examples=16, gradient_probe_steps=3,
                                gradient_probe_lr=1e-3, imp_rounds=2, imp_retrain_steps=2, imp_learning_rate=3e-5,
                                imp_rewind=True)
+TRAIN_SETTINGS = TrainSettings(epochs=1, learning_rates=[1e-3], batch_size=8, max_seq_len=32, weight_decay=0.01,
+                               warmup_ratio=0.1, select_metric="mcc")
 FILLER = ["the", "film", "was", "a", "story", "and", "plot", "acting", "really", "quite", "very", "it", "is"]
 
 

@@ -98,7 +98,7 @@ def models(params: dict) -> list[tuple[str, str, int]]:
 
 def test_every_model_of_the_grid_is_fine_tuned_tested_and_timed_once_per_architecture(pipeline_repo):
     repo, params = pipeline_repo
-    assert len({(t, s) for t, s, _ in models(params)}) == 2 * 13 and len(models(params)) == 2 * (13 + 8)
+    assert len({(t, s) for t, s, _ in models(params)}) == 2 * 14 and len(models(params)) == 2 * (14 + 9)
     for task, strategy, seed in models(params):
         cell = read(repo, f"reports/cells/{task}/{strategy}-0.2/seed-42.json")
         assert set(cell["runs"]) == {str(p) for p in pruning_seeds(strategy, params["prune"]["seeds"])}
@@ -217,7 +217,7 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
     table = (repo / "reports" / "table1.md").read_text()
     for heading in ("sst2", "subj — transfer"):
         rows = table_rows(table, heading)
-        assert len(rows) == len(params["strategies"]) == 13
+        assert len(rows) == len(params["strategies"]) == 14
         assert any(row.startswith("| 7. MCAP |") for row in rows)
         assert any(row.startswith("| 7b. MCAP, iterative (not in paper) |") for row in rows)
     assert "The paper's Table I (their numbers" in table
@@ -252,7 +252,7 @@ def test_controllers_write_delta_for_their_tasks_and_the_transfer_task_gets_infe
 def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeline_repo):
     repo, params = pipeline_repo
     lime = (repo / "reports" / "explain" / "lime_table.md").read_text()
-    assert len(table_rows(lime, "sst2")) == 13
+    assert len(table_rows(lime, "sst2")) == 14
     assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
     for strategy in params["strategies"]:
         model_metrics = read(repo, f"reports/explain/models/sst2-{strategy}-0.2/metrics.json")

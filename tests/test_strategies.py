@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import PRUNE_SETTINGS, make_sentences
+from conftest import PRUNE_SETTINGS, TRAIN_SETTINGS, make_sentences
 from mcap.errors import McapError
 from mcap.heads import count_heads, removed_head_count
 from mcap.pruning import prune_model
@@ -15,14 +15,15 @@ from mcap.strategies.base import encoder_weight_sparsity, lowest_heads
 from mcap.strategies.head_entropy import attention_entropy
 from mcap.strategies.head_sep import attention_to_sep
 
-HEAD_STRATEGIES = ["head_sep", "head_entropy", "head_random", "head_gradient"]
+HEAD_STRATEGIES = ["head_sep", "head_entropy", "head_random", "head_gradient", "head_gradient_ft"]
 UNSTRUCTURED = ["imp", "l1_unstructured", "random_unstructured"]
 
 
 def context(tiny_model, ratio: float, seed: int = 0, learned=None) -> PruneContext:
     model, tokenizer = tiny_model
     return PruneContext(model=model, tokenizer=tokenizer, task="toy", train=make_sentences(32, seed=1), ratio=ratio,
-                        seed=seed, settings=PRUNE_SETTINGS, max_seq_len=32, batch_size=8, learned=learned)
+                        seed=seed, settings=PRUNE_SETTINGS, max_seq_len=32, batch_size=8, learned=learned,
+                        training=TRAIN_SETTINGS)
 
 
 def test_the_paper_baselines_and_ours_are_registered():
@@ -263,3 +264,40 @@ def test_layer_drop_keeps_the_bottom_layers_within_the_budget_and_saves_and_time
     assert mac_estimate(loaded, [(2, 16)])["speedup"] == pytest.approx(2.0)
     unchanged = prune_model("layer_drop", context(tiny_model_factory(), 0.2))  # below one layer's share of the MACs
     assert unchanged["removed_mac_fraction"] == 0 and "nothing dropped" in unchanged["notes"][0]
+
+
+def test_head_gradient_ft_measures_the_fine_tuned_model_then_restores_the_pretrained_weights_once_per_seed(
+        tiny_model_factory, monkeypatch):
+    import mcap.strategies.head_gradient_ft as fine_tuned_gradient
+
+    model, tokenizer = tiny_model_factory()
+    pretrained = {name: value.clone() for name, value in model.state_dict().items()}
+    fine_tunings = []
+    real = fine_tuned_gradient.fine_tune_in_place
+
+    def counted(context):
+        fine_tunings.append(context.seed)
+        real(context)
+        moved = [name for name, value in context.model.state_dict().items() if not torch.equal(value, pretrained[name])]
+        assert "bert.embeddings.word_embeddings.weight" in moved  # every weight trains, not the task head alone
+
+    monkeypatch.setattr(fine_tuned_gradient, "_SCORES", {})
+    monkeypatch.setattr(fine_tuned_gradient, "fine_tune_in_place", counted)
+    strategy = get_strategy("head_gradient_ft")
+    first = strategy.seeded_scores(context((model, tokenizer), ratio=0.25, seed=5))
+    assert all(torch.equal(value, pretrained[name]) for name, value in model.state_dict().items())  # restored
+    again = strategy.seeded_scores(context((model, tokenizer), ratio=0.5, seed=5))  # another ratio: no new fine-tuning
+    assert fine_tunings == [5] and torch.equal(first, again)
+    before = get_strategy("head_gradient").seeded_scores(context((model, tokenizer), ratio=0.25, seed=5))
+    assert not torch.allclose(first, before)  # measured on another model than the probe-only one
+    assert torch.allclose(first.norm(dim=1), torch.ones(first.shape[0]))  # normalised per layer
+
+
+def test_head_gradient_ft_needs_the_training_settings(tiny_model, monkeypatch):
+    import mcap.strategies.head_gradient_ft as fine_tuned_gradient
+
+    monkeypatch.setattr(fine_tuned_gradient, "_SCORES", {})
+    bare = context(tiny_model, ratio=0.25)
+    bare.training = None
+    with pytest.raises(McapError, match="no training settings"):
+        get_strategy("head_gradient_ft").seeded_scores(bare)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ from tqdm.auto import tqdm
 from mcap.errors import McapError
 from mcap.heads import attention_probabilities, head_layout, prune_heads, removed_head_count
 from mcap.modeling import encoder_linears
-from mcap.params import Params, PruneSettings
-from mcap.training import adamw, batches_on, make_accelerator, make_loader, train_step
+from mcap.params import Params, PruneSettings, TrainSettings
+from mcap.training import adamw, batches_on, make_accelerator, make_loader, optimizer_with_schedule, train_step
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class PruneContext:
     max_seq_len: int
     batch_size: int
     learned: Any = None
+    training: TrainSettings | None = None  # the fine-tuning settings, for criteria measured after fine-tuning
 
     @classmethod
     def of(cls, params: Params, model: nn.Module, tokenizer: Any, task: str, train: pd.DataFrame, seed: int,
@@ -57,7 +59,7 @@ class PruneContext:
         length and batch size."""
         return cls(model=model, tokenizer=tokenizer, task=task, train=train, ratio=ratio, seed=seed,
                    settings=params.prune, max_seq_len=params.train.max_seq_len, batch_size=params.train.batch_size,
-                   learned=learned)
+                   learned=learned, training=params.train)
 
     def importance_examples(self) -> pd.DataFrame:
         """The first ``prune.importance_examples`` train sentences (the split is already shuffled)."""
@@ -210,24 +212,43 @@ def short_training(context: PruneContext, steps: int, learning_rate: float, para
     frozen = [p for p in model.parameters() if id(p) not in trainable and p.requires_grad]
     for parameter in frozen:
         parameter.requires_grad_(False)
+    _train_steps(context, steps, adamw(parameters, learning_rate), None, "short training")
+    for parameter in frozen:
+        parameter.requires_grad_(True)
+
+
+def fine_tune_in_place(context: PruneContext) -> None:
+    """Fine-tune every weight of ``context.model`` on the task's train sentences as the finetune stage does
+    (``train``'s epochs, weight decay and warm-up, its first learning rate), the batch order drawn from the pruning
+    seed; no validation. For criteria measured on a fine-tuned model (Michel et al.'s protocol)."""
+    if context.training is None:
+        raise McapError("fine_tune_in_place: the prune context carries no training settings (PruneContext.of sets them)")
+    settings = context.training
+    steps = settings.epochs * math.ceil(len(context.train) / context.batch_size)
+    optimizer, scheduler = optimizer_with_schedule(context.model, settings.learning_rates[0], settings, steps)
+    _train_steps(context, steps, optimizer, scheduler, "fine-tuning")
+
+
+def _train_steps(context: PruneContext, steps: int, optimizer, scheduler, description: str) -> None:
+    """``steps`` optimiser steps of ``context.model`` on shuffled train batches (the pruning seed's order), with
+    ``scheduler`` if given; the model is left in eval mode."""
+    model = context.model
     generator = torch.Generator().manual_seed(context.seed)
     loader = make_loader(context.tokenizer, context.train, context.batch_size, context.max_seq_len, True, generator)
     accelerator = make_accelerator()
-    prepared, optimizer, loader = accelerator.prepare(model, adamw(parameters, learning_rate), loader)
+    prepared, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     model.train()
     done = 0
-    with tqdm(total=steps, desc="short training", leave=False) as progress:
+    with tqdm(total=steps, desc=description, leave=False) as progress:
         while done < steps:
             for batch in loader:
-                train_step(prepared, batch, optimizer, None, [], accelerator)
+                train_step(prepared, batch, optimizer, scheduler, [], accelerator)
                 done += 1
                 progress.update()
                 if done == steps:
                     break
     accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)  # drop the bf16-autocast forward prepare adds on GPU
     model.eval()
-    for parameter in frozen:
-        parameter.requires_grad_(True)
 
 
 # --------------------------------------------------------------------------------------------

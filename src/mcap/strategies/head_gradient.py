@@ -34,6 +34,11 @@ def gradient_importance(context: PruneContext) -> torch.Tensor:
     return importance
 
 
+def normalised_per_layer(importance: torch.Tensor) -> torch.Tensor:
+    """(layers, heads) scores divided by each layer's L2 norm (Michel et al.'s code), before the global ranking."""
+    return importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-20)
+
+
 @register
 class GradientHeads(HeadStrategy):
     name = "head_gradient"
@@ -45,4 +50,4 @@ class GradientHeads(HeadStrategy):
                        task_head_parameters(context.model))
         importance = gradient_importance(context)
         context.model.load_state_dict(initial)
-        return importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-20)
+        return normalised_per_layer(importance)
