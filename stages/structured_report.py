@@ -1,5 +1,6 @@
 """Stage structured_report@<task> (post_prune.tasks): reports/structured/<task>.{md,csv,png}, structured pruning
-before and after fine-tuning beside the head-only strategies."""
+before and after fine-tuning beside the head-only strategies, and <task>-reconstruction.csv, each reconstruction
+method against none and the per-unit scales, paired on the same pruned model."""
 
 import json
 from pathlib import Path
@@ -9,6 +10,7 @@ from mcap.structured_report import (
     after_finetuning_rows,
     before_finetuning_rows,
     plot_pareto,
+    reconstruction_rows,
     render_markdown,
     structured_table,
 )
@@ -54,10 +56,12 @@ def main(params, args):
         "timed alternately on test batches. ΔMCC: paired with the unpruned FP32 model of the same fine-tuning seed, "
         "95% bootstrap interval over the seeds (none with one seed)."
     )
+    reconstructions = reconstruction_rows(after, "structured_gradient", seeds)
     out = REPORTS / "structured"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{task}.md").write_text(render_markdown(table, setup))
+    (out / f"{task}.md").write_text(render_markdown(table, setup, reconstructions))
     table.to_csv(out / f"{task}.csv", index=False, float_format="%.6g")
+    reconstructions.to_csv(out / f"{task}-reconstruction.csv", index=False, float_format="%.6g")
     plot_pareto(table, out / f"{task}.png")
 
 

@@ -8,6 +8,8 @@ import pandas as pd
 from mcap.structured_report import (
     after_finetuning_rows,
     best_per_mode,
+    reconstruction_lines,
+    reconstruction_rows,
     render_markdown,
     structured_table,
     target_lines,
@@ -106,3 +108,28 @@ def test_after_fine_tuning_rows_pair_every_mode_and_precision_with_the_unpruned_
     distilled = rows[("distill", "fp32")]
     assert math.isclose(distilled["mcc_delta"], -0.01) and distilled["speedup_onnx_b32"] == 1.5  # the budget's timing
     assert rows[("distill", "int8")]["speedup_onnx_b32"] == 2.6 and math.isnan(distilled["mcc_without_tuning_mean"])
+
+
+def test_each_reconstruction_is_paired_with_none_and_the_per_unit_scales_on_the_same_pruned_model(tmp_path):
+    # refit gains 2 MCC points at every seed (± 0.1): its interval excludes 0; the scales move nothing but noise
+    noise = {42: 0.001, 43: -0.001, 44: 0.0}
+    for seed, jitter in noise.items():
+        none = {"mcc": 0.70 + 0.05 * (seed - 42), "loss": 0.5}
+        methods = {"none": none, "scales/unpruned": {"mcc": none["mcc"] + 2 * jitter, "loss": 0.5 - jitter},
+                   "refit/kwon_sqrt": {"mcc": none["mcc"] + 0.02 + jitter, "loss": 0.45}}
+        (tmp_path / f"seed-{seed}.json").write_text(json.dumps({"budgets": [{
+            "mac_ratio": 0.5, "test": methods["refit/kwon_sqrt"],
+            "reconstructions": {name: {"test": test} for name, test in methods.items()}}]}))
+    table = reconstruction_rows({"sst2": tmp_path}, "structured_gradient", [42, 43, 44])
+    rows = {(r.method, r.reference): r for r in table.itertuples()}
+    assert set(rows) == {("scales/unpruned", "none"), ("refit/kwon_sqrt", "none"), ("chosen", "none"),
+                         ("none", "scales/unpruned"), ("refit/kwon_sqrt", "scales/unpruned"),
+                         ("chosen", "scales/unpruned")}
+    refit = rows[("refit/kwon_sqrt", "none")]
+    assert math.isclose(refit.mcc_delta, 0.02) and refit.mcc_delta_low > 0 and math.isclose(refit.loss_delta, -0.05)
+    scales = rows[("scales/unpruned", "none")]
+    assert scales.mcc_delta_low < 0 < scales.mcc_delta_high  # noise around zero
+    assert rows[("chosen", "none")].mcc_delta == refit.mcc_delta  # the method chosen on validation at every seed
+    markdown = "\n".join(reconstruction_lines(table))
+    assert "| 50% | refit/kwon_sqrt | none | 3 | +2.0 [" in markdown and "| better |" in markdown
+    assert "| 50% | scales/unpruned | none | 3 |" in markdown and "within noise" in markdown

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mcap.figures import saved_figure
 from mcap.grid import model_name
-from mcap.paired import paired_difference, seed_table
+from mcap.paired import paired_difference, seed_table, verdict
 from mcap.report import load_runs, mean_std
 
 KINDS = ("none", "head", "structured")  # unstructured sparsity gives no dense speed-up: not on these axes
@@ -105,6 +105,59 @@ def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: li
                     rows.append({"task": task, "strategy": strategy, "mode": mode, "precision": precision,
                                  "mac_ratio": budget["mac_ratio"], **_aggregate(runs, unpruned)})
     return rows
+
+
+RECONSTRUCTION_REFERENCES = ("none", "scales/unpruned")  # no reconstruction; per-unit scales towards the unpruned model
+RECONSTRUCTION_COLUMNS = ["task", "strategy", "mac_ratio", "method", "reference", "n", "mcc_delta", "mcc_delta_low",
+                          "mcc_delta_high", "loss_delta", "loss_delta_low", "loss_delta_high"]
+
+
+def reconstruction_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int]) -> pd.DataFrame:
+    """Per task, MAC budget and reconstruction method of a post_prune stage's results (``chosen``: the one picked on
+    validation at each seed), its paired test MCC and loss differences from each of
+    :data:`RECONSTRUCTION_REFERENCES` that ran: the same fine-tuned model pruned to the same units, with and without
+    the method, 95% bootstrap intervals over the fine-tuning seeds."""
+    rows = []
+    for task, run_dir in run_dirs.items():
+        results = {seed: json.loads((run_dir / f"seed-{seed}.json").read_text()) for seed in seeds}
+        for index, budget in enumerate(next(iter(results.values()))["budgets"]):
+            tests = {seed: {**{method: scored["test"] for method, scored in
+                               result["budgets"][index]["reconstructions"].items()},
+                            "chosen": result["budgets"][index]["test"]} for seed, result in results.items()}
+            methods = list(tests[seeds[0]])
+            for reference in (r for r in RECONSTRUCTION_REFERENCES if r in methods):
+                for method in (m for m in methods if m != reference):
+                    row = {"task": task, "strategy": strategy, "mac_ratio": budget["mac_ratio"], "method": method,
+                           "reference": reference, "n": len(seeds)}
+                    for metric in ("mcc", "loss"):
+                        paired = paired_difference(_by_seed(tests, method, metric), _by_seed(tests, reference, metric),
+                                                   seed=0)
+                        row |= {f"{metric}_delta": paired["mean_delta"], f"{metric}_delta_low": paired["ci_low"],
+                                f"{metric}_delta_high": paired["ci_high"]}
+                    rows.append(row)
+    return pd.DataFrame(rows, columns=RECONSTRUCTION_COLUMNS)
+
+
+def _by_seed(tests: Mapping[int, Mapping[str, dict]], method: str, metric: str) -> pd.DataFrame:
+    """One method's test ``metric`` per fine-tuning seed as a :func:`mcap.paired.seed_table` (one pruning)."""
+    return seed_table(pd.DataFrame([{"pruning_seed": 0, "finetune_seed": seed, metric: by_method[method][metric]}
+                                    for seed, by_method in tests.items()]), metric)
+
+
+def reconstruction_lines(table: pd.DataFrame) -> list[str]:
+    """:func:`reconstruction_rows` as a Markdown table per task, each row read as better, worse or within noise."""
+    lines = []
+    for task, rows in table.groupby("task", sort=False):
+        lines += [f"### {task}", "", ("| MACs removed | method | against | n | ΔMCC (points, 95% interval) | "
+                                      "Δ test loss (95% interval) | reading (MCC) |"), "|---:|---|---|---:|---:|---:|---|"]
+        for row in rows.itertuples():
+            loss = f"{row.loss_delta:+.4f}" + ("" if pd.isna(row.loss_delta_low) else
+                                               f" [{row.loss_delta_low:+.4f}, {row.loss_delta_high:+.4f}]")
+            reading = verdict(pd.Series({"ci_low": row.mcc_delta_low, "ci_high": row.mcc_delta_high}))
+            lines.append(f"| {row.mac_ratio:.0%} | {row.method} | {row.reference} | {row.n} | "
+                         f"{_points(row._asdict())} | {loss} | {reading} |")
+        lines.append("")
+    return lines
 
 
 def before_finetuning_rows(reports: Path, tasks: list[str], strategies: list[str], deployed: list[str],
@@ -224,13 +277,17 @@ def _number(value: float, digits: int) -> str:
     return "–" if pd.isna(value) else f"{value:.{digits}f}"
 
 
-def render_markdown(table: pd.DataFrame, setup: str) -> str:
-    """reports/structured.md: the targets, the fastest model within one point per mode, the table per task and the
+def render_markdown(table: pd.DataFrame, setup: str, reconstructions: pd.DataFrame | None = None) -> str:
+    """reports/structured.md: the targets, the fastest model within one point per mode, the reconstruction methods
+    against no reconstruction (``reconstructions``: :func:`reconstruction_rows`), the table per task and the
     setup."""
     lines = ["# Structured pruning: heads + FFN neurons to a MAC budget", "", setup, "",
              ("## Targets (onnxruntime, batch 32, against the unpruned FP32 model; within one MCC point: mean paired "
               "ΔMCC ≥ −1 point, its 95% interval's lower end ≥ −2)"), "", *target_lines(table), "",
              "## The fastest model within one MCC point, per mode and precision", "", *best_per_mode_lines(table), ""]
+    if reconstructions is not None and not reconstructions.empty:
+        lines += [("## Reconstruction after fine-tuning, paired on the same pruned model (the chosen method: the best "
+                   "on validation at each seed)"), "", *reconstruction_lines(reconstructions)]
     for task, rows in table.groupby("task", sort=False):
         lines += [f"## {task}", "", ("| strategy | pruned | precision | MACs removed | n | test MCC | ΔMCC (points, 95% "
                                      "interval) | speed-up PyTorch b32 | onnxruntime b32 | PyTorch b1 | onnxruntime b1 | "
