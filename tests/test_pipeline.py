@@ -204,6 +204,10 @@ def test_structured_pruning_before_and_after_fine_tuning_reaches_the_structured_
     assert mcap_before["kind"] == "structured" and 0.1 < mcap_before["removed_mac_fraction"] <= 0.2
     assert "## Targets" in (repo / "reports" / "structured" / "sst2.md").read_text()
     assert (repo / "reports" / "structured" / "sst2.png").stat().st_size > 0
+    paired = pd.read_csv(repo / "reports" / "structured" / "sst2-reconstruction.csv")
+    chosen = paired[(paired["method"] == "chosen") & (paired["reference"] == "none")].iloc[0]
+    assert chosen["mcc_delta"] == pytest.approx(
+        budget["test"]["mcc"] - budget["reconstructions"]["none"]["test"]["mcc"], rel=1e-5, abs=1e-6)
 
 
 def table_rows(table: str, heading: str) -> list[str]:
