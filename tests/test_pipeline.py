@@ -53,6 +53,7 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
                              faithfulness_shap_max_evals=20, texts=["", "good film"])
     params["mcap"].update(strategies=["mcap", "mcap_iterative", "structured_mcap"], map_examples=16, map_length=16,
+                          pool_examples=32,  # the ranking's probe takes the train sentences after the pool
                           cnn_maps=100, cnn_epochs=2, k=32, passes=1, cnn_instances=2, seeds=[42, 43],
                           neuron_group_size=16)
     return params

@@ -6,6 +6,7 @@ import torch
 
 from conftest import PRUNE_SETTINGS, make_sentences
 from mcap.controller import sentence_representations
+from mcap.errors import McapError
 from mcap.heads import prune_heads
 from mcap.ranking import (
     ANY_RATIO,
@@ -95,3 +96,9 @@ def test_each_ranking_is_compared_with_head_gradients_at_the_first_seed():
     assert -1.0 < agreement["mcap"] < 1.0 and "head_gradient" not in agreement
     assert reference_agreement(scores, seed=4)["head_random"] == pytest.approx(1.0)  # both at seed 4
     assert reference_agreement({"head_sep": {ANY_RATIO: {3: order}}}, seed=3) == {}  # head_gradient did not run
+
+
+def test_a_probe_with_too_few_sentences_of_a_class_after_the_pool_is_refused_naming_the_keys(tiny_model):
+    toy = context(tiny_model)
+    with pytest.raises(McapError, match=r"mcap.pool_examples.*ranking.train_examples"):
+        probe_data(toy, make_sentences(4, seed=2), train_examples=32, pooled=48)  # 2 sentences of each class left

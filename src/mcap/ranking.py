@@ -34,6 +34,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from torch import nn
 
 from mcap.controller import rdd_kl, sentence_representations, spearman
+from mcap.errors import McapError
 from mcap.figures import saved_figure
 from mcap.heads import head_layout, masked_heads, removed_head_count
 from mcap.probe import TaskProbe, linear_probe
@@ -107,6 +108,13 @@ def probe_data(context: PruneContext, validation: pd.DataFrame, train_examples: 
     """At most ``train_examples`` train sentences after the first ``pooled`` (the controllers' pool), and the
     validation split."""
     frame = pd.concat([context.train.iloc[pooled:pooled + train_examples], validation], ignore_index=True)
+    smallest = int(frame["label"].value_counts().min()) if frame["label"].nunique() > 1 else 0
+    if smallest < PROBE_FOLDS:
+        raise McapError(f"ranking@{context.task}: the probe's {len(frame)} sentences ({len(frame) - len(validation)} "
+                        f"train sentences after the controllers' pool of {pooled}, mcap.pool_examples, and the "
+                        f"validation split) hold {smallest} of their rarest class; its {PROBE_FOLDS}-fold "
+                        "cross-validation needs at least that many of each: lower mcap.pool_examples or raise "
+                        "ranking.train_examples or the data caps")
     log.info("%s: the probe is cross-validated on %d sentences (%d train sentences after the first %d, and the "
              "validation split)", context.task, len(frame), len(frame) - len(validation), pooled)
     loader, labels = make_loader(context.tokenizer, frame, context.batch_size, context.max_seq_len), frame["label"]
