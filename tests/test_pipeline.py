@@ -270,8 +270,14 @@ def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeli
 def test_the_ranking_stage_scores_every_head_strategy_per_ratio_and_seed(pipeline_repo):
     repo, params = pipeline_repo
     points = pd.read_csv(repo / "reports" / "ranking" / "sst2" / "ranking.csv")
-    head_strategies = {"head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative"}
+    head_strategies = {"head_sep", "head_entropy", "head_random", "head_gradient", "head_gradient_ft", "mcap",
+                       "mcap_iterative"}
     assert set(points["strategy"]) == head_strategies | {"none"}
+    learned = points[points["strategy"].isin(["mcap", "mcap_iterative"])]
+    assert set(learned["scores_ratio"]) == set(params["prune"]["ratios"])  # the controllers trained at 0.2 only
+    assert points[~points["strategy"].isin(["mcap", "mcap_iterative"])]["scores_ratio"].isna().all()
+    unpruned = points[points["strategy"] == "none"].iloc[0]
+    assert unpruned["kl"] == 0 and unpruned["task_loss"] == 0 and (points[points["strategy"] != "none"]["kl"] > 0).all()
     assert set(points[points["strategy"] == "head_random"]["seed"]) == set(params["ranking"]["seeds"])
     assert set(points[points["strategy"] != "none"]["ratio"]) == set(params["ranking"]["ratios"])
     assert (repo / "reports" / "ranking" / "sst2" / "ranking.png").stat().st_size > 0
