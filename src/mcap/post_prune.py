@@ -196,10 +196,10 @@ def _recovered(start: nn.Module, teacher: nn.Module, recovery: str, train: pd.Da
                               settings.distill_temperature, training)
     deployed = DeployedModel(model.cpu(), onnx_path, quality_batches, threads)
     tenth = max(1, len(losses) // 10)
-    log.info("%s: %d steps, loss %.4f -> %.4f, test MCC %.4f", onnx_path.stem, len(losses),
-             sum(losses[:tenth]) / tenth, sum(losses[-tenth:]) / tenth, deployed.metrics["mcc"])
-    return {"train_sentences": len(train), "steps": len(losses), "loss_first_tenth": sum(losses[:tenth]) / tenth,
-            "loss_last_tenth": sum(losses[-tenth:]) / tenth,
+    first, last = sum(losses[:tenth]) / tenth, sum(losses[-tenth:]) / tenth
+    log.info("%s: %d steps, loss %.4f -> %.4f, test MCC %.4f", onnx_path.stem, len(losses), first, last,
+             deployed.metrics["mcc"])
+    return {"train_sentences": len(train), "steps": len(losses), "loss_first_tenth": first, "loss_last_tenth": last,
             "validation": classification_metrics(*predict_logits(deployed.model, validation_batches)),
             "test": deployed.metrics, "onnx_max_abs_diff": deployed.onnx_difference,
             **({"int8": int8_quality(deployed, quality_batches, int8.per_channel, threads)[1]} if int8.enabled else {})}

@@ -60,6 +60,7 @@ class ProbeData:
     labels: np.ndarray  # (N,)
     original: torch.Tensor  # (N, d)
     task_probe: TaskProbe
+    original_task_loss: float  # the probe's cross-entropy on ``original``: the task term's zero
 
 
 def keep_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -93,9 +94,8 @@ def objective_terms(vectors: torch.Tensor, data: ProbeData, episode_size: int) -
     masked vectors minus on the unpruned ones (:func:`mcap.controller.episode_losses`)."""
     episodes = np.array_split(np.arange(len(vectors)), max(1, -(-len(vectors) // episode_size)))
     kl = float(np.mean([float(rdd_kl(data.original[index], vectors[index])) for index in episodes if len(index) > 1]))
-    labels = torch.as_tensor(data.labels)
-    task = F.cross_entropy(data.task_probe(vectors), labels) - F.cross_entropy(data.task_probe(data.original), labels)
-    return {"kl": kl, "task_loss": float(task)}
+    task = float(F.cross_entropy(data.task_probe(vectors), torch.as_tensor(data.labels))) - data.original_task_loss
+    return {"kl": kl, "task_loss": task}
 
 
 def mask_scores(model: nn.Module, data: ProbeData, mask: torch.Tensor, episode_size: int) -> dict[str, float]:
@@ -120,7 +120,9 @@ def probe_data(context: PruneContext, validation: pd.DataFrame, train_examples: 
     loader, labels = make_loader(context.tokenizer, frame, context.batch_size, context.max_seq_len), frame["label"]
     layout = head_layout(context.model)
     original = torch.as_tensor(sentence_vectors(context.model, loader, torch.ones(len(layout), len(layout[0]))))
-    return ProbeData(loader, labels.to_numpy(), original, TaskProbe.fit(original, torch.as_tensor(labels.to_numpy())))
+    targets = torch.as_tensor(labels.to_numpy())
+    probe = TaskProbe.fit(original, targets)
+    return ProbeData(loader, labels.to_numpy(), original, probe, float(F.cross_entropy(probe(original), targets)))
 
 
 def head_scores(strategy: str, context: PruneContext, seed: int, learned: dict[str, Any]) -> torch.Tensor:

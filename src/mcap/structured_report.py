@@ -51,9 +51,7 @@ def _aggregate(runs: list[dict], unpruned: Mapping[int, float]) -> dict:
     ``finetune_seed``, ``pruning_seed``, ``speedups`` and the :data:`ABLATIONS`' MCCs where measured."""
     mcc, std = mean_std([run["mcc"] for run in runs])
     model = pd.DataFrame([{key: run[key] for key in ("pruning_seed", "finetune_seed", "mcc")} for run in runs])
-    reference = pd.DataFrame([{"pruning_seed": 0, "finetune_seed": seed, "mcc": value}
-                              for seed, value in unpruned.items()])
-    paired = paired_difference(seed_table(model, "mcc"), seed_table(reference, "mcc"), seed=0)
+    paired = paired_difference(seed_table(model, "mcc"), _one_pruning(unpruned, "mcc"), seed=0)
     row = {"n": len(runs), "mcc_mean": mcc, "mcc_std": std, "mcc_delta": paired["mean_delta"],
            "mcc_delta_low": paired["ci_low"], "mcc_delta_high": paired["ci_high"]}
     for column in SPEEDUPS:
@@ -130,18 +128,19 @@ def reconstruction_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list
                     row = {"task": task, "strategy": strategy, "mac_ratio": budget["mac_ratio"], "method": method,
                            "reference": reference, "n": len(seeds)}
                     for metric in ("mcc", "loss"):
-                        paired = paired_difference(_by_seed(tests, method, metric), _by_seed(tests, reference, metric),
-                                                   seed=0)
+                        paired = paired_difference(
+                            *(_one_pruning({seed: by_method[name][metric] for seed, by_method in tests.items()}, metric)
+                              for name in (method, reference)), seed=0)
                         row |= {f"{metric}_delta": paired["mean_delta"], f"{metric}_delta_low": paired["ci_low"],
                                 f"{metric}_delta_high": paired["ci_high"]}
                     rows.append(row)
     return pd.DataFrame(rows, columns=RECONSTRUCTION_COLUMNS)
 
 
-def _by_seed(tests: Mapping[int, Mapping[str, dict]], method: str, metric: str) -> pd.DataFrame:
-    """One method's test ``metric`` per fine-tuning seed as a :func:`mcap.paired.seed_table` (one pruning)."""
-    return seed_table(pd.DataFrame([{"pruning_seed": 0, "finetune_seed": seed, metric: by_method[method][metric]}
-                                    for seed, by_method in tests.items()]), metric)
+def _one_pruning(by_seed: Mapping[int, float], metric: str) -> pd.DataFrame:
+    """Values per fine-tuning seed of a model pruned one way (or not at all) as a :func:`mcap.paired.seed_table`."""
+    return seed_table(pd.DataFrame([{"pruning_seed": 0, "finetune_seed": seed, metric: value}
+                                    for seed, value in by_seed.items()]), metric)
 
 
 def reconstruction_lines(table: pd.DataFrame) -> list[str]:
