@@ -10,7 +10,7 @@ import pandas as pd
 from mcap.cli import run_stage
 from mcap.outputs import write_json
 from mcap.paired import paired_table
-from mcap.report import build_table, cells_table, load_runs, read_labels, render_report, summary
+from mcap.report import build_table, cells_table, load_runs, machines_line, read_labels, render_report, summary
 
 REPORTS = Path("reports")
 
@@ -43,7 +43,7 @@ def main(params, args):
         "GFLOPs per sequence at the test set's mean length; 'non-zero' counts only non-zero encoder weights. "
         "MAC estimate: the speed-up if time were proportional to encoder MACs, counted at the padded shapes of the "
         "timed batches; an estimate, not a bound (softmax, scaling and masking also shrink with the heads and are "
-        "not MACs)."
+        f"not MACs). {machines_line(cells)}"
     )
     (REPORTS / "comparison").mkdir(parents=True, exist_ok=True)
     cells.to_csv(REPORTS / "comparison" / "cells.csv", index=False, float_format="%.6g")

@@ -107,3 +107,8 @@ def tiny_batch(tiny_model):
     _model, tokenizer = tiny_model
     sentences = list(make_sentences(6, seed=5)["sentence"])
     return tokenizer(sentences, padding=True, return_tensors="pt")  # padded: exercises the attention mask
+
+
+def machine(cpu_model: str = "1") -> dict:
+    """A fine-tuning's machine record as :func:`mcap.evaluate.machine_record` writes it (the keys the reports read)."""
+    return {"cpu": {"model_name": "AMD EPYC", "family": "25", "model": cpu_model}, "device": "CPU AMD EPYC"}

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import make_sentences
+from conftest import machine, make_sentences
 from mcap.deploy import architecture_onnx_speedups, deploy_finetuned
 from mcap.ffn import prune_neurons
 from mcap.heads import prune_heads
@@ -68,7 +68,7 @@ def test_the_structured_report_takes_onnx_and_int8_speed_ups_per_architecture_fo
                                      for size in (1, 32) for precision, scale in (("", 1), ("_int8", 2))}}}
         for seed in (42, 43):
             write(tmp_path / "cells" / "sst2" / f"{strategy}-0.2" / f"seed-{seed}.json",
-                  {"runs": {str(pruning_seed): {"test": {"mcc": 0.5}} for pruning_seed in (1, 2)}})
+                  {"runs": {str(pruning_seed): {"test": {"mcc": 0.5}} for pruning_seed in (1, 2)}, "machine": machine()})
             write(tmp_path / "deploy" / "sst2" / f"{strategy}-0.2" / f"seed-{seed}.json",
                   {str(pruning_seed): {"test": {"mcc": 0.4}, "int8": {"test": {"mcc": 0.3}}} for pruning_seed in (1, 2)})
     write(tmp_path / "latency" / "sst2.json", latency)

@@ -6,10 +6,12 @@ import pytest
 import yaml
 
 from mcap.errors import McapError
+from mcap.joint_controller import JointSettings
 from mcap.params import SECTIONS, Params, TopLevel, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = load_params(ROOT / "params.yaml")
+ALL_SECTIONS = (*SECTIONS, JointSettings)  # params.py's, and the one a strategy keeps beside its code
 
 
 def with_value(key: str, value) -> dict:
@@ -37,17 +39,17 @@ def test_floats_as_dvc_writes_them_from_set_param_are_read_as_numbers(tmp_path):
 
 def test_every_key_of_params_yaml_is_a_field_of_its_section_class_and_back():
     params = Params(RAW)
-    for section in SECTIONS:
-        read = getattr(params, section.section) if section.section else params.top
+    for section in ALL_SECTIONS:
+        read = section.read(RAW) if section not in SECTIONS else getattr(params, section.section or "top")
         assert isinstance(read, section)
         declared = set(RAW[section.section]) if section.section else {k for k, v in RAW.items() if not isinstance(v, dict)}
         assert declared == set(section.model_fields), section.__name__
-    assert set(RAW) == set(TopLevel.model_fields) | {s.section for s in SECTIONS if s.section}
+    assert set(RAW) == set(TopLevel.model_fields) | {s.section for s in ALL_SECTIONS if s.section}
 
 
 def test_every_param_a_stage_declares_in_dvc_yaml_is_a_field_of_a_section_class():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    by_section = {s.section: set(s.model_fields) for s in SECTIONS}
+    by_section = {s.section: set(s.model_fields) for s in ALL_SECTIONS}
     for name, body in stages.items():
         for param in body.get("params", []):
             section, _, key = param.rpartition(".")  # a top-level key or a whole section: section ""
@@ -135,7 +137,7 @@ def test_every_profile_applies_to_the_params_and_names_only_its_own_tasks(profil
     params_file.write_text((ROOT / "params.yaml").read_text())
     apply_overrides(params_file, words[1::2])
     params = Params.load(params_file)
-    for section in SECTIONS:
+    for section in ALL_SECTIONS:
         section.read(params.raw)  # reading a section checks it
     assert set(params.data.task_train_examples) <= set(params.tasks)  # the split stage refuses any other
     assert params.deploy_strategies() is not None and set(params.mcap_train_tasks()) <= set(params.tasks)

@@ -35,6 +35,9 @@ def run(command: list[str], cwd: Path) -> str:
     return result.stdout + result.stderr
 
 
+LEARNED_HEADS = ["mcap", "mcap_iterative", "mcap_joint"]  # the head strategies whose scores a controller learned
+
+
 def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["tasks"] = ["sst2", "subj"]  # one Table I task (CoLA is the same code path) and one transfer task
@@ -52,7 +55,8 @@ def tiny_params(model_dir: Path, glue_dir: Path, subj_dir: Path) -> dict:
     params["ranking"].update(tasks=["sst2"], ratios=[0.25, 0.5], seeds=[42, 43], train_examples=32)
     params["explain"].update(lime_samples=40, shap_max_evals=20, faithfulness_examples=2, faithfulness_lime_samples=40,
                              faithfulness_shap_max_evals=20, texts=["", "good film"])
-    params["mcap"].update(strategies=["mcap", "mcap_iterative", "structured_mcap"], map_examples=16, map_length=16,
+    params["mcap"].update(strategies=["mcap", "mcap_iterative", "structured_mcap", "mcap_joint"], map_examples=16,
+                          map_length=16,
                           pool_examples=32,  # the ranking's probe takes the train sentences after the pool
                           cnn_maps=100, cnn_epochs=2, k=32, passes=1, cnn_instances=2, seeds=[42, 43],
                           neuron_group_size=16)
@@ -99,7 +103,7 @@ def models(params: dict) -> list[tuple[str, str, int]]:
 
 def test_every_model_of_the_grid_is_fine_tuned_tested_and_timed_once_per_architecture(pipeline_repo):
     repo, params = pipeline_repo
-    assert len({(t, s) for t, s, _ in models(params)}) == 2 * 14 and len(models(params)) == 2 * (14 + 9)
+    assert len({(t, s) for t, s, _ in models(params)}) == 2 * 15 and len(models(params)) == 2 * (15 + 10)
     for task, strategy, seed in models(params):
         cell = read(repo, f"reports/cells/{task}/{strategy}-0.2/seed-42.json")
         assert set(cell["runs"]) == {str(p) for p in pruning_seeds(strategy, params["prune"]["seeds"])}
@@ -138,7 +142,8 @@ def test_head_strategies_shrink_the_model_and_unstructured_ones_sparsify_it(pipe
     for task in params["tasks"]:
         timed = read(repo, f"reports/latency/{task}.json")
         unpruned = timed["none-0.2/seed-42"]
-        for strategy in ("head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative"):
+        for strategy in ("head_sep", "head_entropy", "head_random", "head_gradient", "mcap", "mcap_iterative",
+                         "mcap_joint"):
             pruned = timed[f"{strategy}-0.2/seed-42"]
             assert pruned["heads"] == 8 - 1  # floor(0.2 x 8)
             assert pruned["flops"]["mean_length"]["dense"] < unpruned["flops"]["mean_length"]["dense"]
@@ -222,7 +227,7 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
     table = (repo / "reports" / "table1.md").read_text()
     for heading in ("sst2", "subj — transfer"):
         rows = table_rows(table, heading)
-        assert len(rows) == len(params["strategies"]) == 14
+        assert len(rows) == len(params["strategies"]) == 15
         assert any(row.startswith("| 7. MCAP |") for row in rows)
         assert any(row.startswith("| 7b. MCAP, iterative (not in paper) |") for row in rows)
     assert "The paper's Table I (their numbers" in table
@@ -231,13 +236,15 @@ def test_table1_has_a_row_per_strategy_and_the_papers_table(pipeline_repo):
 
 def test_controllers_write_delta_for_their_tasks_and_the_transfer_task_gets_inferred_scores(pipeline_repo):
     repo, _params = pipeline_repo
+    for strategy in ("mcap", "mcap_joint"):
+        trained = read(repo, f"reports/controllers/{strategy}/0.2/delta/sst2.json")
+        inferred = read(repo, f"reports/prune/subj/{strategy}-0.2/delta.json")  # by the prune stage, no retraining
+        for delta, seen in ((trained, True), (inferred, False)):
+            assert set(delta["delta_by_seed"]) == {"42", "43"}  # one per mcap.seeds
+            assert len(delta["delta_by_seed"]["42"]) == 2 and len(delta["delta_by_seed"]["42"][0]) == 4
+            assert delta["seen_in_meta_training"] == seen
+        assert not (repo / "reports" / "controllers" / strategy / "0.2" / "delta" / "subj.json").exists()
     trained = read(repo, "reports/controllers/mcap/0.2/delta/sst2.json")
-    inferred = read(repo, "reports/prune/subj/mcap-0.2/delta.json")  # by the prune stage, no controller retrained
-    for delta, seen in ((trained, True), (inferred, False)):
-        assert set(delta["delta_by_seed"]) == {"42", "43"}  # one per mcap.seeds
-        assert len(delta["delta_by_seed"]["42"]) == 2 and len(delta["delta_by_seed"]["42"][0]) == 4
-        assert delta["seen_in_meta_training"] == seen
-    assert not (repo / "reports" / "controllers" / "mcap" / "0.2" / "delta" / "subj.json").exists()
     diagnostics = read(repo, "reports/controllers/mcap/0.2/diagnostics.json")
     assert set(diagnostics["seed_spearman"]["sst2"]) == {"42~43"} and diagnostics["task_spearman"] == {}
     assert diagnostics["objective_start"] > 0
@@ -257,7 +264,7 @@ def test_controllers_write_delta_for_their_tasks_and_the_transfer_task_gets_infe
 def test_explanations_for_every_strategy_with_faithfulness_in_the_metrics(pipeline_repo):
     repo, params = pipeline_repo
     lime = (repo / "reports" / "explain" / "lime_table.md").read_text()
-    assert len(table_rows(lime, "sst2")) == 14
+    assert len(table_rows(lime, "sst2")) == 15
     assert "U1 (empty text)" in lime  # the empty extra text is skipped and reported
     for strategy in params["strategies"]:
         model_metrics = read(repo, f"reports/explain/models/sst2-{strategy}-0.2/metrics.json")
@@ -271,11 +278,11 @@ def test_the_ranking_stage_scores_every_head_strategy_per_ratio_and_seed(pipelin
     repo, params = pipeline_repo
     points = pd.read_csv(repo / "reports" / "ranking" / "sst2" / "ranking.csv")
     head_strategies = {"head_sep", "head_entropy", "head_random", "head_gradient", "head_gradient_ft", "mcap",
-                       "mcap_iterative"}
+                       "mcap_iterative", "mcap_joint"}
     assert set(points["strategy"]) == head_strategies | {"none"}
-    learned = points[points["strategy"].isin(["mcap", "mcap_iterative"])]
+    learned = points[points["strategy"].isin(LEARNED_HEADS)]
     assert set(learned["scores_ratio"]) == set(params["prune"]["ratios"])  # the controllers trained at 0.2 only
-    assert points[~points["strategy"].isin(["mcap", "mcap_iterative"])]["scores_ratio"].isna().all()
+    assert points[~points["strategy"].isin(LEARNED_HEADS)]["scores_ratio"].isna().all()
     unpruned = points[points["strategy"] == "none"].iloc[0]
     assert unpruned["kl"] == 0 and unpruned["task_loss"] == 0 and (points[points["strategy"] != "none"]["kl"] > 0).all()
     assert set(points[points["strategy"] == "head_random"]["seed"]) == set(params["ranking"]["seeds"])

@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 import render
+from conftest import machine
 from mcap.report import (
     build_table,
     cells_table,
     load_runs,
+    machines_line,
     markdown_table,
     read_labels,
     render_report,
@@ -85,7 +87,7 @@ def test_quality_is_mean_and_std_over_every_fine_tuned_model_and_speed_over_ever
         path = tmp_path / "cells" / "sst2" / "mcap-0.2" / f"seed-{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"runs": {str(p): {"test": {"mcc": mccs[(seed, p)], "loss": 0.4, "accuracy": 0.8}}
-                                             for p in (1, 2)}}))
+                                             for p in (1, 2)}, "machine": machine(str(seed))}))
     runs = load_runs(tmp_path, ["sst2"], ["mcap"], 0.2, [42, 43])
     assert sorted((run["finetune_seed"], run["pruning_seed"]) for run in runs[("sst2", "mcap")]) == sorted(mccs)
     table = build_table(runs, labels("mcap"))
@@ -95,6 +97,11 @@ def test_quality_is_mean_and_std_over_every_fine_tuned_model_and_speed_over_ever
     assert "| 0.5000 ± 0.0816 |" in markdown_table(table, "sst2")
     cells = cells_table(runs, 0.2)
     assert sorted(zip(cells.finetune_seed, cells.pruning_seed, cells.mcc)) == sorted((*k, v) for k, v in mccs.items())
+    # each model with the machine that fine-tuned it: here each fine-tuning seed ran on another CPU model
+    assert set(zip(cells.finetune_seed, cells.machine)) == {(42, "AMD EPYC (family 25, model 42)"),
+                                                            (43, "AMD EPYC (family 25, model 43)")}
+    assert machines_line(cells) == ("Fine-tuned on AMD EPYC (family 25, model 42): 2 models; "
+                                    "AMD EPYC (family 25, model 43): 2 models.")
 
 
 def test_report_places_the_papers_table_below_ours():

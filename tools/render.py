@@ -95,7 +95,7 @@ def controller_markdown(path: Path, agreement: str = AGREEMENT) -> str:
 
 
 def iterative_controller_markdown(path: Path, agreement: str = AGREEMENT) -> str:
-    """The meta_controller_iterative stage's diagnostics: the objective per step, and how stable the removal order is
+    """The mcap_iterative controller stage's diagnostics: the objective per step, and how stable the removal order is
     (its agreement with head_gradient: the ranking stage's ``agreement``)."""
     report = json.loads(path.read_text())
     seeds = sorted({seed for pairs in report["seed_spearman"].values() for pair in pairs for seed in pair.split("~")})

@@ -132,7 +132,12 @@ def rdd_kl(original: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
 
 def sentence_representations(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean-pooled last hidden states over real tokens: (B, S) -> (B, d)."""
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, S, d)
+    return mean_pooled(model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                       attention_mask)
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of ``hidden`` (B, S, d) over the real tokens of ``attention_mask`` (B, S): (B, d)."""
     weights = attention_mask[..., None].to(hidden.dtype)
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1)
 
@@ -180,9 +185,7 @@ class MetaController(nn.Module):
     def sample_masks(self, task: torch.Tensor, head_features: torch.Tensor, ratio: float, surviving: torch.Tensor,
                      noise_scale: float, generator: torch.Generator) -> UnitMasks:
         """An episode's masks: the budget's heads by :func:`exact_budget_mask`."""
-        logits = self(task, head_features)
-        keep = logits.numel() - removed_head_count(ratio, logits.numel())
-        return UnitMasks(exact_budget_mask(logits, keep, noise_scale, generator, surviving))
+        return UnitMasks(head_budget_mask(self(task, head_features), ratio, surviving, noise_scale, generator))
 
     @torch.no_grad()
     def importance(self, pool: TaskPool) -> torch.Tensor:
@@ -290,6 +293,13 @@ def exact_budget_mask(logits: torch.Tensor, keep: int, noise_scale: float, gener
     hard[perturbed.flatten().topk(keep).indices] = 1.0
     straight_through = (logits - logits.detach()) * surviving  # 0 forward, identity backward (surviving heads)
     return hard.view_as(logits) + straight_through
+
+
+def head_budget_mask(logits: torch.Tensor, ratio: float, surviving: torch.Tensor, noise_scale: float,
+                     generator: torch.Generator) -> torch.Tensor:
+    """:func:`exact_budget_mask` of (layers, heads) ``logits``, keeping the heads that ``ratio`` of all heads leaves."""
+    keep = logits.numel() - removed_head_count(ratio, logits.numel())
+    return exact_budget_mask(logits, keep, noise_scale, generator, surviving)
 
 
 def vertical_penalty(cnn: PatternCNN, layer_maps: dict[int, torch.Tensor], attention_mask: torch.Tensor,

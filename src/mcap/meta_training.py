@@ -27,8 +27,8 @@ from mcap.probe import TaskProbe
 from mcap.structured import learned_scores_json
 
 MAP_BATCH_SIZE = 32
-ITERATIVE, STRUCTURED = "mcap_iterative", "structured_mcap"
-CONTROLLED = ("mcap", ITERATIVE, STRUCTURED)  # the strategies a controller stage learns scores for
+ITERATIVE, STRUCTURED, JOINT = "mcap_iterative", "structured_mcap", "mcap_joint"
+CONTROLLED = ("mcap", ITERATIVE, STRUCTURED, JOINT)  # the strategies a controller stage learns scores for
 CONTROLLERS = Path("models/controllers")  # <strategy>/<ratio>/: the controllers each controller stage trains
 
 

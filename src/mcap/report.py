@@ -55,13 +55,28 @@ def load_runs(reports: Path, tasks: list[str], strategies: list[str], ratio: flo
         latency = json.loads((reports / "latency" / f"{task}.json").read_text())
         for strategy in strategies:
             name = model_name(strategy, ratio)
+            cells = [json.loads((reports / "cells" / task / name / f"seed-{seed}.json").read_text()) for seed in seeds]
             runs[(task, strategy)] = [
                 {**latency[f"{name}/seed-{pruning_seed}"], "test": run["test"], "finetune_seed": seed,
-                 "pruning_seed": int(pruning_seed)}
-                for seed in seeds
-                for pruning_seed, run in json.loads((reports / "cells" / task / name / f"seed-{seed}.json").read_text())[
-                    "runs"].items()]
+                 "pruning_seed": int(pruning_seed), "machine": machine_label(cell["machine"])}
+                for seed, cell in zip(seeds, cells) for pruning_seed, run in cell["runs"].items()]
     return runs
+
+
+def machine_label(machine: dict) -> str:
+    """The machine a model was fine-tuned on, as far as its float results depend on it
+    (:func:`mcap.evaluate.machine_record`): two CPUs that report the same name can be of different families or
+    models, and a rerun reproduces a result bit for bit only on the same one."""
+    cpu = machine["cpu"]
+    processor = f"{cpu['model_name']} (family {cpu['family']}, model {cpu['model']})"
+    return processor if machine["device"].startswith("CPU") else f"{machine['device']} with {processor}"
+
+
+def machines_line(cells: pd.DataFrame) -> str:
+    """Which machines fine-tuned the cells, and how many each: a grid run in chunks may span several (DVC reruns
+    only what changed; a model whose inputs are byte for byte the same keeps its first machine's result)."""
+    counts = cells["machine"].value_counts()
+    return "Fine-tuned on " + "; ".join(f"{machine}: {count} models" for machine, count in counts.items()) + "."
 
 
 QUALITY = ("mcc", "loss", "accuracy")
@@ -107,14 +122,15 @@ def build_table(evaluations: dict[tuple[str, str], list[dict]], labels: dict[str
 
 
 def cells_table(runs: dict[tuple[str, str], list[dict]], ratio: float) -> pd.DataFrame:
-    """One row per fine-tuned model (:data:`mcap.paired.CELL_KEYS` and its test MCC, accuracy and loss) of the
-    :func:`load_runs` at ``ratio``."""
+    """One row per fine-tuned model (:data:`mcap.paired.CELL_KEYS`, its test MCC, accuracy and loss, and the machine
+    that fine-tuned it) of the :func:`load_runs` at ``ratio``."""
     from mcap.paired import CELL_KEYS
 
     rows = [{"task": task, "strategy": strategy, "ratio": ratio, "pruning_seed": run["pruning_seed"],
-             "finetune_seed": run["finetune_seed"], **{metric: run["test"][metric] for metric in QUALITY}}
+             "finetune_seed": run["finetune_seed"], **{metric: run["test"][metric] for metric in QUALITY},
+             "machine": run["machine"]}
             for (task, strategy), by_model in runs.items() for run in by_model]
-    return pd.DataFrame(rows, columns=[*CELL_KEYS, *QUALITY])
+    return pd.DataFrame(rows, columns=[*CELL_KEYS, *QUALITY, "machine"])
 
 
 def paired_markdown(paired: pd.DataFrame, labels: dict[str, str]) -> str:

@@ -1,7 +1,7 @@
 """``mcap_iterative``: MCAP pruned in steps, the controller re-fitted on the surviving heads after each step.
 
-Not in the paper: an extension of ``mcap`` (see docs/method.md). The ``meta_controller_iterative``
-stage removes ``mcap.iterative_step`` of the heads at a time up to a ratio of ``prune.ratios``, re-fitting the
+Not in the paper: an extension of ``mcap`` (see docs/method.md). Its ``controller`` stage
+removes ``mcap.iterative_step`` of the heads at a time up to a ratio of ``prune.ratios``, re-fitting the
 controller (and the task probe) on the heads that survive; its scores order the heads by removal,
 so the lowest ``floor(ratio × heads)`` are the heads it removed.
 """

@@ -2,7 +2,7 @@
 a ratio of ``prune.ratios`` of the encoder's MACs (:func:`mcap.structured.select_learned`).
 
 Not in the paper: MCAP's controller extended to gate FFN neurons, ``mcap.neuron_group_size`` at a time
-(:class:`mcap.controller.StructuredMetaController`), trained by the ``meta_controller_structured`` stage with
+(:class:`mcap.controller.StructuredMetaController`), trained by its ``controller`` stage with
 the selection rule used here. Whole groups are removed, so the budget is met to within one head or group.
 """
 
