@@ -20,7 +20,7 @@ import pandas as pd
 from keep import kept_commit
 from mcap.paired import verdict
 from mcap.params import Params
-from mcap.report import row_order
+from mcap.report import machines_line, row_order
 from mcap.structured_report import best_per_mode_lines
 from provenance import dvc_status, stale_code, stale_stages
 
@@ -31,6 +31,7 @@ HEADLINE_END = "<!-- headline:end -->"
 HEADLINE_TASK = "sst2"
 REFERENCES = ("head_gradient", "head_random")  # the paired references of reports/comparison/paired.csv
 TABLE, PAIRED = Path("reports/table1.csv"), Path("reports/comparison/paired.csv")  # the report stage's
+CELLS = Path("reports/comparison/cells.csv")
 COMPARISON_RUN = Path("reports/runs/comparison")  # profiles/comparison.args, kept by tools/keep.py
 STRUCTURED_RUN = Path("reports/runs/structured-cpu-scale")  # profiles/structured-cpu-scale.args, likewise
 SPLIT_LEAKAGE = Path("reports/split/leakage.json")  # a metrics file of the split stage, rendered as a table here
@@ -191,8 +192,14 @@ def headline_markdown(table: pd.DataFrame, paired: pd.DataFrame, params: Params,
                    "and one fine-tuning seed gives no interval. Speed-up: forward time of the unpruned architecture "
                    "over the pruned one, timed interleaved in one process (the latency stage). From "
                    f"`{(source / TABLE).as_posix()}` and `{(source / PAIRED).as_posix()}`, with the params beside "
-                   "them.")]
+                   f"them.{machines_note(source / CELLS)}")]
     return "\n".join(lines)
+
+
+def machines_note(cells: Path) -> str:
+    """Which machines fine-tuned the run's models (:func:`mcap.report.machines_line`), where its cells say."""
+    frame = pd.read_csv(cells) if cells.is_file() else pd.DataFrame()
+    return f" {machines_line(frame)}" if "machine" in frame.columns else ""
 
 
 def headline_source(kept: Path = COMPARISON_RUN) -> Path:
