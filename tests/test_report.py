@@ -12,6 +12,7 @@ import yaml
 
 import render
 from conftest import machine
+from mcap.params import Params, load_params
 from mcap.report import (
     build_table,
     cells_table,
@@ -26,6 +27,7 @@ from mcap.report import (
 from mcap.strategies import get_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
+RAW_PARAMS = load_params(ROOT / "params.yaml")
 
 
 def fake_benchmark(latency_ms: float, heads: int, estimate: float, speedup: float = 1.0, mcc: float = 0.5) -> dict:
@@ -208,7 +210,6 @@ def test_the_iterative_controllers_diagnostics_are_rendered_per_step(tmp_path, m
 
 
 def test_the_headline_shows_each_ratio_with_the_paired_differences_and_their_readings():
-    from mcap.params import Params
 
     table = pd.DataFrame([
         ("sst2", "head_random", "6. Random head pruning", 6, 0.40, 0.05, 1.20, 0.5),
@@ -325,6 +326,7 @@ def test_a_kept_run_made_with_other_code_is_marked_with_its_commit(tmp_path, mon
     monkeypatch.setattr(render, "dvc_status", lambda: {"report": ["changed command"]})  # the default run is stale:
     monkeypatch.setattr(render, "README", tmp_path / "README.md")  # a kept run's headline still renders, marked
     monkeypatch.setattr(render, "headline_markdown", lambda *args: "the headline")
+    monkeypatch.setattr(render, "coverage_note", lambda params: "")  # the profile's grid: its own test
     monkeypatch.setattr(sys, "argv", ["render.py", "readme"])
     (tmp_path / "README.md").write_text(f"{render.HEADLINE_START}\n{render.HEADLINE_END}\n")
     (kept / "params.yaml").write_text((ROOT / "params.yaml").read_text())
@@ -348,3 +350,17 @@ def test_the_readme_shows_the_kept_structured_runs_fastest_model_per_mode_or_say
     (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
     text = render.deployable_markdown(tmp_path)
     assert "| sst2 | after, retraining-free | INT8 | structured_gradient | 40% | 0.7000 | -0.4 [-1.2, +0.3] | 2.60× | 1.90× |" in text
+
+
+def test_the_headline_names_what_of_the_profiles_grid_a_kept_run_has_not_reached(tmp_path):
+    profile = tmp_path / "grid.args"
+    profile.write_text("# a grid\n-S prune.ratios=[0.2,0.5]\n-S seeds=[42,43,44]\n-S prune.seeds=[42,43,44]\n")
+
+    def kept(ratios, seeds):
+        return Params({**RAW_PARAMS, "seeds": seeds, "prune": {**RAW_PARAMS["prune"], "ratios": ratios,
+                                                                "seeds": [42, 43, 44]}})
+
+    assert render.coverage_note(kept([0.2], [42, 43, 44]), profile) == (
+        " Of `" + profile.as_posix() + "`'s grid, not run yet: ratios [0.5].")
+    assert "fine-tuning seeds [43, 44]" in render.coverage_note(kept([0.2, 0.5], [42]), profile)
+    assert render.coverage_note(kept([0.2, 0.5], [42, 43, 44]), profile) == ""

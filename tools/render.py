@@ -32,7 +32,8 @@ HEADLINE_TASK = "sst2"
 REFERENCES = ("head_gradient", "head_random")  # the paired references of reports/comparison/paired.csv
 TABLE, PAIRED = Path("reports/table1.csv"), Path("reports/comparison/paired.csv")  # the report stage's
 CELLS = Path("reports/comparison/cells.csv")
-COMPARISON_RUN = Path("reports/runs/comparison")  # profiles/comparison.args, kept by tools/keep.py
+COMPARISON_RUN = Path("reports/runs/comparison")  # COMPARISON_PROFILE's grid, kept by tools/keep.py
+COMPARISON_PROFILE = Path("profiles/comparison.args")
 STRUCTURED_RUN = Path("reports/runs/structured-cpu-scale")  # profiles/structured-cpu-scale.args, likewise
 SPLIT_LEAKAGE = Path("reports/split/leakage.json")  # a metrics file of the split stage, rendered as a table here
 CONTROLLER = "reports/controllers/mcap/*/diagnostics.json"  # the controller stages', per ratio, likewise
@@ -240,13 +241,31 @@ def deployable_markdown(run: Path = STRUCTURED_RUN) -> str:
         f"From `{table.as_posix()}` (`profiles/structured-cpu-scale.args`), with the params beside it.{code_note(run)}"])
 
 
+def coverage_note(params: Params, profile: Path = COMPARISON_PROFILE) -> str:
+    """What of ``profile``'s grid a kept run has not reached yet (a grid runs in chunks), or nothing."""
+    import tempfile
+
+    from dvc.utils.hydra import apply_overrides
+
+    settings = [line.split(None, 1)[1].strip() for line in profile.read_text().splitlines() if line.startswith("-S")]
+    with tempfile.TemporaryDirectory() as scratch:
+        planned_file = Path(scratch) / "params.yaml"
+        planned_file.write_text(Path("params.yaml").read_text())
+        apply_overrides(planned_file, settings)
+        planned = Params.load(planned_file)
+    missing = [f"{name} {sorted(set(want) - set(have))}" for name, want, have in (
+        ("ratios", planned.prune.ratios, params.prune.ratios), ("fine-tuning seeds", planned.seeds, params.seeds),
+        ("pruning seeds", planned.prune.seeds, params.prune.seeds)) if set(want) - set(have)]
+    return f" Of `{profile.as_posix()}`'s grid, not run yet: {'; '.join(missing)}." if missing else ""
+
+
 def readme_headline() -> str:
     """The README's headline block, from the report stage's outputs and the params that made them, and the kept
     structured run's fastest models within one MCC point."""
     source = headline_source()
-    return (headline_markdown(pd.read_csv(source / TABLE), pd.read_csv(source / PAIRED),
-                              Params.load(source / "params.yaml"), source) + code_note(source)
-            + "\n\n" + deployable_markdown())
+    params = Params.load(source / "params.yaml")
+    return (headline_markdown(pd.read_csv(source / TABLE), pd.read_csv(source / PAIRED), params, source)
+            + code_note(source) + coverage_note(params) + "\n\n" + deployable_markdown())
 
 
 def render(text: str, block: str, start: str = START, end: str = END) -> str:
