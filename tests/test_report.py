@@ -140,12 +140,14 @@ def test_committed_docs_show_exactly_the_committed_reports(monkeypatch):
     """docs/results.md (``make repro`` renders it) and the README's headline (``python tools/render.py readme``)."""
     monkeypatch.chdir(ROOT)
     results = block_between(render.RESULTS.read_text(), render.START, render.END)
-    assert results == render.generated_block(render.sources()).strip()
+    stale = render.stale_stages(render.dvc_status())  # marked in the docs where the committed run is behind the code
+    assert results == render.generated_block(render.sources(), stale=stale).strip()
     headline = block_between(render.README.read_text(), render.HEADLINE_START, render.HEADLINE_END)
     assert headline == render.readme_headline().strip()
 
 
-def test_results_are_not_rendered_from_stages_behind_the_code_or_params(monkeypatch, tmp_path):
+def test_results_from_stages_behind_the_code_or_params_are_marked_and_no_headline_is_rendered_from_them(
+        monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     status = {  # as `dvc status --json` reports it
         "split": [{"changed deps": {"src/mcap/data.py": "modified", "params.yaml": {"data": "modified"}}}],
@@ -155,14 +157,26 @@ def test_results_are_not_rendered_from_stages_behind_the_code_or_params(monkeypa
     assert render.stale_stages(status) == {"split": ["src/mcap/data.py", "params.yaml: data"], "report": ["its command"]}
     monkeypatch.setattr(render, "dvc_status", lambda: status)
     monkeypatch.setattr(render, "RESULTS", tmp_path / "results.md")
-    monkeypatch.setattr(sys, "argv", ["render.py", "results"])
+    monkeypatch.setattr(render, "headline_source", lambda: Path("."))  # no kept run: the headline is the workspace's
+    monkeypatch.setattr(render, "README", tmp_path / "README.md")
+    monkeypatch.setattr(sys, "argv", ["render.py", "readme"])
     with pytest.raises(SystemExit, match=r"2 stage\(s\) are not up to date .* split \(src/mcap/data.py"):
         render.main()
-    assert not (tmp_path / "results.md").exists()
-    monkeypatch.setattr(render, "dvc_status", lambda: {"pattern_cnn": status["pattern_cnn"]})  # a fresh clone's cache
+    assert not (tmp_path / "README.md").exists()
+    monkeypatch.setattr(sys, "argv", ["render.py", "results"])
     (tmp_path / "results.md").write_text(f"{render.START}\n{render.END}\n")
     render.main()
-    assert "Table I" in (tmp_path / "results.md").read_text()  # rendered: missing cached files are no staleness
+    marked = (tmp_path / "results.md").read_text()
+    assert "**The reports below are behind the code:** 2 stage(s)" in marked and "`split` (src/mcap/data.py" in marked
+    assert marked.index("## The head-ranking comparison") < marked.index("behind the code") < marked.rindex("## Table I")
+    fresh = tmp_path / "models" / "finetuned"  # a fresh clone's output folder: only the .gitignore DVC committed
+    fresh.mkdir(parents=True)
+    (fresh / ".gitignore").write_text("/seed-42\n")
+    monkeypatch.setattr(render, "dvc_status", lambda: {  # a fresh clone: files not in its cache, folders without them
+        "pattern_cnn": status["pattern_cnn"], "explain": [{"changed deps": {str(fresh): "modified"}}]})
+    render.main()
+    rendered = (tmp_path / "results.md").read_text()
+    assert "Table I" in rendered and "behind the code" not in rendered  # missing cached files are no staleness
 
 
 def test_the_readme_stays_short():

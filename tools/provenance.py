@@ -21,6 +21,12 @@ def dvc_status() -> dict:
     return json.loads(result.stdout or "{}")
 
 
+def holds_only_gitignores(folder: Path) -> bool:
+    """An output folder as a fresh clone has it: only the .gitignore files DVC commits beside its outputs (absent,
+    like a "deleted" one, not changed)."""
+    return folder.is_dir() and all(path.name == ".gitignore" for path in folder.rglob("*") if path.is_file())
+
+
 def stale_stages(status: dict) -> dict[str, list[str]]:
     """{stage: the code, params or command that changed since dvc.lock recorded its outputs}. An input or output that
     is only absent (a fresh clone has no DVC cache: "deleted", "not in cache") does not make a stage stale."""
@@ -33,7 +39,7 @@ def stale_stages(status: dict) -> dict[str, list[str]]:
             for path, how in (change.get("changed deps", {}).items() if isinstance(change, dict) else ()):
                 if isinstance(how, dict):  # a params file: {key: "modified" | "new" | "deleted"}
                     changed += [f"{path}: {key}" for key in how]
-                elif how != "deleted":
+                elif how != "deleted" and not holds_only_gitignores(Path(path)):
                     changed.append(path)
         if changed:
             stale[stage] = changed

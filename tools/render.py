@@ -4,7 +4,8 @@ there comes from the outputs of the committed code and params:
     python tools/render.py results   # docs/results.md: every report of the run (``make repro`` runs it)
     python tools/render.py readme    # README.md: the headline, the paired comparison on SST-2
 
-Both refuse while a stage is not up to date with the code and params (``dvc status``).
+While a stage is not up to date with the code and params (``dvc status``), the headline of the workspace's run is
+refused and docs/results.md marks the workspace's reports as behind the code.
 """
 
 from __future__ import annotations
@@ -126,11 +127,22 @@ def comparison_markdown(path: Path) -> str:
                       demote_headings(path.read_text().strip())])
 
 
-def generated_block(sources: list[Path], target: Path = RESULTS) -> str:
+def stale_banner(stale: dict[str, list[str]]) -> str:
+    """The mark on the workspace's reports where stages are behind the code or params (:func:`stale_stages`)."""
+    listed = "; ".join(f"`{stage}` ({', '.join(changed[:3])})" for stage, changed in list(stale.items())[:5])
+    return (f"**The reports below are behind the code:** {len(stale)} stage(s) of the run that made them changed "
+            f"since (dvc status), e.g. {listed}. `make repro` brings them up to date.")
+
+
+def generated_block(sources: list[Path], target: Path = RESULTS, stale: dict[str, list[str]] | None = None) -> str:
     """The text between the markers of ``target``: each report with its top heading demoted by one level and its
-    relative links rebased on ``target``'s folder."""
+    relative links rebased on ``target``'s folder; the workspace's reports under :func:`stale_banner` where ``stale``
+    names stages behind the code (a kept run says which code made it itself)."""
     parts = []
     for source in sources:
+        if stale and source.is_file() and COMPARISON_RUN not in source.parents:
+            parts.append(stale_banner(stale))
+            stale = None
         if source.is_file():
             folder = Path(os.path.relpath(source.parent, target.parent)).as_posix()
             render_json = {SPLIT_LEAKAGE: leakage_markdown}.get(source)
@@ -281,16 +293,17 @@ def main() -> None:
     target = sys.argv[1] if len(sys.argv) == 2 else None
     if target not in ("results", "readme"):
         sys.exit("usage: python tools/render.py results|readme")
-    # Every number rendered from the workspace's run must come from the committed code and params; a kept run's
-    # headline says instead which code made it (code_note).
+    # Every number rendered from the workspace's run must come from the committed code and params: the headline is
+    # refused otherwise, and docs/results.md marks the workspace's reports as behind the code; a kept run says which
+    # code made it (code_note).
     stale = stale_stages(dvc_status()) if target == "results" or headline_source() == Path(".") else {}
-    if stale:
+    if stale and target == "readme":
         listed = "; ".join(f"{stage} ({', '.join(changed[:3])})" for stage, changed in list(stale.items())[:5])
         sys.exit(f"error: {target} not rendered: {len(stale)} stage(s) are not up to date with the code and params "
                  f"(dvc status), e.g. {listed}. Run `dvc repro` (or `make repro`) first.")
     if target == "results":
         shown = sources()
-        RESULTS.write_text(render(RESULTS.read_text(), generated_block(shown)))
+        RESULTS.write_text(render(RESULTS.read_text(), generated_block(shown, stale=stale)))
         print(f"{RESULTS}: results block updated from {', '.join(map(str, shown))}", file=sys.stderr)
     else:
         README.write_text(render(README.read_text(), readme_headline(), HEADLINE_START, HEADLINE_END))
