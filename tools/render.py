@@ -129,9 +129,13 @@ def comparison_markdown(path: Path) -> str:
 
 def stale_banner(stale: dict[str, list[str]]) -> str:
     """The mark on the workspace's reports where stages are behind the code or params (:func:`stale_stages`)."""
-    listed = "; ".join(f"`{stage}` ({', '.join(changed[:3])})" for stage, changed in list(stale.items())[:5])
     return (f"**The reports below are behind the code:** {len(stale)} stage(s) of the run that made them changed "
-            f"since (dvc status), e.g. {listed}. `make repro` brings them up to date.")
+            f"since (dvc status), e.g. {listed_stages(stale, '`')}. `make repro` brings them up to date.")
+
+
+def listed_stages(stale: dict[str, list[str]], quote: str = "") -> str:
+    """The first few stale stages, each with the first few changes that made it stale."""
+    return "; ".join(f"{quote}{stage}{quote} ({', '.join(changed[:3])})" for stage, changed in list(stale.items())[:5])
 
 
 def generated_block(sources: list[Path], target: Path = RESULTS, stale: dict[str, list[str]] | None = None) -> str:
@@ -298,9 +302,8 @@ def main() -> None:
     # code made it (code_note).
     stale = stale_stages(dvc_status()) if target == "results" or headline_source() == Path(".") else {}
     if stale and target == "readme":
-        listed = "; ".join(f"{stage} ({', '.join(changed[:3])})" for stage, changed in list(stale.items())[:5])
         sys.exit(f"error: {target} not rendered: {len(stale)} stage(s) are not up to date with the code and params "
-                 f"(dvc status), e.g. {listed}. Run `dvc repro` (or `make repro`) first.")
+                 f"(dvc status), e.g. {listed_stages(stale)}. Run `dvc repro` (or `make repro`) first.")
     if target == "results":
         shown = sources()
         RESULTS.write_text(render(RESULTS.read_text(), generated_block(shown, stale=stale)))
