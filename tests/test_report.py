@@ -275,6 +275,7 @@ def test_a_kept_run_keeps_its_params_lock_the_reports_its_lock_lists_and_its_com
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(keep, "dvc_status", dict)
+    monkeypatch.setattr(keep, "pipeline_stages", lambda: {"finetune@x", "report"})  # what seeds: [42] expands to
     (tmp_path / "params.yaml").write_text("seeds: [42]\n")
     (tmp_path / "src").mkdir()
     (tmp_path / "src/stage.py").write_text("x = 1\n")
@@ -284,12 +285,16 @@ def test_a_kept_run_keeps_its_params_lock_the_reports_its_lock_lists_and_its_com
     (tmp_path / "reports/unlisted.md").write_text("not an output of the run")
     (tmp_path / "dvc.lock").write_text(lock_with({
         "finetune@x": {"outs": [{"path": "reports/cells/sst2"}, {"path": "models/finetuned/x"}]},
-        "report": {"outs": [{"path": "reports/table1.md"}]}}))
+        "report": {"outs": [{"path": "reports/table1.md"}]},
+        "finetune@y": {"outs": [{"path": "reports/cells/cola"}]}}))  # another run's stage: not this pipeline's
+    (tmp_path / "reports/cells/cola").mkdir()
+    (tmp_path / "reports/cells/cola/seed-42.json").write_text("{}")
     commit = committed_repo(tmp_path)
     folder = keep.keep("grid")
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
         "dvc.lock", "params.yaml", "provenance.json", "reports/cells/sst2/seed-42.json", "reports/table1.md"]
     assert keep.kept_commit(folder) == commit
+    assert list(keep.locked_stages(folder / "dvc.lock")) == ["finetune@x", "report"]
     (tmp_path / "params.yaml").write_text("seeds: [7]\n")  # the workspace moves on to another run
     (tmp_path / "reports/cells/sst2/seed-7.json").write_text("{}")
     keep.restore("grid")

@@ -19,7 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from provenance import code_commit, dvc_status, locked_stages, stale_stages
+import yaml
+
+from provenance import code_commit, dvc_status, locked_stages, pipeline_stages, stale_stages
 
 RUNS = Path("reports/runs")
 LOCK = Path("dvc.lock")
@@ -47,7 +49,8 @@ def copy(source: Path, target: Path) -> None:
 
 
 def keep(name: str) -> Path:
-    """Copy the workspace's params, lock and the reports the lock lists to reports/runs/<name>/ (replacing it)."""
+    """Copy the workspace's params, the lock's entries of this pipeline's stages and the reports they list to
+    reports/runs/<name>/ (replacing it)."""
     stale = stale_stages(dvc_status())
     if stale:
         sys.exit(f"error: not kept: {len(stale)} stage(s) are behind the code or params (dvc status), e.g. "
@@ -56,7 +59,14 @@ def keep(name: str) -> Path:
     folder = RUNS / name
     if folder.exists():
         shutil.rmtree(folder)
-    for path in [*FILES, *tracked_outputs(LOCK)]:
+    copy(FILES[0], folder / FILES[0])
+    # Only the stages of this run's pipeline: the lock also holds entries of stages that other params expand to
+    # (the default run's, an earlier chunk's), which would otherwise be kept and judged with the run.
+    lock = yaml.safe_load(LOCK.read_text())
+    stages = pipeline_stages()
+    lock["stages"] = {stage: entry for stage, entry in lock["stages"].items() if stage in stages}
+    (folder / LOCK).write_text(yaml.safe_dump(lock, sort_keys=False))
+    for path in tracked_outputs(folder / LOCK):
         if path.exists():
             copy(path, folder / path)
     (folder / PROVENANCE).write_text(json.dumps({"commit": commit}, indent=2) + "\n")

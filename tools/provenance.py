@@ -14,13 +14,6 @@ import yaml
 CODE = ("stages/", "src/")  # the code a stage depends on; data and models are not code
 
 
-def dvc_status() -> dict:
-    """``dvc status --json`` of the pipeline: {stage: [changes]} for every stage not up to date."""
-    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "status", "--json"], capture_output=True,
-                            text=True, check=True)
-    return json.loads(result.stdout or "{}")
-
-
 def holds_only_gitignores(folder: Path) -> bool:
     """An output folder as a fresh clone has it: only the .gitignore files DVC commits beside its outputs (absent,
     like a "deleted" one, not changed)."""
@@ -44,6 +37,21 @@ def stale_stages(status: dict) -> dict[str, list[str]]:
         if changed:
             stale[stage] = changed
     return stale
+
+
+def dvc(*args: str) -> str:
+    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def dvc_status() -> dict:
+    """``dvc status --json`` of the pipeline: {stage: [changes]} for every stage not up to date."""
+    return json.loads(dvc("status", "--json") or "{}")
+
+
+def pipeline_stages() -> set[str]:
+    """The stages dvc.yaml expands to under the workspace's params.yaml (``foreach``/``matrix`` over its lists)."""
+    return set(dvc("stage", "list", "--name-only").split())
 
 
 def locked_stages(lock: Path) -> dict:
