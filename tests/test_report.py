@@ -312,25 +312,25 @@ def test_a_kept_run_keeps_its_params_lock_the_reports_its_lock_lists_and_its_com
 
 
 def test_a_kept_run_made_with_other_code_is_marked_with_its_commit(tmp_path, monkeypatch):
-    import hashlib
-
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src/a.py").write_text("x = 1\n")
-    md5 = hashlib.md5(b"x = 1\n").hexdigest()
-    current = {"prune": {"deps": [{"path": "src/a.py", "md5": md5}, {"path": "src/pkg", "md5": "f.dir"}]}}
-    (tmp_path / "dvc.lock").write_text(lock_with(current))
+    (tmp_path / "src/pkg").mkdir(parents=True)
+    for path in ("src/a.py", "src/pkg/b.py", "src/unused.py"):
+        (tmp_path / path).write_text("x = 1\n")
+    deps = [{"path": "src/a.py", "md5": "1"}, {"path": "src/pkg", "md5": "2.dir"}, {"path": "data/x", "md5": "3"}]
     kept = tmp_path / "reports/runs/comparison"
     kept.mkdir(parents=True)
-    (kept / "dvc.lock").write_text(lock_with(current))
-    (kept / "provenance.json").write_text('{"commit": "0123456789abcdef"}')
-    assert render.stale_code(kept / "dvc.lock") == [] and render.headline_source(kept) == kept
-    assert render.code_note(kept) == " Made by the code of commit 0123456789, the stages' code of this commit too."
+    (kept / "dvc.lock").write_text(lock_with({"prune": {"deps": deps}}))
+    (tmp_path / "dvc.lock").write_text(lock_with({"prune": {"deps": [{"path": "src/pkg", "md5": "0.dir"}]}}))
+    commit = committed_repo(tmp_path)  # the workspace's own lock, behind the code, plays no part
+    (kept / "provenance.json").write_text(f'{{"commit": "{commit}"}}')
+    (tmp_path / "src/unused.py").write_text("x = 2\n")  # no stage of the run depends on it
+    assert render.stale_code(kept / "dvc.lock", commit) == [] and render.headline_source(kept) == kept
+    assert render.code_note(kept) == f" Made by the code of commit {commit[:10]}, the stages' code of this commit too."
     (tmp_path / "src/a.py").write_text("x = 2\n")
-    (kept / "dvc.lock").write_text(lock_with({"prune": {"deps": [
-        {"path": "src/a.py", "md5": md5}, {"path": "src/pkg", "md5": "e.dir"}, {"path": "data/x", "md5": "0"}]}}))
-    assert render.stale_code(kept / "dvc.lock") == ["src/a.py", "src/pkg"]  # data is not code
-    assert "commit 0123456789; the code of its stages has changed since (`src/a.py`, `src/pkg`)" in render.code_note(kept)
+    (tmp_path / "src/pkg/b.py").write_text("x = 2\n")
+    assert render.stale_code(kept / "dvc.lock", commit) == ["src/a.py", "src/pkg"]  # data is not code
+    assert f"commit {commit[:10]}; the code of its stages has changed since (`src/a.py`, `src/pkg`)" in render.code_note(kept)
+    assert render.stale_code(kept / "dvc.lock", None) == ["src/a.py", "src/pkg"]  # no commit: nothing traceable
     assert render.headline_source(tmp_path / "none") == Path(".")  # nothing kept: the workspace's run
     assert render.code_note(Path(".")) == ""
     (kept / "reports").mkdir()
@@ -341,7 +341,7 @@ def test_a_kept_run_made_with_other_code_is_marked_with_its_commit(tmp_path, mon
     block = render.generated_block(render.sources(), target=Path("docs/results.md"))
     assert block.index("## The head-ranking comparison") < block.index("### sst2\n\nkept cells") < block.index(
         "## Table I — our measurements\n\ndefault cells")  # the kept comparison first, one level further down
-    assert "Made by the code of commit 0123456789." in block and "changed since" not in block  # README's to say
+    assert f"Made by the code of commit {commit[:10]}." in block and "changed since" not in block  # README's to say
     monkeypatch.setattr(render, "dvc_status", lambda: {"report": ["changed command"]})  # the default run is stale:
     monkeypatch.setattr(render, "README", tmp_path / "README.md")  # a kept run's headline still renders, marked
     monkeypatch.setattr(render, "headline_markdown", lambda *args: "the headline")
@@ -353,7 +353,7 @@ def test_a_kept_run_made_with_other_code_is_marked_with_its_commit(tmp_path, mon
         (kept / table).parent.mkdir(parents=True, exist_ok=True)
         (kept / table).write_text("task\nsst2\n")
     render.main()
-    assert "the headline **Made by the code of commit 0123456789; the code of its stages has changed since" in (
+    assert f"the headline **Made by the code of commit {commit[:10]}; the code of its stages has changed since" in (
         tmp_path / "README.md").read_text()
 
 

@@ -1,9 +1,9 @@
 """Which outputs may be rendered: a stage is stale when its code, params or command changed since ``dvc.lock``
-recorded it, and a kept run (``tools/keep.py``) is stale when a code file its lock records changed since."""
+recorded it, and a kept run (``tools/keep.py``) is stale when a code file its lock records changed since the commit
+that made it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -58,23 +58,17 @@ def locked_stages(lock: Path) -> dict:
     return yaml.safe_load(lock.read_text())["stages"]
 
 
-def file_md5(path: Path) -> str | None:
-    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def stale_code(lock: Path, current_lock: Path = Path("dvc.lock")) -> list[str]:
-    """The code dependencies (stages/, src/) ``lock`` recorded with another content than the workspace holds: a file
-    by its md5, a folder by the workspace lock's record of it (a folder no current stage records counts as stale)."""
-    current = {dep["path"]: dep.get("md5") for stage in locked_stages(current_lock).values() for dep in stage.get("deps", [])}
-    stale = set()
-    for stage in locked_stages(lock).values():
-        for dep in stage.get("deps", []):
-            path = dep["path"]
-            if path.startswith(CODE):
-                found = file_md5(Path(path)) if not dep["md5"].endswith(".dir") else current.get(path)
-                if found != dep["md5"]:
-                    stale.add(path)
-    return sorted(stale)
+def stale_code(lock: Path, commit: str | None) -> list[str]:
+    """The code dependencies (stages/, src/) ``lock`` records whose files in the workspace differ from ``commit``'s,
+    the commit that made the run (``keep`` refuses uncommitted code, so the lock records that commit's files). A
+    run without a recorded commit cannot be traced: every code dependency counts as changed."""
+    paths = sorted({dep["path"] for stage in locked_stages(lock).values() for dep in stage.get("deps", [])
+                    if dep["path"].startswith(CODE)})
+    if commit is None:
+        return paths
+    changed = subprocess.run(["git", "diff", "--name-only", commit, "--", *paths], capture_output=True, text=True,
+                             check=True).stdout.split()
+    return [path for path in paths if any(file == path or file.startswith(f"{path}/") for file in changed)]
 
 
 def code_commit() -> str:

@@ -234,7 +234,7 @@ def code_note(source: Path) -> str:
     """Which code made a kept run: its commit, and the code files of its stages that changed since, if any."""
     if source == Path("."):
         return ""
-    stale = stale_code(source / "dvc.lock")
+    stale = stale_code(source / "dvc.lock", kept_commit(source))
     if not stale:
         return f" {made_by(source)}, the stages' code of this commit too."
     listed = ", ".join(f"`{path}`" for path in stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
