@@ -153,8 +153,13 @@ def test_results_from_stages_behind_the_code_or_params_are_marked_and_no_headlin
         "split": [{"changed deps": {"src/mcap/data.py": "modified", "params.yaml": {"data": "modified"}}}],
         "pattern_cnn": [{"changed deps": {"models/cache_only": "deleted"}}, {"changed outs": {"models/x": "not in cache"}}],
         "report": ["changed command"],
+        "explain@a": [{"changed outs": {"reports/explain/models/a/html": "not in cache"}}],
+        "explain_report": [{"changed deps": {"reports/explain/models": "modified"}}],  # only its absent html differs
     }
     assert render.stale_stages(status) == {"split": ["src/mcap/data.py", "params.yaml: data"], "report": ["its command"]}
+    status["explain_report"] = [{"changed deps": {"reports/explain/model": "modified"}}]  # a prefix, not a folder above
+    assert render.stale_stages(status)["explain_report"] == ["reports/explain/model"]
+    del status["explain_report"]
     monkeypatch.setattr(render, "dvc_status", lambda: status)
     monkeypatch.setattr(render, "RESULTS", tmp_path / "results.md")
     monkeypatch.setattr(render, "headline_source", lambda: Path("."))  # no kept run: the headline is the workspace's

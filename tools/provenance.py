@@ -20,9 +20,17 @@ def holds_only_gitignores(folder: Path) -> bool:
     return folder.is_dir() and all(path.name == ".gitignore" for path in folder.rglob("*") if path.is_file())
 
 
+def absent_outputs(status: dict) -> set[str]:
+    """The outputs ``dvc status`` finds missing (a fresh clone has no DVC cache: "deleted", "not in cache")."""
+    return {path for changes in status.values() for change in changes if isinstance(change, dict)
+            for path, how in change.get("changed outs", {}).items() if how in ("deleted", "not in cache")}
+
+
 def stale_stages(status: dict) -> dict[str, list[str]]:
     """{stage: the code, params or command that changed since dvc.lock recorded its outputs}. An input or output that
-    is only absent (a fresh clone has no DVC cache: "deleted", "not in cache") does not make a stage stale."""
+    is only absent does not make a stage stale, nor does a folder that differs only by the absent outputs it holds (a
+    report folder whose cached plots a fresh clone lacks)."""
+    absent = absent_outputs(status)
     stale = {}
     for stage, changes in status.items():
         changed = []
@@ -32,7 +40,8 @@ def stale_stages(status: dict) -> dict[str, list[str]]:
             for path, how in (change.get("changed deps", {}).items() if isinstance(change, dict) else ()):
                 if isinstance(how, dict):  # a params file: {key: "modified" | "new" | "deleted"}
                     changed += [f"{path}: {key}" for key in how]
-                elif how != "deleted" and not holds_only_gitignores(Path(path)):
+                elif how != "deleted" and not holds_only_gitignores(Path(path)) and not any(
+                        out == path or out.startswith(f"{path}/") for out in absent):
                     changed.append(path)
         if changed:
             stale[stage] = changed
