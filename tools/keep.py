@@ -25,7 +25,7 @@ from provenance import code_commit, dvc_status, locked_stages, pipeline_stages, 
 
 RUNS = Path("reports/runs")
 LOCK = Path("dvc.lock")
-FILES = (Path("params.yaml"), LOCK)
+PARAMS = Path("params.yaml")
 PROVENANCE = "provenance.json"  # the commit whose code made the run
 
 
@@ -59,7 +59,7 @@ def keep(name: str) -> Path:
     folder = RUNS / name
     if folder.exists():
         shutil.rmtree(folder)
-    copy(FILES[0], folder / FILES[0])
+    copy(PARAMS, folder / PARAMS)
     # Only the stages of this run's pipeline: the lock also holds entries of stages that other params expand to
     # (the default run's, an earlier chunk's), which would otherwise be kept and judged with the run.
     lock = yaml.safe_load(LOCK.read_text())
