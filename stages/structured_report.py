@@ -2,7 +2,6 @@
 before and after fine-tuning beside the head-only strategies, and <task>-reconstruction.csv, each reconstruction
 method against none and the per-unit scales, paired on the same pruned model."""
 
-import json
 from pathlib import Path
 
 from mcap.cli import run_stage
@@ -10,6 +9,7 @@ from mcap.structured_report import (
     after_finetuning_rows,
     before_finetuning_rows,
     plot_pareto,
+    post_prune_results,
     reconstruction_rows,
     render_markdown,
     structured_table,
@@ -19,14 +19,14 @@ REPORTS = Path("reports")
 
 
 def main(params, args):
-    task, seeds, deployed = args.task, params.seeds, params.deploy_strategies()
+    task, seeds, samples, deployed = args.task, params.seeds, params.prune.seeds, params.deploy_strategies()
     after = {task: REPORTS / "post_prune" / task}
     table = structured_table(
         before_finetuning_rows(REPORTS, [task], params.strategies, deployed, params.prune.ratios, seeds)
-        + after_finetuning_rows(after, "structured_gradient", seeds)
+        + after_finetuning_rows(after, "structured_gradient", seeds, samples)
         + [row for strategy in params.post_prune.learned for row in after_finetuning_rows(
-            {task: REPORTS / "post_prune" / f"{task}-{strategy}"}, strategy, seeds)])
-    post = json.loads((after[task] / f"seed-{seeds[0]}.json").read_text())
+            {task: REPORTS / "post_prune" / f"{task}-{strategy}"}, strategy, seeds, samples)])
+    post = post_prune_results(after[task], seeds[:1], samples[:1])[seeds[0], samples[0]]
     tuning = (f"the best on validation of no reconstruction and {', '.join(params.post_prune.reconstructions)}"
               if params.post_prune.reconstructions else "no reconstruction")
     rearranged = ", the masks rearranged on each layer's Fisher block" if post.get("mask_rearrangement") else ""
@@ -48,7 +48,8 @@ def main(params, args):
         f"PyTorch, and in onnxruntime for {', '.join(deployed) or 'none of them'} (deploy.strategies: each pruned "
         "architecture timed once by the latency stage; each fine-tuned model's ONNX checked by the deploy stage, as "
         "below). After fine-tuning: the post_prune stage, Fisher importance on "
-        f"{post['fisher_examples']} train sentences (structured_gradient{rearranged}){learned}, then {tuning} "
+        f"{post['fisher_examples']} train sentences drawn by each pruning seed {samples} (structured_gradient"
+        f"{rearranged}){learned}, then {tuning} "
         f"(mcap.reconstruction), no retraining{recovered}; each model exported to "
         "ONNX (max |Δ logit| < 1e-4 against PyTorch on every test sentence) and timed against the unpruned model in "
         "the same runtime; where int8.enabled, every ONNX model is also quantised to INT8 (its own rows, timed in "
@@ -56,7 +57,7 @@ def main(params, args):
         "timed alternately on test batches. ΔMCC: paired with the unpruned FP32 model of the same fine-tuning seed, "
         "95% bootstrap interval over the seeds (none with one seed)."
     )
-    reconstructions = reconstruction_rows(after, "structured_gradient", seeds)
+    reconstructions = reconstruction_rows(after, "structured_gradient", seeds, samples)
     out = REPORTS / "structured"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{task}.md").write_text(render_markdown(table, setup, reconstructions))

@@ -11,7 +11,7 @@ from mcap.errors import McapError
 from mcap.ffn import count_neurons
 from mcap.heads import count_heads, prune_heads
 from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings, TrainSettings
-from mcap.post_prune import onnx_name, prune_after_finetuning
+from mcap.post_prune import fisher_sample, onnx_name, prune_after_finetuning
 from mcap.structured import select_learned
 
 TIMING = EvaluateSettings(threads=1, batch_sizes=[1, 4], warmup=1, repetitions=3, flops_seq_len=16)
@@ -158,3 +158,14 @@ def test_int8_models_of_the_unpruned_model_and_each_budget_are_checked_against_f
         assert {"mcc", "accuracy", "loss"} <= set(quantized["test"])
         assert set(quantized["speedup"]) == {"onnx_int8_batch_1", "onnx_int8_batch_4"}  # against unpruned FP32
         assert all(value["median"] > 0 and value["repetitions"] == 3 for value in quantized["speedup"].values())
+
+
+def test_each_pruning_seed_draws_its_own_fisher_sample_and_held_out_sentences_apart_from_it():
+    train = make_sentences(40, seed=1).reset_index(drop=True)
+    tuning, held_out = fisher_sample(train, 24, 10, seed=42)
+    assert (len(tuning), len(held_out)) == (24, 10) and not set(tuning.index) & set(held_out.index)
+    again, _ = fisher_sample(train, 24, 10, seed=42)
+    other, _ = fisher_sample(train, 24, 10, seed=43)
+    assert list(again.index) == list(tuning.index) and set(other.index) != set(tuning.index)
+    everything, rest = fisher_sample(train, 100, 10, seed=42)  # more asked than there are: all of them, none held out
+    assert sorted(everything.index) == list(train.index) and rest.empty

@@ -1,10 +1,10 @@
 """The structured comparison: rows per mode and precision with paired ΔMCC, and the targets read off them."""
 
-import json
 import math
 
 import pandas as pd
 
+from mcap.outputs import write_json
 from mcap.structured_report import (
     after_finetuning_rows,
     best_per_mode,
@@ -90,12 +90,12 @@ def test_after_fine_tuning_rows_pair_every_mode_and_precision_with_the_unpruned_
 
     for seed, (unpruned, mcc, untuned, searched, int8, distilled) in {
             42: (0.80, 0.78, 0.76, 0.70, 0.77, 0.79), 43: (0.90, 0.86, 0.84, 0.80, 0.85, 0.89)}.items():
-        (tmp_path / f"seed-{seed}.json").write_text(json.dumps({
+        write_json(tmp_path / f"seed-{seed}" / "sample-7.json", {
             "unpruned": {"test": {"mcc": unpruned}, "int8": {"test": {"mcc": unpruned - 0.005},
                                                              "speedup": speedup("onnx_int8", 1.9)}},
-            "budgets": [budget(mcc, untuned, searched, int8, distilled)]}))
+            "budgets": [budget(mcc, untuned, searched, int8, distilled)]})
     rows = {(r["mode"], r["precision"]): r for r in after_finetuning_rows({"sst2": tmp_path}, "structured_gradient",
-                                                                          [42, 43])}
+                                                                          [42, 43], [7])}
     assert list(rows) == [("", "int8"), ("after", "fp32"), ("after", "int8"), ("distill", "fp32"), ("distill", "int8")]
     after = rows[("after", "fp32")]
     assert after["n"] == 2 and math.isclose(after["mcc_mean"], 0.82) and math.isclose(after["mcc_delta"], -0.03)
@@ -111,16 +111,18 @@ def test_after_fine_tuning_rows_pair_every_mode_and_precision_with_the_unpruned_
 
 
 def test_each_reconstruction_is_paired_with_none_and_the_per_unit_scales_on_the_same_pruned_model(tmp_path):
-    # refit gains 2 MCC points at every seed (± 0.1): its interval excludes 0; the scales move nothing but noise
+    # refit gains 2 MCC points on every pruned model (± 0.1): its interval excludes 0, though the Fisher sample moves
+    # MCC by 10 points (pairing within each pruned model cancels it); the scales move nothing but noise
     noise = {42: 0.001, 43: -0.001, 44: 0.0}
     for seed, jitter in noise.items():
-        none = {"mcc": 0.70 + 0.05 * (seed - 42), "loss": 0.5}
-        methods = {"none": none, "scales/unpruned": {"mcc": none["mcc"] + 2 * jitter, "loss": 0.5 - jitter},
-                   "refit/kwon_sqrt": {"mcc": none["mcc"] + 0.02 + jitter, "loss": 0.45}}
-        (tmp_path / f"seed-{seed}.json").write_text(json.dumps({"budgets": [{
-            "mac_ratio": 0.5, "test": methods["refit/kwon_sqrt"],
-            "reconstructions": {name: {"test": test} for name, test in methods.items()}}]}))
-    table = reconstruction_rows({"sst2": tmp_path}, "structured_gradient", [42, 43, 44])
+        for sample in (1, 2):
+            none = {"mcc": 0.60 + 0.05 * (seed - 42) + 0.1 * sample, "loss": 0.5}
+            methods = {"none": none, "scales/unpruned": {"mcc": none["mcc"] + 2 * jitter, "loss": 0.5 - jitter},
+                       "refit/kwon_sqrt": {"mcc": none["mcc"] + 0.02 + jitter * sample, "loss": 0.45}}
+            write_json(tmp_path / f"seed-{seed}" / f"sample-{sample}.json", {"budgets": [{
+                "mac_ratio": 0.5, "test": methods["refit/kwon_sqrt"],
+                "reconstructions": {name: {"test": test} for name, test in methods.items()}}]})
+    table = reconstruction_rows({"sst2": tmp_path}, "structured_gradient", [42, 43, 44], [1, 2])
     rows = {(r.method, r.reference): r for r in table.itertuples()}
     assert set(rows) == {("scales/unpruned", "none"), ("refit/kwon_sqrt", "none"), ("chosen", "none"),
                          ("none", "scales/unpruned"), ("refit/kwon_sqrt", "scales/unpruned"),
@@ -131,5 +133,5 @@ def test_each_reconstruction_is_paired_with_none_and_the_per_unit_scales_on_the_
     assert scales.mcc_delta_low < 0 < scales.mcc_delta_high  # noise around zero
     assert rows[("chosen", "none")].mcc_delta == refit.mcc_delta  # the method chosen on validation at every seed
     markdown = "\n".join(reconstruction_lines(table))
-    assert "| 50% | refit/kwon_sqrt | none | 3 | +2.0 [" in markdown and "| better |" in markdown
-    assert "| 50% | scales/unpruned | none | 3 |" in markdown and "within noise" in markdown
+    assert "| 50% | refit/kwon_sqrt | none | 6 | +2.0 [" in markdown and "| better |" in markdown
+    assert "| 50% | scales/unpruned | none | 6 |" in markdown and "within noise" in markdown

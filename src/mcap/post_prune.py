@@ -3,7 +3,8 @@ Pruning Framework for Transformers"), to a sweep of compute budgets, with deploy
 
 For a fine-tuned unpruned classifier:
 
-1. Fisher importance of every head and FFN neuron on labelled train sentences (:func:`unit_statistics`);
+1. Fisher importance of every head and FFN neuron on a random sample of labelled train sentences
+   (:func:`unit_statistics`; the sample drawn by the pruning seed, as Kwon et al. draw theirs);
 2. for each budget, the least important units per MAC are removed up to that fraction of the encoder's
    MACs (:func:`select_units`, :func:`remove_units`), then each layer's removed heads and neurons are chosen
    again on its block of the Fisher matrix, at the same counts (:func:`rearrange_masks`) — or, given the scores
@@ -80,13 +81,15 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
                            test: pd.DataFrame, settings: PostPruneSettings, timing: EvaluateSettings, int8: Int8Settings,
                            max_seq_len: int, onnx_dir: Path,
                            learned_scores: Mapping[float, Mapping[str, Any]] | None = None,
-                           training: TrainSettings | None = None, seed: int = 0) -> dict:
+                           training: TrainSettings | None = None, seed: int = 0, sample_seed: int = 0) -> dict:
     """Prune the fine-tuned unpruned ``model`` (CPU) to each of ``settings.mac_ratios``; write the ONNX models to
     ``onnx_dir``; return the metrics of the unpruned model and of every budget. Units are ranked by their Fisher
     importance, or, if ``learned_scores`` is given ({budget: a structured meta-controller's scores}), at each budget
     by the scores of the controller trained at it (:func:`select_learned`). With Fisher ranking, the masks are
     rearranged (:func:`rearrange_masks`), and each budget's record also holds the test metrics of the searched units
-    before rearrangement and how many units rearrangement moved.
+    before rearrangement and how many units rearrangement moved. The Fisher scores and the reconstruction statistics
+    come from ``settings.examples`` train sentences drawn at random by ``sample_seed`` (a pruning seed), the errors out
+    of sample from ``settings.held_out_examples`` others.
 
     At each budget the pruned model is scored as it is (``none``) and after each of ``settings.reconstructions``
     (``method/teacher``, :mod:`mcap.reconstruction`) on the validation and test sentences; the one with the best
@@ -99,8 +102,7 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
         raise McapError("post_prune: takes a fine-tuned model without pruning (the 'none' strategy's)")
     if settings.recoveries and settings.recovery_mac_ratios and training is None:
         raise ValueError("post_prune: recoveries need the training settings")
-    tuning = train.head(settings.examples)
-    held_out = train.iloc[len(tuning):len(tuning) + settings.held_out_examples]  # out of sample for the errors
+    tuning, held_out = fisher_sample(train, settings.examples, settings.held_out_examples, sample_seed)
     tuning_batches, held_out_batches = (list(make_loader(tokenizer, sentences, BATCH_SIZE, max_seq_len))
                                         for sentences in (tuning, held_out))
     costs = UnitCosts.of(model.config, max_seq_len)
@@ -126,7 +128,7 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
                         per_channel=int8.per_channel) if int8.enabled else None
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
                             "parameters": count_parameters(model), **({"int8": quantized(reference)} if quantized else {})},
-               **ranking, "mac_seq_len": max_seq_len, "tuning_examples": len(tuning),
+               **ranking, "mac_seq_len": max_seq_len, "sample_seed": sample_seed, "tuning_examples": len(tuning),
                "held_out_examples": len(held_out), "validation_examples": len(validation),
                "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "precision": "fp32",
                "statistics_device": working.device.type,
@@ -160,6 +162,14 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
                 timing.threads, int8) for recovery in settings.recoveries}
         results["budgets"].append(record)
     return results
+
+
+def fisher_sample(train: pd.DataFrame, examples: int, held_out_examples: int,
+                  seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``examples`` train sentences drawn at random by ``seed`` (the Fisher scores' and the reconstruction's), and
+    ``held_out_examples`` others drawn after them (each sublayer's reconstruction error out of sample)."""
+    shuffled = train.sample(frac=1.0, random_state=seed)
+    return shuffled.iloc[:examples], shuffled.iloc[examples:examples + held_out_examples]
 
 
 def _pruned(model: nn.Module, selection: StructuredSelection) -> nn.Module:

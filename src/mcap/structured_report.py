@@ -72,34 +72,43 @@ def _precisions(record: dict, speedup: dict) -> dict[str, tuple[float, dict]]:
     return precisions
 
 
-def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int]) -> list[dict]:
-    """The rows of a post_prune stage's results (``run_dirs``: per task, the folder of its ``seed-N.json``), over the
-    fine-tuning seeds; the units were ranked by ``strategy``'s criterion. Per task: the unpruned model in INT8 (where
-    quantised), then per MAC budget the retraining-free model and each recovery, each in FP32 and INT8. A recovery
-    keeps its budget's architecture, so its FP32 speed-ups are the budget's; INT8 ones are timed per budget too."""
+def post_prune_results(run_dir: Path, seeds: list[int], samples: list[int]) -> dict[tuple[int, int], dict]:
+    """A post_prune stage's results in ``run_dir`` (``seed-F/sample-P.json``), by (fine-tuning seed, pruning seed)."""
+    return {(seed, sample): json.loads((run_dir / f"seed-{seed}" / f"sample-{sample}.json").read_text())
+            for seed in seeds for sample in samples}
+
+
+def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int],
+                          samples: list[int]) -> list[dict]:
+    """The rows of a post_prune stage's results (``run_dirs``: per task, the folder of :func:`post_prune_results`),
+    over the fine-tuning seeds and the pruning seeds that drew the Fisher samples; the units were ranked by
+    ``strategy``'s criterion. Per task: the unpruned model in INT8 (where quantised; the same model at every pruning
+    seed, read at the first), then per MAC budget the retraining-free model and each recovery, each in FP32 and INT8.
+    A recovery keeps its budget's architecture, so its FP32 speed-ups are the budget's; INT8 ones are timed per budget
+    too."""
     rows = []
     for task, run_dir in run_dirs.items():
-        results = {seed: json.loads((run_dir / f"seed-{seed}.json").read_text()) for seed in seeds}
-        unpruned = {seed: result["unpruned"]["test"]["mcc"] for seed, result in results.items()}
+        results = post_prune_results(run_dir, seeds, samples)
+        unpruned = {seed: result["unpruned"]["test"]["mcc"] for (seed, _sample), result in results.items()}
         if all("int8" in result["unpruned"] for result in results.values()):
-            runs = [{"mcc": result["unpruned"]["int8"]["test"]["mcc"], "finetune_seed": seed, "pruning_seed": 0,
-                     "speedups": _speedups(result["unpruned"]["int8"]["speedup"], {"onnx": "onnx_int8"})}
-                    for seed, result in results.items()]
+            runs = [{"mcc": results[seed, samples[0]]["unpruned"]["int8"]["test"]["mcc"], "finetune_seed": seed,
+                     "pruning_seed": 0, "speedups": _speedups(results[seed, samples[0]]["unpruned"]["int8"]["speedup"],
+                                                              {"onnx": "onnx_int8"})} for seed in seeds]
             rows.append({"task": task, "strategy": "none", "mode": "", "precision": "int8", "mac_ratio": 0.0,
                          **_aggregate(runs, unpruned)})
         first = next(iter(results.values()))
         for index, budget in enumerate(first["budgets"]):
-            budgets = {seed: result["budgets"][index] for seed, result in results.items()}
+            budgets = {key: result["budgets"][index] for key, result in results.items()}
             for mode in ["after", *budget.get("recovered", {})]:
-                variants = {seed: _precisions(b if mode == "after" else b["recovered"][mode],
-                                              {**b["speedup"], **b.get("int8", {}).get("speedup", {})})
-                            for seed, b in budgets.items()}
+                variants = {key: _precisions(b if mode == "after" else b["recovered"][mode],
+                                             {**b["speedup"], **b.get("int8", {}).get("speedup", {})})
+                            for key, b in budgets.items()}
                 for precision in variants[next(iter(variants))]:
-                    runs = [{"mcc": variants[seed][precision][0], "speedups": variants[seed][precision][1],
-                             "finetune_seed": seed, "pruning_seed": 0,
+                    runs = [{"mcc": variants[seed, sample][precision][0], "speedups": variants[seed, sample][precision][1],
+                             "finetune_seed": seed, "pruning_seed": sample,
                              **({name: b.get(record, {}).get("mcc") for name, record in ABLATIONS.items()}
                                 if (mode, precision) == ("after", "fp32") else {})}
-                            for seed, b in budgets.items()]
+                            for (seed, sample), b in budgets.items()]
                     rows.append({"task": task, "strategy": strategy, "mode": mode, "precision": precision,
                                  "mac_ratio": budget["mac_ratio"], **_aggregate(runs, unpruned)})
     return rows
@@ -110,27 +119,32 @@ RECONSTRUCTION_COLUMNS = ["task", "strategy", "mac_ratio", "method", "reference"
                           "mcc_delta_high", "loss_delta", "loss_delta_low", "loss_delta_high"]
 
 
-def reconstruction_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int]) -> pd.DataFrame:
+def reconstruction_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int],
+                        samples: list[int]) -> pd.DataFrame:
     """Per task, MAC budget and reconstruction method of a post_prune stage's results (``chosen``: the one picked on
     validation at each seed), its paired test MCC and loss differences from each of
-    :data:`RECONSTRUCTION_REFERENCES` that ran: the same fine-tuned model pruned to the same units, with and without
-    the method, 95% bootstrap intervals over the fine-tuning seeds."""
+    :data:`RECONSTRUCTION_REFERENCES` that ran: the same fine-tuned model pruned to the same units (one fine-tuning
+    seed and Fisher sample), with and without the method; 95% bootstrap intervals over the fine-tuning seeds and the
+    pruning seeds, the difference taken within each pruned model."""
     rows = []
     for task, run_dir in run_dirs.items():
-        results = {seed: json.loads((run_dir / f"seed-{seed}.json").read_text()) for seed in seeds}
+        results = post_prune_results(run_dir, seeds, samples)
         for index, budget in enumerate(next(iter(results.values()))["budgets"]):
-            tests = {seed: {**{method: scored["test"] for method, scored in
-                               result["budgets"][index]["reconstructions"].items()},
-                            "chosen": result["budgets"][index]["test"]} for seed, result in results.items()}
-            methods = list(tests[seeds[0]])
+            tests = {key: {**{method: scored["test"] for method, scored in
+                              result["budgets"][index]["reconstructions"].items()},
+                           "chosen": result["budgets"][index]["test"]} for key, result in results.items()}
+            methods = list(next(iter(tests.values())))
             for reference in (r for r in RECONSTRUCTION_REFERENCES if r in methods):
                 for method in (m for m in methods if m != reference):
                     row = {"task": task, "strategy": strategy, "mac_ratio": budget["mac_ratio"], "method": method,
-                           "reference": reference, "n": len(seeds)}
+                           "reference": reference, "n": len(tests)}
                     for metric in ("mcc", "loss"):
-                        paired = paired_difference(
-                            *(_one_pruning({seed: by_method[name][metric] for seed, by_method in tests.items()}, metric)
-                              for name in (method, reference)), seed=0)
+                        differences = pd.DataFrame([
+                            {"finetune_seed": seed, "pruning_seed": sample,
+                             metric: by_method[method][metric] - by_method[reference][metric]}
+                            for (seed, sample), by_method in tests.items()])
+                        paired = paired_difference(seed_table(differences, metric),
+                                                   _one_pruning(dict.fromkeys(seeds, 0.0), metric), seed=0)
                         row |= {f"{metric}_delta": paired["mean_delta"], f"{metric}_delta_low": paired["ci_low"],
                                 f"{metric}_delta_high": paired["ci_high"]}
                     rows.append(row)
