@@ -3,8 +3,11 @@
 import math
 
 import pandas as pd
+import pytest
 
+from mcap.errors import McapError
 from mcap.outputs import write_json
+from mcap.post_prune_files import layout_key
 from mcap.structured_report import (
     after_finetuning_rows,
     best_per_mode,
@@ -13,6 +16,7 @@ from mcap.structured_report import (
     render_markdown,
     structured_table,
     target_lines,
+    timing_cpu,
 )
 
 
@@ -81,21 +85,28 @@ def test_after_fine_tuning_rows_pair_every_mode_and_precision_with_the_unpruned_
     def speedup(prefix, value):
         return {f"{prefix}_batch_{size}": {"median": value} for size in (1, 32)}
 
-    def budget(mcc, untuned, searched, int8, distilled):
+    def timed(torch_value, onnx, int8):  # a post_prune_latency record
+        return {"speedup": {f"batch_{size}": {"median": torch_value} for size in (1, 32)},
+                "onnx": {"speedup": speedup("onnx", onnx) | speedup("onnx_int8", int8)}}
+
+    layouts = {42: ([[0, 1], [0]], [64, 32]), 43: ([[0, 1], [2, 3]], [64, 32])}  # each budget's own architecture
+    timings = {layout_key(*layouts[42]): timed(1.3, 1.4, 2.5), layout_key(*layouts[43]): timed(1.5, 1.6, 2.7),
+               layout_key([[0, 1, 2, 3]] * 2, [64, 64]): timed(1.0, 1.0, 1.9)}
+
+    def budget(seed, mcc, untuned, searched, int8, distilled):
         return {"mac_ratio": 0.4, "test": {"mcc": mcc}, "test_without_tuning": {"mcc": untuned},
-                "test_without_rearrangement": {"mcc": searched},
-                "speedup": speedup("torch", 1.4) | speedup("onnx", 1.5),
-                "int8": {"test": {"mcc": int8}, "speedup": speedup("onnx_int8", 2.6)},
+                "test_without_rearrangement": {"mcc": searched}, "kept_heads": layouts[seed][0],
+                "intermediate_sizes": layouts[seed][1], "int8": {"test": {"mcc": int8}},
                 "recovered": {"distill": {"test": {"mcc": distilled}, "int8": {"test": {"mcc": distilled - 0.01}}}}}
 
     for seed, (unpruned, mcc, untuned, searched, int8, distilled) in {
             42: (0.80, 0.78, 0.76, 0.70, 0.77, 0.79), 43: (0.90, 0.86, 0.84, 0.80, 0.85, 0.89)}.items():
         write_json(tmp_path / f"seed-{seed}" / "sample-7.json", {
-            "unpruned": {"test": {"mcc": unpruned}, "int8": {"test": {"mcc": unpruned - 0.005},
-                                                             "speedup": speedup("onnx_int8", 1.9)}},
-            "budgets": [budget(mcc, untuned, searched, int8, distilled)]})
+            "unpruned": {"test": {"mcc": unpruned}, "int8": {"test": {"mcc": unpruned - 0.005}},
+                         "kept_heads": [[0, 1, 2, 3]] * 2, "intermediate_sizes": [64, 64]},
+            "budgets": [budget(seed, mcc, untuned, searched, int8, distilled)]})
     rows = {(r["mode"], r["precision"]): r for r in after_finetuning_rows({"sst2": tmp_path}, "structured_gradient",
-                                                                          [42, 43], [7])}
+                                                                          [42, 43], [7], {"sst2": timings})}
     assert list(rows) == [("", "int8"), ("after", "fp32"), ("after", "int8"), ("distill", "fp32"), ("distill", "int8")]
     after = rows[("after", "fp32")]
     assert after["n"] == 2 and math.isclose(after["mcc_mean"], 0.82) and math.isclose(after["mcc_delta"], -0.03)
@@ -135,3 +146,13 @@ def test_each_reconstruction_is_paired_with_none_and_the_per_unit_scales_on_the_
     markdown = "\n".join(reconstruction_lines(table))
     assert "| 50% | refit/kwon_sqrt | none | 6 | +2.0 [" in markdown and "| better |" in markdown
     assert "| 50% | scales/unpruned | none | 6 |" in markdown and "within noise" in markdown
+
+
+def test_speed_ups_from_two_kinds_of_cpu_are_refused_and_one_kind_is_named_with_its_int8_features():
+    def machine(model, flags):
+        return {"cpu": {"model_name": "Intel Xeon", "family": "6", "model": model, "flags": flags}, "device": "CPU x"}
+
+    cpu = timing_cpu([machine("106", "fpu avx2 avx512f avx512_vnni"), machine("106", "fpu avx2 avx512f avx512_vnni")])
+    assert cpu == "Intel Xeon (family 6, model 106); AVX2, AVX-512, AVX-512 VNNI"
+    with pytest.raises(McapError, match=r"timings come from 2 kinds of CPU .*model 106.*model 85"):
+        timing_cpu([machine("106", "avx2"), machine("85", "avx2")])

@@ -13,8 +13,9 @@ For a fine-tuned unpruned classifier:
 3. the pruned model as it is (``none``) and after each reconstruction of ``post_prune.reconstructions``
    (:mod:`mcap.reconstruction`: per-unit scales or a refit of each output projection, towards the unpruned model
    or Kwon et al.'s teacher) is scored on validation and test; the best on validation is exported to ONNX,
-   checked against PyTorch, and timed against the unpruned model in the same runtime (PyTorch, then
-   onnxruntime), interleaved. Time depends on the architecture, which every reconstruction keeps;
+   checked against PyTorch, and quantised to INT8. Its layout (heads and FFN width per layer) is recorded: time
+   depends on the architecture alone, which every reconstruction keeps, so the post_prune_latency stage times each
+   architecture once, on one machine (:mod:`mcap.architecture_latency`);
 4. optionally, at the budgets of ``post_prune.recovery_mac_ratios``, the chosen model is retrained for one pass over
    the train sentences (:mod:`mcap.recovery`: distilled from the unpruned model, or on the labels), scored and
    exported; retraining keeps the architecture, so the budget's timing holds for it.
@@ -39,12 +40,12 @@ import torch
 from torch import nn
 
 from mcap.budget import UnitCosts
-from mcap.deploy import DeployedModel, int8_quality, int8_record, test_batches, timed_speedups
+from mcap.deploy import DeployedModel, int8_quality, test_batches
 from mcap.devices import pick_device
 from mcap.errors import McapError
 from mcap.evaluate import device_name, machine_record
 from mcap.ffn import count_neurons, ffn_layout
-from mcap.heads import count_heads
+from mcap.heads import count_heads, head_layout
 from mcap.modeling import count_parameters
 from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings, TrainSettings
 from mcap.reconstruction import (
@@ -93,8 +94,8 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
 
     At each budget the pruned model is scored as it is (``none``) and after each of ``settings.reconstructions``
     (``method/teacher``, :mod:`mcap.reconstruction`) on the validation and test sentences; the one with the best
-    validation MCC (never test) is exported, checked and timed; with ``int8.enabled`` its INT8 quantisation too, and
-    the unpruned model's, each timed against the unpruned FP32 model in onnxruntime. At the budgets of
+    validation MCC (never test) is exported and checked, its layout recorded for the timing stage; with
+    ``int8.enabled`` it and the unpruned model are quantised to INT8 and scored too. At the budgets of
     ``settings.recovery_mac_ratios``, each of ``settings.recoveries`` retrains the chosen model (batch size, weight
     decay and warm-up of ``training``; batch order and dropout from the fine-tuning ``seed``)."""
     if count_heads(model) != model.config.num_hidden_layers * model.config.num_attention_heads or (
@@ -106,7 +107,7 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
     tuning_batches, held_out_batches = (list(make_loader(tokenizer, sentences, BATCH_SIZE, max_seq_len))
                                         for sentences in (tuning, held_out))
     costs = UnitCosts.of(model.config, max_seq_len)
-    # The Fisher pass and reconstruction run where pick_device points; quality, export and timing on the CPU, in
+    # The Fisher pass and reconstruction run where pick_device points; quality and export on the CPU, in
     # fp32, as the ONNX model is deployed.
     working = copy.deepcopy(model).to(pick_device())
     teachers = {name.split("/")[1] for name in settings.reconstructions}
@@ -121,13 +122,16 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
         def search(ratio: float) -> StructuredSelection:
             return select_learned(learned_scores[ratio], model.config.intermediate_size, costs, ratio)
         rearrange, ranking = None, {"ranking": "meta-controller"}  # the controller trained at each budget
-    quality_batches, timed = test_batches(tokenizer, test, max_seq_len, timing.batch_sizes)
+    quality_batches, _ = test_batches(tokenizer, test, max_seq_len)
     validation_batches = list(make_loader(tokenizer, validation, BATCH_SIZE, max_seq_len))
     reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
-    quantized = partial(int8_record, reference=reference, batches=quality_batches, timed=timed, timing=timing,
-                        per_channel=int8.per_channel) if int8.enabled else None
+
+    def quantized(deployed: DeployedModel) -> dict:
+        return int8_quality(deployed, quality_batches, int8.per_channel, timing.threads)[1]
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
-                            "parameters": count_parameters(model), **({"int8": quantized(reference)} if quantized else {})},
+                            "parameters": count_parameters(model), "kept_heads": head_layout(model),
+                            "intermediate_sizes": ffn_layout(model),
+                            **({"int8": quantized(reference)} if int8.enabled else {})},
                **ranking, "mac_seq_len": max_seq_len, "sample_seed": sample_seed, "tuning_examples": len(tuning),
                "held_out_examples": len(held_out), "validation_examples": len(validation),
                "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "precision": "fp32",
@@ -152,8 +156,8 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
                    for teacher in teachers}
         candidates = {"none": pruned, **{name: _reconstructed(pruned, targets, untuned, name, settings)
                                          for name in settings.reconstructions}}
-        record |= _chosen_and_deployed(ratio, selection, candidates, validation_batches, quality_batches, reference,
-                                       timed, timing, onnx_dir, quantized)
+        record |= _chosen_and_deployed(ratio, selection, candidates, validation_batches, quality_batches, timing.threads,
+                                       onnx_dir, quantized if int8.enabled else None)
         if ratio in settings.recovery_mac_ratios:
             chosen = candidates[record["chosen"]]
             record["recovered"] = {recovery: _recovered(
@@ -228,11 +232,11 @@ def _rearrangement_record(model: nn.Module, searched: StructuredSelection, rearr
 
 
 def _chosen_and_deployed(ratio: float, selection: StructuredSelection, candidates: dict, validation_batches,
-                         quality_batches, reference: DeployedModel, timed: dict[int, list], timing: EvaluateSettings,
-                         onnx_dir: Path, quantized: Callable[[DeployedModel], dict] | None) -> dict:
+                         quality_batches, threads: int, onnx_dir: Path,
+                         quantized: Callable[[DeployedModel], dict] | None) -> dict:
     """One budget, ``ratio``: every candidate (``none``: the pruned model; else ``(model, sublayer records)``)
-    scored on the CPU on validation and test; the best on validation exported, checked and timed, and quantised to
-    INT8 by ``quantized`` where given."""
+    scored on the CPU on validation and test; the best on validation exported and checked, its layout recorded (the
+    timing stage's), and quantised to INT8 by ``quantized`` where given."""
     models = {name: (candidate if name == "none" else candidate[0]).cpu() for name, candidate in candidates.items()}
     scores = {name: {split: classification_metrics(*predict_logits(candidate, batches))
                      for split, batches in (("validation", validation_batches), ("test", quality_batches))}
@@ -241,18 +245,15 @@ def _chosen_and_deployed(ratio: float, selection: StructuredSelection, candidate
     pruned = models[chosen]
     record = {"mac_ratio": ratio, "removed_mac_fraction": selection.removed_fraction,
               "heads": count_heads(pruned), "ffn_neurons": count_neurons(pruned),
+              "kept_heads": head_layout(pruned), "intermediate_sizes": ffn_layout(pruned),
               "parameters": count_parameters(pruned), "test_without_tuning": scores["none"]["test"],
               "reconstructions": {name: {**scores[name], **({} if name == "none" else {"sublayers": candidate[1]})}
                                   for name, candidate in candidates.items()},
               "chosen": chosen}
-    deployed = DeployedModel(pruned, onnx_dir / onnx_name(ratio), quality_batches, timing.threads)
+    deployed = DeployedModel(pruned, onnx_dir / onnx_name(ratio), quality_batches, threads)
     record["test"], record["onnx_max_abs_diff"] = deployed.metrics, deployed.onnx_difference
-    record["latency_ms"], record["speedup"] = timed_speedups(deployed, reference, timed, timing)
     if quantized is not None:
         record["int8"] = quantized(deployed)
-    log.info("removed %.0f%% of MACs: %d heads, %d FFN neurons left; %s chosen on validation, test MCC %.4f; "
-             "speed-up b%d torch %.2fx, onnx %.2fx", 100 * selection.removed_fraction, record["heads"],
-             record["ffn_neurons"], chosen, record["test"]["mcc"], max(timed),
-             record["speedup"][f"torch_batch_{max(timed)}"]["median"],
-             record["speedup"][f"onnx_batch_{max(timed)}"]["median"])
+    log.info("removed %.0f%% of MACs: %d heads, %d FFN neurons left; %s chosen on validation, test MCC %.4f",
+             100 * selection.removed_fraction, record["heads"], record["ffn_neurons"], chosen, record["test"]["mcc"])
     return record

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mcap.ffn import feed_forward_blocks
-from mcap.heads import attention_blocks, head_size
+from mcap.heads import attention_blocks, encoder_layers, head_size
 from mcap.params import RECONSTRUCTION_METHODS
 
 
@@ -135,24 +135,56 @@ def relative_errors(model: nn.Module, targets: ReconstructionTargets) -> list[fl
             for wanted, got in zip(targets.sums, sums)]
 
 
-def _samples(model: nn.Module, sublayer: _Sublayer, targets: ReconstructionTargets, index: int,
+# The pruned model is reconstructed on its own inputs, which change as the sublayers before are reconstructed. Each
+# encoder layer's inputs on the tuning sentences are kept (the hidden states and what the encoder passes beside them,
+# the attention mask), so a sublayer's samples come from its own layer alone, not from a forward pass from the
+# embeddings: once a layer is reconstructed, its outputs on those inputs are the next layer's.
+_LayerInputs = list[tuple[tuple, dict]]  # per batch: a layer's positional (hidden states (B, L, d), mask, …) and keyword arguments
+
+
+def _first_layer_inputs(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> _LayerInputs:
+    """Per batch, what the encoder passes its first layer."""
+    inputs: _LayerInputs = []
+
+    def keep(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        inputs.append((args, kwargs))
+        raise _Captured
+
+    handle = encoder_layers(model)[0].register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        for batch in batches:
+            _forward(model, batch)
+    finally:
+        handle.remove()
+    return inputs
+
+
+def _next_layer_inputs(layer: nn.Module, inputs: _LayerInputs) -> _LayerInputs:
+    """``layer``'s outputs on ``inputs``, as the next layer's inputs (the same mask and keyword arguments)."""
+    return [((layer(*args, **kwargs), *args[1:]), kwargs) for args, kwargs in inputs]
+
+
+def _samples(layer: nn.Module, inputs: _LayerInputs, sublayer: _Sublayer, targets: ReconstructionTargets, index: int,
              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Per tuning batch, at the tokens ``sublayer`` (the ``index``-th) is tuned on: its units' outputs z (T, F) and
-    what its projection should give, s* − x (T, d), on ``model``'s own inputs."""
+    """Per tuning batch, at the tokens ``sublayer`` (the ``index``-th, in ``layer``) is tuned on: its units' outputs z
+    (T, F) and what its projection should give, s* − x (T, d), on the pruned model's own inputs to ``layer``."""
     store: dict[str, torch.Tensor] = {}
 
-    def keep_units(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
-        store["units"] = inputs[0]
+    def keep_units(module: nn.Module, args: tuple[torch.Tensor]) -> None:
+        store["units"] = args[0]
 
-    def keep_sum(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
-        store["sum"] = inputs[0]
+    def keep_sum(module: nn.Module, args: tuple[torch.Tensor]) -> None:
+        store["sum"] = args[0]
         raise _Captured
 
     projection = sublayer.projection
     handles = [projection.register_forward_pre_hook(keep_units), sublayer.layer_norm.register_forward_pre_hook(keep_sum)]
     try:
-        for batch, target in zip(targets.batches, targets.sums[index]):
-            _forward(model, batch)
+        for (batch, target), (args, kwargs) in zip(zip(targets.batches, targets.sums[index]), inputs):
+            try:
+                layer(*args, **kwargs)
+            except _Captured:
+                pass
             tokens = _tokens(batch, index >= len(targets.sums) - 2)
             units, pre_norm = store["units"][tokens], store["sum"][tokens]  # (T, F), (T, d)
             yield units, target - pre_norm + projection(units)  # s* − x = s* − s + (z Wᵀ + b)
@@ -225,30 +257,37 @@ def reconstruct(pruned: nn.Module, targets: ReconstructionTargets, method: str =
     if method not in RECONSTRUCTION_METHODS:
         raise ValueError(f"reconstruction method {method!r}: accepted {list(RECONSTRUCTION_METHODS)}")
     pruned.eval()
-    sublayers, records, stopped = _sublayers(pruned), [], False
+    sublayers, layers, records, stopped = _sublayers(pruned), encoder_layers(pruned), [], False
+    inputs = _first_layer_inputs(pruned, targets.batches)
     for index, sublayer in enumerate(sublayers):
-        if not sublayer.projection.in_features:
-            continue  # no units left: nothing to reconstruct
-        record = {"sublayer": index, "kind": "attention" if index % 2 == 0 else "ffn", "tuned": False}
-        records.append(record)
-        if stopped:
-            continue
-        samples = _samples(pruned, sublayer, targets, index)
-        if method == "scales":
-            scales = _solve_scales(samples, sublayer, ridge)
-            record |= {"scale_min": float(scales.min()), "scale_max": float(scales.max())}
-            solved = bool(scales.isfinite().all() and scales.abs().max() <= max_scale)
-        else:
-            solution = _solve_refit(samples, sublayer, ridge)
-            solved = bool(solution.isfinite().all())
-        if not solved:
-            stopped = stop_at_failure
-            continue
-        projection = sublayer.projection
-        if method == "scales":
-            projection.weight.mul_(scales.repeat_interleave(sublayer.width).to(projection.weight))
-        else:
-            projection.weight.copy_(solution[:-1].T)
-            projection.bias.copy_(solution[-1])
-        record["tuned"] = True
+        layer = layers[index // 2]
+        if sublayer.projection.in_features:  # else no units left: nothing to reconstruct
+            record = {"sublayer": index, "kind": "attention" if index % 2 == 0 else "ffn", "tuned": False}
+            records.append(record)
+            if not stopped:
+                record["tuned"] = _tune(sublayer, _samples(layer, inputs, sublayer, targets, index), method, ridge,
+                                        max_scale, record)
+                stopped = stop_at_failure and not record["tuned"]
+        if index % 2 == 1 and index + 1 < len(sublayers):  # the layer is done: its outputs feed the next one
+            inputs = _next_layer_inputs(layer, inputs)
     return records
+
+
+def _tune(sublayer: _Sublayer, samples: Iterable[tuple[torch.Tensor, torch.Tensor]], method: str, ridge: float,
+          max_scale: float, record: dict) -> bool:
+    """Solve ``sublayer`` by ``method`` on ``samples`` and write the solution into its projection; False (and the
+    projection left as it is) where the solve fails. The scales' range goes into ``record``."""
+    projection = sublayer.projection
+    if method == "scales":
+        scales = _solve_scales(samples, sublayer, ridge)
+        record |= {"scale_min": float(scales.min()), "scale_max": float(scales.max())}
+        if not (scales.isfinite().all() and scales.abs().max() <= max_scale):
+            return False
+        projection.weight.mul_(scales.repeat_interleave(sublayer.width).to(projection.weight))
+        return True
+    solution = _solve_refit(samples, sublayer, ridge)
+    if not solution.isfinite().all():
+        return False
+    projection.weight.copy_(solution[:-1].T)
+    projection.bias.copy_(solution[-1])
+    return True

@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mcap.errors import McapError
 from mcap.figures import saved_figure
 from mcap.grid import model_name
 from mcap.paired import paired_difference, seed_table, verdict
-from mcap.report import load_runs, mean_std
+from mcap.post_prune_files import layout_key, post_prune_results
+from mcap.report import load_runs, machine_label, mean_std
 
 KINDS = ("none", "head", "structured")  # unstructured sparsity gives no dense speed-up: not on these axes
 # How a row's model was made: pruned before fine-tuning, after it without retraining, or after it and retrained
@@ -34,6 +36,25 @@ TARGETS = {("after", "fp32"): 1.5, ("distill", "fp32"): 2.0, (None, "int8"): 3.0
 WITHIN_MEAN, WITHIN_LOW = -0.01, -0.02
 RUNTIMES = {"torch": "PyTorch", "onnx": "onnxruntime"}
 LEARNED_MCC = 0.1  # an unpruned model below this test MCC has not learnt its task: losses against it mean nothing
+# The instruction sets a CPU's speed-ups depend on (/proc/cpuinfo flag -> name), INT8's above all (mcap.quantize)
+CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
+                "amx_int8": "AMX-INT8"}
+
+
+def timing_cpu(machines: list[dict]) -> str:
+    """The one CPU every timing of the report ran on (``machines``: the timing records' ``machine``,
+    :func:`mcap.evaluate.machine_record`), with its :data:`CPU_FEATURES`; an error if they differ, since speed-ups
+    are never pooled across CPU kinds (a grid run in chunks on several machines)."""
+    def kind(machine: dict) -> str:
+        flags = set((machine["cpu"].get("flags") or "").split())
+        features = [name for flag, name in CPU_FEATURES.items() if flag in flags]
+        return f"{machine_label(machine)}; {', '.join(features) or 'none of ' + ', '.join(CPU_FEATURES.values())}"
+
+    kinds = sorted({kind(machine) for machine in machines})
+    if len(kinds) != 1:
+        raise McapError(f"the structured report's timings come from {len(kinds)} kinds of CPU ({' | '.join(kinds)}): "
+                        "speed-ups are not pooled across CPUs; rerun the latency and post_prune stages on one machine")
+    return kinds[0]
 
 
 def _speedups(speedup: dict, runtimes: dict[str, str]) -> dict[str, float]:
@@ -42,6 +63,13 @@ def _speedups(speedup: dict, runtimes: dict[str, str]) -> dict[str, float]:
     return {f"speedup_{runtime}_b{size}": (speedup[f"{prefix}_batch_{size}"]["median"]
                                            if f"{prefix}_batch_{size}" in speedup else math.nan)
             for runtime in ("torch", "onnx") for size in (32, 1) for prefix in [runtimes.get(runtime, "")]}
+
+
+def architecture_speedups(record: dict) -> dict[str, dict]:
+    """A timing record's speed-ups (the latency or post_prune_latency stage's: ``speedup`` in PyTorch, ``onnx`` where
+    timed in onnxruntime) as one dict, keys ``torch_batch_N``, ``onnx_batch_N``, ``onnx_int8_batch_N``."""
+    return {**{f"torch_{key}": value for key, value in record["speedup"].items()},
+            **record.get("onnx", {}).get("speedup", {})}
 
 
 def _aggregate(runs: list[dict], unpruned: Mapping[int, float]) -> dict:
@@ -72,27 +100,25 @@ def _precisions(record: dict, speedup: dict) -> dict[str, tuple[float, dict]]:
     return precisions
 
 
-def post_prune_results(run_dir: Path, seeds: list[int], samples: list[int]) -> dict[tuple[int, int], dict]:
-    """A post_prune stage's results in ``run_dir`` (``seed-F/sample-P.json``), by (fine-tuning seed, pruning seed)."""
-    return {(seed, sample): json.loads((run_dir / f"seed-{seed}" / f"sample-{sample}.json").read_text())
-            for seed in seeds for sample in samples}
-
-
-def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int],
-                          samples: list[int]) -> list[dict]:
+def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: list[int], samples: list[int],
+                          timings: Mapping[str, Mapping[str, dict]]) -> list[dict]:
     """The rows of a post_prune stage's results (``run_dirs``: per task, the folder of :func:`post_prune_results`),
     over the fine-tuning seeds and the pruning seeds that drew the Fisher samples; the units were ranked by
     ``strategy``'s criterion. Per task: the unpruned model in INT8 (where quantised; the same model at every pruning
     seed, read at the first), then per MAC budget the retraining-free model and each recovery, each in FP32 and INT8.
-    A recovery keeps its budget's architecture, so its FP32 speed-ups are the budget's; INT8 ones are timed per budget
-    too."""
+    Speed-ups: per task, the post_prune_latency stage's records by layout (``timings``); a recovery keeps its
+    budget's architecture, so its speed-ups are the budget's."""
     rows = []
     for task, run_dir in run_dirs.items():
         results = post_prune_results(run_dir, seeds, samples)
+
+        def speedups(model: dict, timed: Mapping[str, dict] = timings[task]) -> dict[str, dict]:
+            return architecture_speedups(timed[layout_key(model["kept_heads"], model["intermediate_sizes"])])
+
         unpruned = {seed: result["unpruned"]["test"]["mcc"] for (seed, _sample), result in results.items()}
         if all("int8" in result["unpruned"] for result in results.values()):
             runs = [{"mcc": results[seed, samples[0]]["unpruned"]["int8"]["test"]["mcc"], "finetune_seed": seed,
-                     "pruning_seed": 0, "speedups": _speedups(results[seed, samples[0]]["unpruned"]["int8"]["speedup"],
+                     "pruning_seed": 0, "speedups": _speedups(speedups(results[seed, samples[0]]["unpruned"]),
                                                               {"onnx": "onnx_int8"})} for seed in seeds]
             rows.append({"task": task, "strategy": "none", "mode": "", "precision": "int8", "mac_ratio": 0.0,
                          **_aggregate(runs, unpruned)})
@@ -100,8 +126,7 @@ def after_finetuning_rows(run_dirs: Mapping[str, Path], strategy: str, seeds: li
         for index, budget in enumerate(first["budgets"]):
             budgets = {key: result["budgets"][index] for key, result in results.items()}
             for mode in ["after", *budget.get("recovered", {})]:
-                variants = {key: _precisions(b if mode == "after" else b["recovered"][mode],
-                                             {**b["speedup"], **b.get("int8", {}).get("speedup", {})})
+                variants = {key: _precisions(b if mode == "after" else b["recovered"][mode], speedups(b))
                             for key, b in budgets.items()}
                 for precision in variants[next(iter(variants))]:
                     runs = [{"mcc": variants[seed, sample][precision][0], "speedups": variants[seed, sample][precision][1],
@@ -193,10 +218,10 @@ def before_finetuning_rows(reports: Path, tasks: list[str], strategies: list[str
                     continue
                 variants = []
                 for run in runs_by_pair[(task, strategy)]:
-                    speedup = {f"torch_{key}": value for key, value in run["speedup"].items()}
+                    speedup = architecture_speedups(run)
                     if strategy in deployed:  # quality per fine-tuned model; speed per architecture (latency)
                         onnx = _deployed(reports / "deploy", task, name, run["finetune_seed"])[str(run["pruning_seed"])]
-                        precisions = _precisions({**onnx, "test": run["test"]}, {**speedup, **run["onnx"]["speedup"]})
+                        precisions = _precisions({**onnx, "test": run["test"]}, speedup)
                     else:
                         precisions = {"fp32": (run["test"]["mcc"], _speedups(speedup, {"torch": "torch"}))}
                     variants.append((run, precisions))
