@@ -32,8 +32,9 @@ def main(params, args):
                                                           params.prune.seeds[0]))
     with atomic_dir(Path("models/post_pruned") / run) as staging:
         metrics = prune_after_finetuning(model, tokenizer, *(read_split(task_dir, split) for split in SPLITS),
-                                         params.post_prune, params.evaluate, params.int8, params.train.max_seq_len,
-                                         staging, scores, training=params.train, seed=seed, sample_seed=sample)
+                                         params.post_prune, params.evaluate.threads, params.int8,
+                                         params.train.max_seq_len, staging, scores, training=params.train, seed=seed,
+                                         sample_seed=sample)
     write_json(Path("reports/post_prune") / f"{run}.json", metrics)
 
 

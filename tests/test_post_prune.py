@@ -35,8 +35,8 @@ def run(tiny_model, tmp_path, reconstructions=RECONSTRUCTIONS, ratios=(0.3, 0.6)
     training = TrainSettings(epochs=1, learning_rates=[1e-3], batch_size=8, max_seq_len=32, weight_decay=0.01,
                              warmup_ratio=0.1, select_metric="mcc")
     return prune_after_finetuning(model, tokenizer, make_sentences(40, seed=1), make_sentences(10, seed=3),
-                                  make_sentences(12, seed=2), settings, TIMING, int8, 32, tmp_path, learned_scores,
-                                  training=training, seed=3)
+                                  make_sentences(12, seed=2), settings, TIMING.threads, int8, 32, tmp_path,
+                                  learned_scores, training=training, seed=3)
 
 
 def test_each_budget_gives_a_checked_onnx_model_and_its_layout_within_its_mac_budget(tiny_model, tmp_path):

@@ -47,7 +47,7 @@ from mcap.evaluate import device_name, machine_record
 from mcap.ffn import count_neurons, ffn_layout
 from mcap.heads import count_heads, head_layout
 from mcap.modeling import count_parameters
-from mcap.params import EvaluateSettings, Int8Settings, PostPruneSettings, TrainSettings
+from mcap.params import Int8Settings, PostPruneSettings, TrainSettings
 from mcap.reconstruction import (
     ReconstructionTargets,
     reconstruct,
@@ -79,12 +79,13 @@ def onnx_name(ratio: float | None, recovery: str | None = None) -> str:
 
 
 def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, validation: pd.DataFrame,
-                           test: pd.DataFrame, settings: PostPruneSettings, timing: EvaluateSettings, int8: Int8Settings,
+                           test: pd.DataFrame, settings: PostPruneSettings, threads: int, int8: Int8Settings,
                            max_seq_len: int, onnx_dir: Path,
                            learned_scores: Mapping[float, Mapping[str, Any]] | None = None,
                            training: TrainSettings | None = None, seed: int = 0, sample_seed: int = 0) -> dict:
     """Prune the fine-tuned unpruned ``model`` (CPU) to each of ``settings.mac_ratios``; write the ONNX models to
-    ``onnx_dir``; return the metrics of the unpruned model and of every budget. Units are ranked by their Fisher
+    ``onnx_dir`` (checked in onnxruntime with ``threads`` threads); return the metrics of the unpruned model and of
+    every budget. Units are ranked by their Fisher
     importance, or, if ``learned_scores`` is given ({budget: a structured meta-controller's scores}), at each budget
     by the scores of the controller trained at it (:func:`select_learned`). With Fisher ranking, the masks are
     rearranged (:func:`rearrange_masks`), and each budget's record also holds the test metrics of the searched units
@@ -124,17 +125,17 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
         rearrange, ranking = None, {"ranking": "meta-controller"}  # the controller trained at each budget
     quality_batches, _ = test_batches(tokenizer, test, max_seq_len)
     validation_batches = list(make_loader(tokenizer, validation, BATCH_SIZE, max_seq_len))
-    reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, timing.threads)
+    reference = DeployedModel(model, onnx_dir / onnx_name(None), quality_batches, threads)
 
     def quantized(deployed: DeployedModel) -> dict:
-        return int8_quality(deployed, quality_batches, int8.per_channel, timing.threads)[1]
+        return int8_quality(deployed, quality_batches, int8.per_channel, threads)[1]
     results = {"unpruned": {"test": reference.metrics, "onnx_max_abs_diff": reference.onnx_difference,
                             "parameters": count_parameters(model), "kept_heads": head_layout(model),
                             "intermediate_sizes": ffn_layout(model),
                             **({"int8": quantized(reference)} if int8.enabled else {})},
                **ranking, "mac_seq_len": max_seq_len, "sample_seed": sample_seed, "tuning_examples": len(tuning),
                "held_out_examples": len(held_out), "validation_examples": len(validation),
-               "device_name": device_name(torch.device("cpu")), "threads": timing.threads, "precision": "fp32",
+               "device_name": device_name(torch.device("cpu")), "threads": threads, "precision": "fp32",
                "statistics_device": working.device.type,
                "machine": machine_record(torch.device("cpu")), "budgets": []}
 
@@ -156,14 +157,14 @@ def prune_after_finetuning(model: nn.Module, tokenizer, train: pd.DataFrame, val
                    for teacher in teachers}
         candidates = {"none": pruned, **{name: _reconstructed(pruned, targets, untuned, name, settings)
                                          for name in settings.reconstructions}}
-        record |= _chosen_and_deployed(ratio, selection, candidates, validation_batches, quality_batches, timing.threads,
+        record |= _chosen_and_deployed(ratio, selection, candidates, validation_batches, quality_batches, threads,
                                        onnx_dir, quantized if int8.enabled else None)
         if ratio in settings.recovery_mac_ratios:
             chosen = candidates[record["chosen"]]
             record["recovered"] = {recovery: _recovered(
                 chosen if record["chosen"] == "none" else chosen[0], working, recovery, train, tokenizer, settings,
                 training, seed, max_seq_len, validation_batches, quality_batches, onnx_dir / onnx_name(ratio, recovery),
-                timing.threads, int8) for recovery in settings.recoveries}
+                threads, int8) for recovery in settings.recoveries}
         results["budgets"].append(record)
     return results
 
