@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import make_sentences
-from mcap.architecture_latency import layout_twin, post_prune_layouts, time_layouts, unpruned_layout
+from mcap.architecture_latency import layout_twin, post_prune_layouts, time_layouts
 from mcap.budget import UnitCosts
 from mcap.errors import McapError
 from mcap.ffn import count_neurons, ffn_layout
@@ -180,7 +180,7 @@ def test_each_distinct_architecture_is_timed_once_in_both_runtimes_and_int8_agai
     layouts = post_prune_layouts(results)
     assert len(layouts) == 2
     records = time_layouts(model, tokenizer, layouts, make_sentences(12, seed=2), TIMING, 32, INT8)
-    unpruned = layout_key(*unpruned_layout(model))
+    unpruned = layout_key(head_layout(model), ffn_layout(model))
     assert set(records) == {unpruned, *layouts}
     for key, record in records.items():
         assert set(record["speedup"]) == {"batch_1", "batch_4"}  # PyTorch, against the unpruned architecture

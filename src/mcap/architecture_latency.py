@@ -19,18 +19,11 @@ from torch import nn
 
 from mcap.deploy import architecture_onnx_speedups
 from mcap.evaluate import architecture_metrics
-from mcap.ffn import apply_ffn_layout
-from mcap.heads import apply_head_layout
+from mcap.ffn import apply_ffn_layout, ffn_layout
+from mcap.heads import apply_head_layout, head_layout
 from mcap.modeling import unpruned_twin
 from mcap.params import EvaluateSettings, Int8Settings
 from mcap.post_prune_files import layout_key
-
-
-def unpruned_layout(model: nn.Module) -> tuple[list[list[int]], list[int]]:
-    """The layout of ``model``'s unpruned architecture: every head and FFN neuron of every layer."""
-    config = model.config
-    return ([list(range(config.num_attention_heads))] * config.num_hidden_layers,
-            [config.intermediate_size] * config.num_hidden_layers)
 
 
 def post_prune_layouts(results: Iterable[dict]) -> dict[str, tuple[list[list[int]], list[int]]]:
@@ -56,7 +49,8 @@ def time_layouts(unpruned: nn.Module, tokenizer, layouts: dict[str, tuple[list[l
     """Each layout (and the unpruned one, whose INT8 model is a row of its own) timed against the unpruned
     architecture on the ``test`` sentences: PyTorch (``speedup``, :func:`mcap.evaluate.architecture_metrics`) and
     onnxruntime in FP32 and INT8 (``onnx``), with the machine; by :func:`layout_key`."""
-    everything = {layout_key(*unpruned_layout(unpruned)): unpruned_layout(unpruned), **layouts}
+    unpruned_layout = head_layout(unpruned), ffn_layout(unpruned)  # every head and FFN neuron
+    everything = {layout_key(*unpruned_layout): unpruned_layout, **layouts}
     records = {}
     for key, layout in everything.items():
         model = layout_twin(unpruned, *layout)

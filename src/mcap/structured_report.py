@@ -53,7 +53,8 @@ def timing_cpu(machines: list[dict]) -> str:
     kinds = sorted({kind(machine) for machine in machines})
     if len(kinds) != 1:
         raise McapError(f"the structured report's timings come from {len(kinds)} kinds of CPU ({' | '.join(kinds)}): "
-                        "speed-ups are not pooled across CPUs; rerun the latency and post_prune stages on one machine")
+                        "speed-ups are not pooled across CPUs; rerun latency and post_prune_latency on one machine "
+                        "(dvc repro -f -s)")
     return kinds[0]
 
 
